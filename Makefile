@@ -1,0 +1,31 @@
+# kuik: the only entry points a user needs. `make test` is what CI runs.
+SHELL := /bin/bash
+UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+PYTEST_WORKERS ?= 2
+export UV_FROZEN := 1
+
+.PHONY: install test lint pytest bench help
+
+help:
+	@echo "make install   uv, the locked Python environment, and the Debian packages tests need"
+	@echo "make test      install, lint, then the whole test suite (what CI runs)"
+	@echo "make lint      ruff check, ruff format --check, mypy"
+	@echo "make bench     benchmarks in bench/ (results: docs/benchmarks.md)"
+
+install:
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	$(UV) sync --all-packages --frozen
+	@scripts/install-system-packages.sh
+
+lint:
+	$(UV) run ruff check .
+	$(UV) run ruff format --check .
+	$(UV) run mypy
+
+pytest:
+	$(UV) run pytest -n $(PYTEST_WORKERS) --dist loadgroup
+
+test: install lint pytest
+
+bench: install
+	$(UV) run python -m bench

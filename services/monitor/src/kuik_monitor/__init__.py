@@ -1,0 +1,1 @@
+"""kuik monitor service."""

@@ -1,0 +1,1 @@
+"""kuik replicator service."""

@@ -1,0 +1,1 @@
+"""kuik webhook service."""

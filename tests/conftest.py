@@ -1,0 +1,1 @@
+"""Shared fixtures come from the `kuikcore.testing.plugin` pytest plugin (see pyproject)."""
