@@ -1,0 +1,61 @@
+"""Names kuik shares with the cluster: API group, annotations, labels, finalizers.
+
+Kept in one module so the webhook, replicator, monitor and CLI spell each name once,
+exactly as upstream kuik v2 does (so existing clusters keep working).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+__all__ = [
+    "API_VERSION",
+    "CONFIG_MIRROR_ANNOTATION",
+    "GROUP",
+    "MIRROR_CLEANUP_FINALIZER",
+    "ORIGINAL_IMAGES_ANNOTATION",
+    "OWNER_GROUP_LABEL",
+    "OWNER_KIND_LABEL",
+    "OWNER_NAME_LABEL",
+    "OWNER_UID_LABEL",
+    "OWNER_VERSION_LABEL",
+    "SECRET_CLEANUP_FINALIZER",
+    "UNUSED_MARKER",
+    "VERSION",
+    "AvailabilityStatus",
+]
+
+GROUP = "kuik.enix.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+# Pod annotation written by the webhook: JSON {"<container name>": "<original image>"};
+# init containers are keyed "init:<name>", ephemeral containers "ephemeral:<name>".
+ORIGINAL_IMAGES_ANNOTATION = "kuik.enix.io/original-images"
+# Static (mirror) pods carry this annotation; kuik never touches them.
+CONFIG_MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
+
+# Labels on pull-secret copies made by the webhook (upstream §1.10).
+OWNER_VERSION_LABEL = "kuik.enix.io/owner-version"
+OWNER_GROUP_LABEL = "kuik.enix.io/owner-group"
+OWNER_KIND_LABEL = "kuik.enix.io/owner-kind"
+OWNER_UID_LABEL = "kuik.enix.io/owner-uid"
+OWNER_NAME_LABEL = "kuik.enix.io/owner-name"
+
+MIRROR_CLEANUP_FINALIZER = "kuik.enix.io/mirror-cleanup"
+SECRET_CLEANUP_FINALIZER = "kuik.enix.io/secret-cleanup"
+
+# `unusedSince` value meaning "no longer matches the filter": expires at once (upstream marker).
+UNUSED_MARKER = "0001-01-01T01:00:00Z"
+
+
+class AvailabilityStatus(StrEnum):
+    """Result of an image availability check (CISA `status.images[].status`)."""
+
+    SCHEDULED = "Scheduled"
+    AVAILABLE = "Available"
+    NOT_FOUND = "NotFound"
+    UNREACHABLE = "Unreachable"
+    INVALID_AUTH = "InvalidAuth"
+    UNAVAILABLE_SECRET = "UnavailableSecret"
+    QUOTA_EXCEEDED = "QuotaExceeded"
