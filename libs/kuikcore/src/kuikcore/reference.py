@@ -16,6 +16,8 @@ Known quirks kept on purpose, because docker has them too:
   (``my_registry.local/app``) gives an empty ``domain`` and the whole name as ``path``;
   ``registry_host``/``repository`` then split it the way pull clients do.
 - A bare ``localhost:5000`` is ``docker.io/library/localhost`` with tag ``5000``.
+- ``familiar()`` drops ``docker.io/`` even when the first path component then reads as a
+  host (``docker.io/0.0/app`` -> ``0.0/app``), so only ``str()`` is guaranteed to re-parse.
 """
 
 from __future__ import annotations
@@ -94,8 +96,7 @@ class InvalidReference(ValueError):
     """An image reference docker would refuse; the message names the input and the rule."""
 
     def __init__(self, text: str, reason: str) -> None:
-        shown = text if len(text) <= _MAX_SHOWN else f"{text[:_MAX_SHOWN]}...({len(text)} chars)"
-        super().__init__(f"invalid reference {_quote(shown)}: {reason}")
+        super().__init__(f"invalid reference {_quote(text)}: {reason}")
         self.input = text
         self.reason = reason
 
@@ -362,4 +363,7 @@ def _diagnose(text: str) -> str:
 
 
 def _quote(text: str) -> str:
+    """Double-quoted and escaped like Go's %q; huge inputs cut (messages end up in logs)."""
+    if len(text) > _MAX_SHOWN:
+        return json.dumps(text[:_MAX_SHOWN], ensure_ascii=False) + f"...({len(text)} chars)"
     return json.dumps(text, ensure_ascii=False)
