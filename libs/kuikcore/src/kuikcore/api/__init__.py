@@ -1,7 +1,42 @@
-"""kuik's Kubernetes API: the five `kuik.enix.io/v1alpha1` kinds and the names kuik writes."""
+"""kuik's Kubernetes API: the five `kuik.enix.io/v1alpha1` kinds and the names kuik writes.
+
+Models (pydantic v2) in `kuikcore.api.models`, validation like the CRD in
+`kuikcore.api.validation`, CRD generation in `kuikcore.api.crd`, names in `kuikcore.api.names`.
+"""
 
 from __future__ import annotations
 
+from kuikcore.api.models import (
+    Cleanup,
+    ClusterFilter,
+    ClusterFilterItem,
+    ClusterImageSetAvailability,
+    ClusterImageSetAvailabilitySpec,
+    ClusterImageSetAvailabilityStatus,
+    ClusterImageSetMirror,
+    ClusterImageSetMirrorSpec,
+    ClusterReplicatedImageSet,
+    ClusterReplicatedImageSetSpec,
+    CredentialSecret,
+    Filter,
+    FilterItem,
+    ImageFilterDefinition,
+    ImageSetMirror,
+    ImageSetMirrorSpec,
+    ImageSetMirrorStatus,
+    MatchingImage,
+    Mirror,
+    MirrorStatus,
+    MonitoredImage,
+    ObjectMeta,
+    ReplicatedImageSet,
+    ReplicatedImageSetSpec,
+    ReplicatedImageSetStatus,
+    ReplicatedUpstream,
+    Resource,
+    format_time,
+    join_path,
+)
 from kuikcore.api.names import (
     API_VERSION,
     CONFIG_MIRROR_ANNOTATION,
@@ -18,11 +53,20 @@ from kuikcore.api.names import (
     VERSION,
     AvailabilityStatus,
 )
+from kuikcore.api.validation import (
+    KINDS,
+    InvalidResource,
+    KindInfo,
+    KuikResource,
+    check_rules,
+    parse_resource,
+)
 
 __all__ = [
     "API_VERSION",
     "CONFIG_MIRROR_ANNOTATION",
     "GROUP",
+    "KINDS",
     "MIRROR_CLEANUP_FINALIZER",
     "ORIGINAL_IMAGES_ANNOTATION",
     "OWNER_GROUP_LABEL",
@@ -34,4 +78,38 @@ __all__ = [
     "UNUSED_MARKER",
     "VERSION",
     "AvailabilityStatus",
+    "Cleanup",
+    "ClusterFilter",
+    "ClusterFilterItem",
+    "ClusterImageSetAvailability",
+    "ClusterImageSetAvailabilitySpec",
+    "ClusterImageSetAvailabilityStatus",
+    "ClusterImageSetMirror",
+    "ClusterImageSetMirrorSpec",
+    "ClusterReplicatedImageSet",
+    "ClusterReplicatedImageSetSpec",
+    "CredentialSecret",
+    "Filter",
+    "FilterItem",
+    "ImageFilterDefinition",
+    "ImageSetMirror",
+    "ImageSetMirrorSpec",
+    "ImageSetMirrorStatus",
+    "InvalidResource",
+    "KindInfo",
+    "KuikResource",
+    "MatchingImage",
+    "Mirror",
+    "MirrorStatus",
+    "MonitoredImage",
+    "ObjectMeta",
+    "ReplicatedImageSet",
+    "ReplicatedImageSetSpec",
+    "ReplicatedImageSetStatus",
+    "ReplicatedUpstream",
+    "Resource",
+    "check_rules",
+    "format_time",
+    "join_path",
+    "parse_resource",
 ]

@@ -1,0 +1,404 @@
+"""Typed models of the five `kuik.enix.io/v1alpha1` kinds (pydantic v2).
+
+Attribute names are snake_case, aliases are the API's camelCase field names. Parsing accepts
+the API shape (aliases); `to_dict()` gives it back by alias without unset or None fields, so a
+status built in code patches only what it names. Optional API fields whose presence matters
+(CEL's `has()`) are `None` when absent. Structure (types, lengths, item counts) is checked
+here; the CRD's CEL rules live in `kuikcore.api.validation` so both can name exact field paths.
+
+Beyond upstream: `MirrorStatus.digest` / `.platforms` record what was copied, and
+`Mirror.cleanup` overrides `spec.cleanup` per mirror (upstream declares it but ignores it).
+"""
+
+from __future__ import annotations
+
+import posixpath
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+)
+from pydantic.alias_generators import to_camel
+
+from kuikcore.api.names import AvailabilityStatus
+from kuikcore.config.duration import parse_duration
+
+__all__ = [
+    "Cleanup",
+    "ClusterFilter",
+    "ClusterFilterItem",
+    "ClusterImageSetAvailability",
+    "ClusterImageSetAvailabilitySpec",
+    "ClusterImageSetAvailabilityStatus",
+    "ClusterImageSetMirror",
+    "ClusterImageSetMirrorSpec",
+    "ClusterReplicatedImageSet",
+    "ClusterReplicatedImageSetSpec",
+    "CredentialSecret",
+    "Filter",
+    "FilterItem",
+    "ImageFilterDefinition",
+    "ImageSetMirror",
+    "ImageSetMirrorSpec",
+    "ImageSetMirrorStatus",
+    "MatchingImage",
+    "Mirror",
+    "MirrorStatus",
+    "MonitoredImage",
+    "ObjectMeta",
+    "ReplicatedImageSet",
+    "ReplicatedImageSetSpec",
+    "ReplicatedImageSetStatus",
+    "ReplicatedUpstream",
+    "Resource",
+    "format_time",
+    "join_path",
+]
+
+MAX_FILTER_ITEMS = 16
+MAX_PATTERN_LENGTH = 128
+MAX_SELECTOR_LENGTH = 512
+MAX_UPSTREAMS = 32
+
+
+def format_time(value: datetime) -> str:
+    """metav1.Time's wire format: RFC 3339, UTC, whole seconds (`2026-07-13T09:47:32Z`)."""
+    v = _aware(value).astimezone(UTC)
+    return f"{v.year:04d}-{v.month:02d}-{v.day:02d}T{v.hour:02d}:{v.minute:02d}:{v.second:02d}Z"
+
+
+def join_path(*elements: str) -> str:
+    """Go's `path.Join`: skip empty elements, join with "/", then `path.Clean` ("" if none)."""
+    parts = [e for e in elements if e]
+    if not parts:
+        return ""
+    cleaned = posixpath.normpath("/".join(parts))
+    return cleaned[1:] if cleaned.startswith("//") else cleaned
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _go_duration(value: str) -> str:
+    if value:
+        parse_duration(value)  # raises InvalidDuration (a ValueError) naming the input
+    return value
+
+
+Time = Annotated[datetime, AfterValidator(_aware), PlainSerializer(format_time, return_type=str)]
+Duration = Annotated[str, AfterValidator(_go_duration)]
+Pattern = Annotated[str, Field(max_length=MAX_PATTERN_LENGTH)]
+Selector = Annotated[str, Field(max_length=MAX_SELECTOR_LENGTH)]
+PatternList = Annotated[list[Pattern], Field(max_length=MAX_FILTER_ITEMS)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        validate_assignment=True,
+    )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The API shape: camelCase keys, JSON values, unset and None fields left out."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_unset=True)
+
+
+# --- shared types -------------------------------------------------------------------------
+
+
+class FilterItem(_Model):
+    """One selector of the unified filter; exactly one field is set (CEL-checked)."""
+
+    image: Pattern | None = None
+    label: Selector | None = None
+    annotation: Selector | None = None
+
+    SELECTORS: ClassVar[tuple[str, ...]] = ("image", "label", "annotation")
+
+
+class ClusterFilterItem(FilterItem):
+    """A `FilterItem` with the namespace dimension (cluster-scoped kinds only)."""
+
+    namespace: Pattern | None = None
+
+    SELECTORS: ClassVar[tuple[str, ...]] = ("image", "label", "annotation", "namespace")
+
+
+class Filter(_Model):
+    include: Annotated[list[FilterItem], Field(max_length=MAX_FILTER_ITEMS)] | None = None
+    exclude: Annotated[list[FilterItem], Field(max_length=MAX_FILTER_ITEMS)] | None = None
+
+    @property
+    def is_empty(self) -> bool:
+        """No item at all: pods all match and images fall back to the deprecated imageFilter."""
+        return not self.include and not self.exclude
+
+    @property
+    def is_set(self) -> bool:
+        """CEL's `has(filter.include) || has(filter.exclude)` (an empty list counts as set)."""
+        return self.include is not None or self.exclude is not None
+
+
+class ClusterFilter(Filter):
+    include: Annotated[list[ClusterFilterItem], Field(max_length=MAX_FILTER_ITEMS)] | None = None  # type: ignore[assignment]
+    exclude: Annotated[list[ClusterFilterItem], Field(max_length=MAX_FILTER_ITEMS)] | None = None  # type: ignore[assignment]
+
+
+class ImageFilterDefinition(_Model):
+    """Deprecated regex include/exclude list (`spec.imageFilter`, `upstreams[].imageFilter`)."""
+
+    include: PatternList | None = None
+    exclude: PatternList | None = None
+
+    @property
+    def is_set(self) -> bool:
+        return self.include is not None or self.exclude is not None
+
+
+class CredentialSecret(_Model):
+    """A dockerconfigjson Secret; `namespace` is forced to the CR's on namespaced kinds."""
+
+    name: str = ""
+    namespace: str = ""
+
+
+class Cleanup(_Model):
+    enabled: bool = False
+    retention: Duration = ""
+
+    @property
+    def retention_delta(self) -> timedelta:
+        return parse_duration(self.retention) if self.retention else timedelta(0)
+
+
+class ObjectMeta(BaseModel):
+    """The metadata fields kuik reads; everything else is kept as it came."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
+
+    name: str = ""
+    namespace: str | None = None
+    uid: str | None = None
+    resource_version: str | None = None
+    generation: int | None = None
+    labels: dict[str, str] | None = None
+    annotations: dict[str, str] | None = None
+    finalizers: list[str] | None = None
+    creation_timestamp: Time | None = None
+    deletion_timestamp: Time | None = None
+
+
+# --- (Cluster)ImageSetMirror --------------------------------------------------------------
+
+
+class Mirror(_Model):
+    priority: Annotated[int, Field(ge=0)] = 0
+    registry: str = ""
+    path: str = ""
+    credential_secret: CredentialSecret | None = None
+    cleanup: Cleanup | None = None
+
+    @property
+    def prefix(self) -> str:
+        """`path.Join(registry, path)`: where this mirror's copies live."""
+        return join_path(self.registry, self.path)
+
+
+class MirrorStatus(_Model):
+    image: str
+    mirrored_at: Time | None = None
+    last_error: str | None = None
+    digest: str | None = None
+    platforms: list[str] | None = None
+
+
+class MatchingImage(_Model):
+    image: str
+    mirrors: list[MirrorStatus] | None = None
+    unused_since: Time | None = None
+
+
+class ImageSetMirrorStatus(_Model):
+    matching_images: list[MatchingImage] | None = None
+
+
+class _ImageSetMirrorSpecBase(_Model):
+    priority: int = 0
+    image_filter: ImageFilterDefinition = Field(default_factory=ImageFilterDefinition)
+    cleanup: Cleanup = Field(default_factory=Cleanup)
+    mirrors: list[Mirror] = Field(default_factory=list)
+
+    def cleanup_for(self, mirror: Mirror) -> Cleanup:
+        """The mirror's own cleanup when it has one, else the CR's (beyond upstream)."""
+        return mirror.cleanup if mirror.cleanup is not None else self.cleanup
+
+
+class ImageSetMirrorSpec(_ImageSetMirrorSpecBase):
+    filter: Filter = Field(default_factory=Filter)
+
+
+class ClusterImageSetMirrorSpec(_ImageSetMirrorSpecBase):
+    filter: ClusterFilter = Field(default_factory=ClusterFilter)
+
+
+# --- (Cluster)ReplicatedImageSet ----------------------------------------------------------
+
+
+class ReplicatedUpstream(_Model):
+    registry: str
+    path: str
+    priority: Annotated[int, Field(ge=0)] = 0
+    discard_alternative: bool = False
+    image_filter: ImageFilterDefinition = Field(default_factory=ImageFilterDefinition)
+    credential_secret: CredentialSecret | None = None
+
+
+class ReplicatedImageSetStatus(_Model):
+    pass
+
+
+class _ReplicatedImageSetSpecBase(_Model):
+    priority: int = 0
+    upstreams: Annotated[list[ReplicatedUpstream], Field(max_length=MAX_UPSTREAMS)] = Field(
+        default_factory=list
+    )
+
+
+class ReplicatedImageSetSpec(_ReplicatedImageSetSpecBase):
+    filter: Filter = Field(default_factory=Filter)
+
+
+class ClusterReplicatedImageSetSpec(_ReplicatedImageSetSpecBase):
+    filter: ClusterFilter = Field(default_factory=ClusterFilter)
+
+
+# --- ClusterImageSetAvailability ----------------------------------------------------------
+
+
+class MonitoredImage(_Model):
+    image: str
+    status: AvailabilityStatus = AvailabilityStatus.SCHEDULED
+    unused_since: Time | None = None
+    last_error: str | None = None
+    last_monitor: Time | None = None
+    original: bool | None = None
+
+
+class ClusterImageSetAvailabilitySpec(_Model):
+    unused_image_expiry: Duration = ""
+    image_filter: ImageFilterDefinition = Field(default_factory=ImageFilterDefinition)
+    filter: ClusterFilter = Field(default_factory=ClusterFilter)
+
+    @property
+    def unused_image_expiry_delta(self) -> timedelta:
+        return (
+            parse_duration(self.unused_image_expiry) if self.unused_image_expiry else timedelta(0)
+        )
+
+
+class ClusterImageSetAvailabilityStatus(_Model):
+    image_count: int | None = None
+    images: list[MonitoredImage] | None = None
+
+
+# --- the resources ------------------------------------------------------------------------
+
+
+class Resource(_Model):
+    """Common envelope of the five kinds (`apiVersion`, `kind`, `metadata`, `spec`, `status`)."""
+
+    KIND: ClassVar[str]
+    PLURAL: ClassVar[str]
+    SHORT_NAME: ClassVar[str]
+    NAMESPACED: ClassVar[bool]
+
+    api_version: Literal["kuik.enix.io/v1alpha1"] = "kuik.enix.io/v1alpha1"
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def namespace(self) -> str | None:
+        return self.metadata.namespace if self.NAMESPACED else None
+
+    @property
+    def key(self) -> str:
+        """`Kind/name` or `Kind/namespace/name`: how logs, events and route output name a CR."""
+        return f"{self.KIND}/{self.display_name}"
+
+    @property
+    def display_name(self) -> str:
+        """`namespace/name` for namespaced kinds, else `name`."""
+        return f"{self.namespace}/{self.name}" if self.namespace else self.name
+
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        head = {"apiVersion": self.api_version, "kind": self.KIND}
+        return head | {k: v for k, v in data.items() if k not in head}
+
+
+class ClusterImageSetMirror(Resource):
+    KIND: ClassVar[str] = "ClusterImageSetMirror"
+    PLURAL: ClassVar[str] = "clusterimagesetmirrors"
+    SHORT_NAME: ClassVar[str] = "cism"
+    NAMESPACED: ClassVar[bool] = False
+
+    kind: Literal["ClusterImageSetMirror"] = "ClusterImageSetMirror"
+    spec: ClusterImageSetMirrorSpec = Field(default_factory=ClusterImageSetMirrorSpec)
+    status: ImageSetMirrorStatus = Field(default_factory=ImageSetMirrorStatus)
+
+
+class ImageSetMirror(Resource):
+    KIND: ClassVar[str] = "ImageSetMirror"
+    PLURAL: ClassVar[str] = "imagesetmirrors"
+    SHORT_NAME: ClassVar[str] = "ism"
+    NAMESPACED: ClassVar[bool] = True
+
+    kind: Literal["ImageSetMirror"] = "ImageSetMirror"
+    spec: ImageSetMirrorSpec = Field(default_factory=ImageSetMirrorSpec)
+    status: ImageSetMirrorStatus = Field(default_factory=ImageSetMirrorStatus)
+
+
+class ClusterReplicatedImageSet(Resource):
+    KIND: ClassVar[str] = "ClusterReplicatedImageSet"
+    PLURAL: ClassVar[str] = "clusterreplicatedimagesets"
+    SHORT_NAME: ClassVar[str] = "cris"
+    NAMESPACED: ClassVar[bool] = False
+
+    kind: Literal["ClusterReplicatedImageSet"] = "ClusterReplicatedImageSet"
+    spec: ClusterReplicatedImageSetSpec = Field(default_factory=ClusterReplicatedImageSetSpec)
+    status: ReplicatedImageSetStatus = Field(default_factory=ReplicatedImageSetStatus)
+
+
+class ReplicatedImageSet(Resource):
+    KIND: ClassVar[str] = "ReplicatedImageSet"
+    PLURAL: ClassVar[str] = "replicatedimagesets"
+    SHORT_NAME: ClassVar[str] = "ris"
+    NAMESPACED: ClassVar[bool] = True
+
+    kind: Literal["ReplicatedImageSet"] = "ReplicatedImageSet"
+    spec: ReplicatedImageSetSpec = Field(default_factory=ReplicatedImageSetSpec)
+    status: ReplicatedImageSetStatus = Field(default_factory=ReplicatedImageSetStatus)
+
+
+class ClusterImageSetAvailability(Resource):
+    KIND: ClassVar[str] = "ClusterImageSetAvailability"
+    PLURAL: ClassVar[str] = "clusterimagesetavailabilities"
+    SHORT_NAME: ClassVar[str] = "cisa"
+    NAMESPACED: ClassVar[bool] = False
+
+    kind: Literal["ClusterImageSetAvailability"] = "ClusterImageSetAvailability"
+    spec: ClusterImageSetAvailabilitySpec = Field(default_factory=ClusterImageSetAvailabilitySpec)
+    status: ClusterImageSetAvailabilityStatus = Field(
+        default_factory=ClusterImageSetAvailabilityStatus
+    )
