@@ -1,0 +1,23 @@
+"""Observability shared by every kuik process: logging, secret redaction, metrics, health server."""
+
+from kuikcore.observe.health import CheckResult, HealthServer, ReadinessCheck
+from kuikcore.observe.logs import LOG_LEVELS, configure_logging, get_logger
+from kuikcore.observe.metrics import NAMESPACE, build_info, metrics_registry
+from kuikcore.observe.redact import REDACTED, is_sensitive_key, redact, redact_event, redact_text
+
+__all__ = [
+    "LOG_LEVELS",
+    "NAMESPACE",
+    "REDACTED",
+    "CheckResult",
+    "HealthServer",
+    "ReadinessCheck",
+    "build_info",
+    "configure_logging",
+    "get_logger",
+    "is_sensitive_key",
+    "metrics_registry",
+    "redact",
+    "redact_event",
+    "redact_text",
+]
