@@ -1,0 +1,578 @@
+"""The distribution API, one method per request kind, over the shared `Transport`.
+
+`RegistryClient` is what services hold (one per process: its sessions, tokens and scheme
+probes are shared by every call). The multi-request operations live in their own modules
+(`check`, `copy`, `delete`) and are reachable as methods here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
+
+import aiohttp
+from yarl import URL
+
+from kuikcore.reference import Reference, parse
+from kuikcore.registry.auth import Credentials, scope_for
+from kuikcore.registry.errors import DigestMismatch, RegistryError
+from kuikcore.registry.mediatypes import MANIFEST_ACCEPT, Manifest, digest_of, parse_manifest
+from kuikcore.registry.transport import (
+    Deadline,
+    RegistryTLS,
+    RetryPolicy,
+    TLSLookup,
+    Transport,
+)
+
+if TYPE_CHECKING:
+    from kuikcore.registry.check import CheckResult
+    from kuikcore.registry.copy import CopyResult, Progress
+    from kuikcore.registry.delete import DeleteResult
+    from kuikcore.registry.platforms import Platform
+
+__all__ = ["ManifestInfo", "RegistryClient", "VerifyingStream", "as_reference"]
+
+PULL: Final = ("pull",)
+PUSH: Final = ("pull", "push")
+DELETE: Final = ("delete",)
+_LINK_NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
+_CHUNK: Final = 1024 * 1024
+
+
+def as_reference(ref: Reference | str) -> Reference:
+    return ref if isinstance(ref, Reference) else parse(ref)
+
+
+def _manifest_ref(ref: Reference) -> str:
+    """What a pull asks for: the digest when pinned, else the tag (or `latest`)."""
+    return ref.digest or ref.effective_tag or "latest"
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestInfo:
+    """What a HEAD (or GET) of a manifest says about it."""
+
+    digest: str | None
+    media_type: str
+    size: int | None
+    headers: Mapping[str, str] = field(repr=False)
+
+
+class _ConfigLike(Protocol):
+    def registry_tls(self, host: str) -> Any: ...
+
+
+class VerifyingStream:
+    """Pass a blob's chunks through, hashing them; refuse to deliver the last chunk on a mismatch.
+
+    Holding back one chunk means a corrupt blob never completes its upload: the request is
+    aborted before the registry sees the final byte. `error` is set when it refused.
+    """
+
+    def __init__(
+        self,
+        chunks: AsyncIterator[bytes],
+        digest: str,
+        size: int | None,
+        on_bytes: Callable[[int], None] | None = None,
+    ) -> None:
+        self._chunks = chunks
+        self.digest = digest
+        self.size = size
+        self._on_bytes = on_bytes
+        self.received = 0
+        self.error: DigestMismatch | None = None
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        algorithm, _, expected = self.digest.partition(":")
+        if algorithm != "sha256":
+            raise DigestMismatch(f"blob {self.digest}: unsupported digest algorithm {algorithm!r}")
+        hasher = hashlib.sha256()
+        held: bytes | None = None
+        async for chunk in self._chunks:
+            if not chunk:
+                continue
+            hasher.update(chunk)
+            self.received += len(chunk)
+            if held is not None:
+                yield held
+                if self._on_bytes:
+                    self._on_bytes(len(held))
+            held = chunk
+        actual = hasher.hexdigest()
+        if actual != expected or (self.size is not None and self.received != self.size):
+            self.error = DigestMismatch(
+                f"blob {self.digest}: received {self.received} bytes hashing to sha256:{actual}"
+                + (f" (expected {self.size} bytes)" if self.size is not None else "")
+            )
+            raise self.error
+        if held is not None:
+            yield held
+            if self._on_bytes:
+                self._on_bytes(len(held))
+
+
+class RegistryClient:
+    """Async OCI distribution client: pooled sessions per host, auth, retries, deadlines.
+
+    `tls` maps a registry host to its `RegistryTLS` options (or is a lookup function, e.g. the
+    operator config's `registry_tls`). `blob_concurrency` bounds parallel blob copies per copy;
+    `chunk_size` switches uploads from one streamed PUT to PATCH chunks of that many bytes.
+    """
+
+    def __init__(
+        self,
+        *,
+        tls: Mapping[str, RegistryTLS] | TLSLookup | None = None,
+        retry: RetryPolicy | None = None,
+        connections_per_host: int = 16,
+        blob_concurrency: int = 4,
+        chunk_size: int | None = None,
+        user_agent: str = "kuik",
+    ) -> None:
+        if tls is None:
+            lookup: TLSLookup = lambda host: None  # noqa: E731
+        elif callable(tls):
+            lookup = tls
+        else:
+            mapping = dict(tls)
+            lookup = mapping.get
+        if blob_concurrency < 1:
+            raise ValueError(f"blob_concurrency must be >= 1, got {blob_concurrency}")
+        if chunk_size is not None and chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1 byte, got {chunk_size}")
+        self.transport = Transport(
+            tls=lookup,
+            retry=retry or RetryPolicy(),
+            connections_per_host=connections_per_host,
+            user_agent=user_agent,
+        )
+        self.blob_concurrency = blob_concurrency
+        self.chunk_size = chunk_size
+
+    @classmethod
+    def from_config(cls, config: _ConfigLike, **kwargs: Any) -> RegistryClient:
+        """Use the operator config's `registries.<host>` TLS options."""
+
+        def lookup(host: str) -> RegistryTLS | None:
+            options = config.registry_tls(host)
+            if options is None:
+                return None
+            return RegistryTLS(
+                insecure=bool(getattr(options, "insecure", False)),
+                skip_verify=bool(getattr(options, "skip_verify", False)),
+                ca_file=getattr(options, "ca_file", None) or None,
+            )
+
+        return cls(tls=lookup, **kwargs)
+
+    async def close(self) -> None:
+        await self.transport.close()
+
+    async def __aenter__(self) -> RegistryClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # --- manifests ----------------------------------------------------------------------------
+
+    async def read_manifest(
+        self,
+        ref: Reference | str,
+        *,
+        method: Literal["HEAD", "GET"] = "GET",
+        credentials: Credentials | None = None,
+        deadline: Deadline | None = None,
+    ) -> tuple[ManifestInfo, Manifest | None]:
+        """HEAD or GET a manifest; the Manifest is None for HEAD. GETs are digest-verified."""
+        ref = as_reference(ref)
+        target = _manifest_ref(ref)
+        path = f"/v2/{ref.repository}/manifests/{target}"
+        response = await self.transport.request(
+            method,
+            ref.registry_host,
+            path,
+            scopes=(scope_for(ref.repository, PULL),),
+            credentials=credentials,
+            headers={"Accept": MANIFEST_ACCEPT},
+            deadline=deadline,
+        )
+        async with response:
+            headers = dict(response.headers)
+            content_type = response.headers.get("Content-Type", "")
+            header_digest = response.headers.get("Docker-Content-Digest")
+            if method == "HEAD":
+                length = response.headers.get("Content-Length")
+                return (
+                    ManifestInfo(
+                        digest=header_digest or ref.digest,
+                        media_type=content_type.split(";")[0].strip(),
+                        size=int(length) if length and length.isdigit() else None,
+                        headers=headers,
+                    ),
+                    None,
+                )
+            raw = await response.read()
+        where = f"{ref.registry_host}/{ref.repository}@{target}"
+        manifest = parse_manifest(raw, content_type, where)
+        expected = ref.digest or header_digest
+        if expected and expected.startswith("sha256:") and expected != manifest.digest:
+            raise DigestMismatch(
+                f"manifest {where}: content hashes to {manifest.digest}, expected {expected}"
+            )
+        info = ManifestInfo(manifest.digest, manifest.media_type, len(raw), headers)
+        return info, manifest
+
+    async def head_manifest(
+        self,
+        ref: Reference | str,
+        *,
+        credentials: Credentials | None = None,
+        deadline: Deadline | None = None,
+    ) -> ManifestInfo:
+        info, _ = await self.read_manifest(
+            ref, method="HEAD", credentials=credentials, deadline=deadline
+        )
+        return info
+
+    async def get_manifest(
+        self,
+        ref: Reference | str,
+        *,
+        credentials: Credentials | None = None,
+        deadline: Deadline | None = None,
+    ) -> Manifest:
+        _, manifest = await self.read_manifest(
+            ref, method="GET", credentials=credentials, deadline=deadline
+        )
+        assert manifest is not None
+        return manifest
+
+    async def put_manifest(
+        self,
+        ref: Reference | str,
+        raw: bytes,
+        media_type: str,
+        *,
+        credentials: Credentials | None = None,
+        deadline: Deadline | None = None,
+    ) -> str:
+        """PUT `raw` under the ref's tag (or digest when it has no tag); return its digest."""
+        ref = as_reference(ref)
+        target = ref.tag or ref.digest or "latest"
+        digest = digest_of(raw)
+        response = await self.transport.request(
+            "PUT",
+            ref.registry_host,
+            f"/v2/{ref.repository}/manifests/{target}",
+            scopes=(scope_for(ref.repository, PUSH),),
+            credentials=credentials,
+            headers={"Content-Type": media_type},
+            body=raw,
+            ok=frozenset({200, 201, 202}),
+            deadline=deadline,
+        )
+        async with response:
+            said = response.headers.get("Docker-Content-Digest")
+        if said and said != digest:
+            raise DigestMismatch(
+                f"PUT {ref.registry_host}/{ref.repository}:{target}: registry stored {said}, "
+                f"kuik sent {digest}"
+            )
+        return digest
+
+    async def delete_manifest(
+        self,
+        ref: Reference | str,
+        target: str,
+        *,
+        credentials: Credentials | None = None,
+        deadline: Deadline | None = None,
+    ) -> None:
+        """DELETE `/v2/<repo>/manifests/<target>` (a tag or a digest)."""
+        ref = as_reference(ref)
+        response = await self.transport.request(
+            "DELETE",
+            ref.registry_host,
+            f"/v2/{ref.repository}/manifests/{target}",
+            scopes=(scope_for(ref.repository, DELETE),),
+            credentials=credentials,
+            ok=frozenset({200, 202, 204}),
+            deadline=deadline,
+        )
+        response.release()
+
+    async def list_tags(
+        self,
+        ref: Reference | str,
+        *,
+        credentials: Credentials | None = None,
+        deadline: Deadline | None = None,
+        page_size: int | None = None,
+    ) -> list[str]:
+        """Every tag of the ref's repository, following `Link: <…>; rel="next"` pages."""
+        ref = as_reference(ref)
+        first = f"/v2/{ref.repository}/tags/list"
+        path: str | None = f"{first}?n={page_size}" if page_size else first
+        tags: list[str] = []
+        while path is not None:
+            response = await self.transport.request(
+                "GET",
+                ref.registry_host,
+                path,
+                scopes=(scope_for(ref.repository, PULL),),
+                credentials=credentials,
+                deadline=deadline,
+            )
+            async with response:
+                doc = json.loads(await response.read())
+                link = response.headers.get("Link", "")
+            tags.extend(doc.get("tags") or [])
+            match = _LINK_NEXT.search(link)
+            path = None
+            if match:
+                nxt = match.group(1)
+                path = nxt if nxt.startswith(("http://", "https://", "/")) else "/" + nxt
+        return tags
+
+    # --- blobs --------------------------------------------------------------------------------
+
+    async def blob_size(
+        self,
+        ref: Reference | str,
+        digest: str,
+        *,
+        credentials: Credentials | None = None,
+        deadline: Deadline | None = None,
+        scopes: tuple[str, ...] | None = None,
+    ) -> int | None:
+        """Size of a blob in the ref's repository, or None when it is not there."""
+        ref = as_reference(ref)
+        response = await self.transport.request(
+            "HEAD",
+            ref.registry_host,
+            f"/v2/{ref.repository}/blobs/{digest}",
+            scopes=scopes or (scope_for(ref.repository, PULL),),
+            credentials=credentials,
+            ok=frozenset({200, 404}),
+            deadline=deadline,
+        )
+        async with response:
+            if response.status == 404:
+                return None
+            length = response.headers.get("Content-Length", "")
+            return int(length) if length.isdigit() else 0
+
+    async def open_blob(
+        self,
+        ref: Reference | str,
+        digest: str,
+        *,
+        credentials: Credentials | None = None,
+        deadline: Deadline | None = None,
+    ) -> aiohttp.ClientResponse:
+        """Start a blob download; the caller streams `response.content` and releases it."""
+        ref = as_reference(ref)
+        return await self.transport.request(
+            "GET",
+            ref.registry_host,
+            f"/v2/{ref.repository}/blobs/{digest}",
+            scopes=(scope_for(ref.repository, PULL),),
+            credentials=credentials,
+            deadline=deadline,
+        )
+
+    async def start_upload(
+        self,
+        ref: Reference,
+        *,
+        mount: tuple[str, str] | None = None,
+        credentials: Credentials | None = None,
+        deadline: Deadline | None = None,
+    ) -> str | None:
+        """POST an upload session; with `mount=(digest, from_repository)` try a cross-repo mount.
+
+        Returns the upload location, or None when the blob was mounted (nothing to upload).
+        """
+        path = f"/v2/{ref.repository}/blobs/uploads/"
+        scopes: tuple[str, ...] = (scope_for(ref.repository, PUSH),)
+        if mount is not None:
+            digest, source = mount
+            path += f"?mount={digest}&from={source}"
+            scopes += (scope_for(source, PULL),)
+        response = await self.transport.request(
+            "POST",
+            ref.registry_host,
+            path,
+            scopes=scopes,
+            credentials=credentials,
+            ok=frozenset({201, 202}),
+            deadline=deadline,
+            body=b"",
+        )
+        async with response:
+            if response.status == 201:
+                return None
+            location = response.headers.get("Location")
+        if not location:
+            raise RegistryError(f"POST {ref.registry_host}{path.split('?')[0]}: no upload Location")
+        return location
+
+    async def upload_blob(
+        self,
+        ref: Reference,
+        location: str,
+        stream: VerifyingStream,
+        *,
+        credentials: Credentials | None = None,
+        deadline: Deadline | None = None,
+    ) -> None:
+        """Stream a blob into an upload session: one PUT, or PATCH chunks then PUT."""
+        host = ref.registry_host
+        scopes = (scope_for(ref.repository, PUSH),)
+        try:
+            if self.chunk_size is None:
+                headers = {"Content-Type": "application/octet-stream"}
+                if stream.size is not None:
+                    headers["Content-Length"] = str(stream.size)
+                response = await self.transport.request(
+                    "PUT",
+                    host,
+                    _with_query(location, "digest", stream.digest),
+                    scopes=scopes,
+                    credentials=credentials,
+                    headers=headers,
+                    body=stream,
+                    ok=frozenset({201, 204}),
+                    deadline=deadline,
+                )
+                response.release()
+                return
+            offset = 0
+            async for piece in _rechunk(stream, self.chunk_size):
+                response = await self.transport.request(
+                    "PATCH",
+                    host,
+                    location,
+                    scopes=scopes,
+                    credentials=credentials,
+                    headers={
+                        "Content-Type": "application/octet-stream",
+                        "Content-Range": f"{offset}-{offset + len(piece) - 1}",
+                    },
+                    body=_once(piece),
+                    ok=frozenset({202, 204}),
+                    deadline=deadline,
+                )
+                async with response:
+                    location = _absolute(location, response.headers.get("Location") or location)
+                offset += len(piece)
+            response = await self.transport.request(
+                "PUT",
+                host,
+                _with_query(location, "digest", stream.digest),
+                scopes=scopes,
+                credentials=credentials,
+                body=b"",
+                ok=frozenset({201, 204}),
+                deadline=deadline,
+            )
+            response.release()
+        except RegistryError:
+            if stream.error is not None:
+                raise stream.error from None
+            raise
+
+    # --- operations ---------------------------------------------------------------------------
+
+    async def check(
+        self,
+        ref: Reference | str,
+        *,
+        method: Literal["HEAD", "GET"] = "HEAD",
+        timeout: float | timedelta | None = None,  # noqa: ASYNC109 (a deadline, not a cancel scope)
+        credentials: Sequence[Credentials] | Credentials | None = None,
+        resolve_digest: bool = False,
+    ) -> CheckResult:
+        from kuikcore.registry.check import check
+
+        return await check(
+            self,
+            ref,
+            method=method,
+            timeout=timeout,
+            credentials=credentials,
+            resolve_digest=resolve_digest,
+        )
+
+    async def copy(
+        self,
+        src: Reference | str,
+        dst: Reference | str,
+        *,
+        platforms: Sequence[Platform] = (),
+        all_platforms: bool = False,
+        src_credentials: Sequence[Credentials] | Credentials | None = None,
+        dst_credentials: Sequence[Credentials] | Credentials | None = None,
+        deadline: Deadline | None = None,
+        progress: Progress | None = None,
+    ) -> CopyResult:
+        from kuikcore.registry.copy import copy
+
+        return await copy(
+            self,
+            src,
+            dst,
+            platforms=platforms,
+            all_platforms=all_platforms,
+            src_credentials=src_credentials,
+            dst_credentials=dst_credentials,
+            deadline=deadline,
+            progress=progress,
+        )
+
+    async def delete(
+        self,
+        ref: Reference | str,
+        *,
+        credentials: Sequence[Credentials] | Credentials | None = None,
+        deadline: Deadline | None = None,
+    ) -> DeleteResult:
+        from kuikcore.registry.delete import delete
+
+        return await delete(self, ref, credentials=credentials, deadline=deadline)
+
+
+def _absolute(base: str, location: str) -> str:
+    if location.startswith(("http://", "https://")):
+        return location
+    if base.startswith(("http://", "https://")):
+        return str(URL(base, encoded=True).join(URL(location, encoded=True)))
+    return location
+
+
+def _with_query(location: str, key: str, value: str) -> str:
+    separator = "&" if "?" in location else "?"
+    return f"{location}{separator}{key}={value}"
+
+
+async def _rechunk(stream: VerifyingStream, size: int) -> AsyncIterator[bytes]:
+    buffer = bytearray()
+    async for chunk in stream:
+        buffer += chunk
+        while len(buffer) >= size:
+            yield bytes(buffer[:size])
+            del buffer[:size]
+    if buffer:
+        yield bytes(buffer)
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data

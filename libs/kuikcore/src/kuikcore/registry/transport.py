@@ -1,0 +1,486 @@
+"""HTTP to registries: one pooled aiohttp session per host, TLS options, auth, retries, deadlines.
+
+Everything below the distribution API lives here, so the API code (`client`) only says which
+path to request with which scope. Errors leave this module classified (`errors`), with the
+registry's own message and never a credential.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import random
+import ssl
+import time
+from collections.abc import AsyncIterable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from email.utils import parsedate_to_datetime
+from typing import Final
+
+import aiohttp
+from yarl import URL
+
+from kuikcore.reference import DEFAULT_DOMAIN, DOCKER_HUB_API_HOST, LEGACY_DEFAULT_DOMAIN
+from kuikcore.registry.auth import Challenge, Credentials, TokenCache, parse_challenges
+from kuikcore.registry.errors import (
+    InvalidAuth,
+    QuotaExceeded,
+    RegistryError,
+    Unreachable,
+    error_from_response,
+    is_rate_limited,
+    parse_error_body,
+)
+
+__all__ = [
+    "RETRY_STATUSES",
+    "Deadline",
+    "RegistryTLS",
+    "RetryPolicy",
+    "TLSLookup",
+    "Transport",
+    "api_host",
+    "is_loopback",
+    "parse_retry_after",
+]
+
+# upstream's list (408, 5xx and the proxies' 499/522); 429 is handled apart (Retry-After)
+RETRY_STATUSES: Final = frozenset({408, 499, 500, 502, 503, 504, 522})
+_MAX_ERROR_BODY: Final = 64 * 1024
+
+
+def api_host(host: str) -> str:
+    """Where a registry's API is served: Docker Hub answers on `registry-1.docker.io`."""
+    return DOCKER_HUB_API_HOST if host in (DEFAULT_DOMAIN, LEGACY_DEFAULT_DOMAIN) else host
+
+
+def is_loopback(host: str) -> bool:
+    """`localhost`, 127.0.0.0/8 or `[::1]`, with or without a port."""
+    name = host
+    if name.startswith("["):
+        name = name[1 : name.find("]")]
+    elif name.count(":") == 1:
+        name = name.split(":")[0]
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryTLS:
+    """How to reach one registry host (operator config `registries.<host>`)."""
+
+    insecure: bool = False  # plain HTTP
+    skip_verify: bool = False  # HTTPS without certificate verification
+    ca_file: str | None = None  # extra CA bundle for this host
+
+    @property
+    def explicit_tls(self) -> bool:
+        return self.skip_verify or self.ca_file is not None
+
+
+TLSLookup = Callable[[str], RegistryTLS | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    """An absolute point in (monotonic) time that a whole operation must finish by."""
+
+    at: float | None  # None: no deadline
+
+    @classmethod
+    def after(cls, timeout: float | timedelta | None) -> Deadline:
+        if timeout is None:
+            return cls(None)
+        seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
+        if seconds <= 0:
+            return cls(None)  # upstream: a zero timeout means "no timeout"
+        return cls(time.monotonic() + seconds)
+
+    @classmethod
+    def never(cls) -> Deadline:
+        return cls(None)
+
+    def remaining(self) -> float | None:
+        if self.at is None:
+            return None
+        return max(0.0, self.at - time.monotonic())
+
+    def expired(self) -> bool:
+        remaining = self.remaining()
+        return remaining is not None and remaining <= 0
+
+    def allows(self, seconds: float) -> bool:
+        remaining = self.remaining()
+        return remaining is None or seconds < remaining
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Jittered exponential back-off for 408/5xx/connection resets; 429 waits its Retry-After."""
+
+    attempts: int = 4
+    base: float = 0.2
+    cap: float = 5.0
+    max_retry_after: float = 60.0  # without a deadline, never wait longer than this for a 429
+
+    def delay(self, attempt: int) -> float:
+        backoff: float = min(self.cap, self.base * 2.0**attempt)
+        return backoff * random.uniform(0.5, 1.5)
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a `Retry-After` header (delta-seconds or an HTTP date)."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    current = time.time() if now is None else now
+    return max(0.0, when.timestamp() - current)
+
+
+Body = bytes | AsyncIterable[bytes] | None
+
+
+@dataclass
+class Transport:
+    """Sessions, auth state and retry loop shared by every request kuik makes."""
+
+    tls: TLSLookup = field(default=lambda host: None)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    connections_per_host: int = 16
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0  # a stalled body without a deadline fails after this much silence
+    user_agent: str = "kuik"
+    tokens: TokenCache = field(default_factory=TokenCache)
+    _sessions: dict[str, aiohttp.ClientSession] = field(default_factory=dict)
+    _schemes: dict[str, str] = field(default_factory=dict)
+    _challenges: dict[str, Challenge] = field(default_factory=dict)
+    _scheme_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+
+    async def close(self) -> None:
+        sessions, self._sessions = self._sessions, {}
+        for session in sessions.values():
+            await session.close()
+
+    # --- sessions and schemes ---------------------------------------------------------------
+
+    def _options(self, host: str) -> RegistryTLS:
+        return self.tls(host) or RegistryTLS()
+
+    def _ssl(self, host: str) -> ssl.SSLContext | bool:
+        options = self._options(host)
+        if options.skip_verify:
+            return False
+        if options.ca_file:
+            context = ssl.create_default_context()
+            context.load_verify_locations(cafile=options.ca_file)
+            return context
+        return True
+
+    def session(self, host: str) -> aiohttp.ClientSession:
+        session = self._sessions.get(host)
+        if session is None or session.closed:
+            connector = aiohttp.TCPConnector(
+                limit=self.connections_per_host,
+                limit_per_host=self.connections_per_host,
+                ssl=self._ssl(host),
+                keepalive_timeout=30,
+            )
+            session = aiohttp.ClientSession(
+                connector=connector,
+                auto_decompress=False,
+                headers={"User-Agent": self.user_agent},
+                trust_env=True,
+            )
+            self._sessions[host] = session
+        return session
+
+    async def base_url(self, host: str, deadline: Deadline) -> str:
+        """`https://host`, or `http://host` when configured insecure or a loopback plain-HTTP host."""
+        scheme = self._schemes.get(host)
+        if scheme is not None:
+            return f"{scheme}://{host}"
+        options = self._options(host)
+        if options.insecure:
+            scheme = "http"
+        elif options.explicit_tls or not is_loopback(host):
+            scheme = "https"
+        else:
+            lock = self._scheme_locks.setdefault(host, asyncio.Lock())
+            async with lock:
+                scheme = self._schemes.get(host) or await self._probe_scheme(host, deadline)
+        self._schemes[host] = scheme
+        return f"{scheme}://{host}"
+
+    async def _probe_scheme(self, host: str, deadline: Deadline) -> str:
+        """Loopback without config: HTTPS if it speaks TLS, else plain HTTP (as docker does)."""
+        try:
+            async with self.session(host).get(
+                f"https://{host}/v2/", timeout=self._timeout(deadline), allow_redirects=False
+            ) as response:
+                await response.read()
+            return "https"
+        except aiohttp.ClientConnectorCertificateError:
+            return "https"  # it speaks TLS; the certificate error will surface on use
+        except aiohttp.ClientSSLError:
+            return "http"
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            if _looks_like_plain_http(exc):
+                return "http"
+            raise _network_error("GET", host, "/v2/", exc, deadline) from exc
+
+    def _timeout(self, deadline: Deadline) -> aiohttp.ClientTimeout:
+        remaining = deadline.remaining()
+        if remaining is not None and remaining <= 0:
+            raise TimeoutError
+        connect = (
+            self.connect_timeout if remaining is None else min(self.connect_timeout, remaining)
+        )
+        return aiohttp.ClientTimeout(
+            total=remaining, sock_connect=connect, sock_read=self.read_timeout
+        )
+
+    # --- auth ---------------------------------------------------------------------------------
+
+    async def _authorization(
+        self,
+        host: str,
+        scopes: tuple[str, ...],
+        credentials: Credentials | None,
+        deadline: Deadline,
+    ) -> str | None:
+        challenge = self._challenges.get(host)
+        if challenge is None:
+            return None
+        if challenge.scheme == "basic":
+            return credentials.basic_header() if credentials else None
+        if challenge.scheme != "bearer":
+            return None
+        who = credentials.fingerprint if credentials else "anonymous"
+        if not scopes and challenge.params.get("scope"):
+            scopes = tuple(challenge.params["scope"].split(" "))
+        token = self.tokens.get(host, who, scopes)
+        if token is None:
+            token, expires_in = await self._fetch_token(
+                host, challenge, scopes, credentials, deadline
+            )
+            self.tokens.put(host, who, scopes, token, expires_in)
+        return f"Bearer {token}"
+
+    async def _fetch_token(
+        self,
+        host: str,
+        challenge: Challenge,
+        scopes: tuple[str, ...],
+        credentials: Credentials | None,
+        deadline: Deadline,
+    ) -> tuple[str, float]:
+        realm = challenge.realm
+        if not realm:
+            raise InvalidAuth(f"registry {host}: bearer challenge without a realm")
+        query: list[tuple[str, str]] = []
+        if challenge.params.get("service"):
+            query.append(("service", challenge.params["service"]))
+        query.extend(("scope", s) for s in scopes)
+        headers = {"Authorization": credentials.basic_header()} if credentials else {}
+        url = URL(realm).extend_query(query)
+        what = f"token request to {URL(realm).with_query(None)}"
+        try:
+            async with self.session(host).get(
+                url, headers=headers, timeout=self._timeout(deadline)
+            ) as response:
+                body = await response.content.read(_MAX_ERROR_BODY)
+                if response.status != 200:
+                    if response.status in (401, 403):
+                        raise InvalidAuth(
+                            f"{what}: HTTP {response.status} (credentials refused by the token service)",
+                            status=response.status,
+                            details=parse_error_body(body),
+                        )
+                    raise error_from_response(response.status, what, body)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise _network_error(
+                "GET", str(URL(realm).host), str(URL(realm).path), exc, deadline
+            ) from exc
+        try:
+            doc = json.loads(body)
+            token = doc.get("token") or doc.get("access_token")
+            expires_in = float(doc.get("expires_in") or 0)
+        except (ValueError, AttributeError, TypeError) as exc:
+            raise InvalidAuth(f"{what}: answer is not a token document") from exc
+        if not isinstance(token, str) or not token:
+            raise InvalidAuth(f"{what}: answer holds no token")
+        return token, expires_in
+
+    # --- the request loop -------------------------------------------------------------------
+
+    async def request(
+        self,
+        method: str,
+        host: str,
+        path_or_url: str,
+        *,
+        scopes: tuple[str, ...] = (),
+        credentials: Credentials | None = None,
+        headers: Mapping[str, str] | None = None,
+        body: Body = None,
+        ok: frozenset[int] = frozenset({200}),
+        deadline: Deadline | None = None,
+        allow_redirects: bool = True,
+    ) -> aiohttp.ClientResponse:
+        """Send one API request; return the response (caller reads and releases it) or raise.
+
+        `path_or_url` is an API path (`/v2/...`) or an absolute URL the registry gave us
+        (upload locations). A streamed `body` is sent once (not replayable): auth must be
+        settled by an earlier request, which is how uploads work anyway (POST before PUT).
+        """
+        deadline = deadline or Deadline.never()
+        host = api_host(host)
+        replayable = body is None or isinstance(body, bytes)
+        attempt = 0
+        authenticated_retry = False
+        while True:
+            try:
+                base = await self.base_url(host, deadline)
+                url = (
+                    URL(path_or_url, encoded=True)
+                    if path_or_url.startswith(("http://", "https://"))
+                    else URL(base + path_or_url, encoded=True)
+                )
+                send_headers = dict(headers or {})
+                authorization = await self._authorization(host, scopes, credentials, deadline)
+                if authorization:
+                    send_headers["Authorization"] = authorization
+                response = await self.session(host).request(
+                    method,
+                    url,
+                    headers=send_headers,
+                    data=body,
+                    timeout=self._timeout(deadline),
+                    allow_redirects=allow_redirects,
+                )
+            except RegistryError:
+                raise
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                error = _network_error(method, host, _path(path_or_url), exc, deadline)
+                if replayable and _retryable_exception(exc) and attempt + 1 < self.retry.attempts:
+                    delay = self.retry.delay(attempt)
+                    if deadline.allows(delay):
+                        attempt += 1
+                        await asyncio.sleep(delay)
+                        continue
+                raise error from exc
+
+            if response.status in ok:
+                return response
+
+            what = f"{method} {host}{_path(path_or_url)}"
+            error_body = b""
+            if method != "HEAD":
+                error_body = await response.content.read(_MAX_ERROR_BODY)
+            response.release()
+            status = response.status
+
+            if status == 401 and not authenticated_retry:
+                challenges = parse_challenges(response.headers.get("WWW-Authenticate", ""))
+                usable = [c for c in challenges if c.scheme in ("bearer", "basic")]
+                known = self._challenges.get(host)
+                if usable and (known is None or known != usable[0] or known.scheme == "bearer"):
+                    # learnt (or re-learnt: token expired or scope widened): authenticate and retry
+                    self._challenges[host] = usable[0]
+                    authenticated_retry = True
+                    if usable[0].scheme == "bearer":
+                        who = credentials.fingerprint if credentials else "anonymous"
+                        self.tokens.drop(host, who, scopes)
+                    if replayable:
+                        continue
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            if status == 429 or (status >= 400 and is_rate_limited(response.headers)):
+                classified = error_from_response(status, what, error_body, retry_after=retry_after)
+                quota = classified
+                if not isinstance(quota, QuotaExceeded):
+                    quota = QuotaExceeded(
+                        f"{classified.message} (rate limit exceeded)",
+                        status=status,
+                        details=classified.details,
+                        retry_after=retry_after,
+                    )
+                wait = retry_after
+                limit = self.retry.max_retry_after if deadline.at is None else None
+                if (
+                    replayable
+                    and wait is not None
+                    and attempt + 1 < self.retry.attempts
+                    and deadline.allows(wait)
+                    and (limit is None or wait <= limit)
+                ):
+                    attempt += 1
+                    await asyncio.sleep(wait)
+                    continue
+                raise quota
+            failure = error_from_response(status, what, error_body)
+            if replayable and status in RETRY_STATUSES and attempt + 1 < self.retry.attempts:
+                delay = self.retry.delay(attempt)
+                if deadline.allows(delay):
+                    attempt += 1
+                    await asyncio.sleep(delay)
+                    continue
+            raise failure
+
+
+def _path(path_or_url: str) -> str:
+    """The path of a request for messages: no query (upload state, tokens) ever shown."""
+    if path_or_url.startswith(("http://", "https://")):
+        return URL(path_or_url, encoded=True).path
+    return path_or_url.split("?")[0]
+
+
+def _retryable_exception(exc: BaseException) -> bool:
+    if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
+        return False  # the deadline (or a stalled read) is spent: do not pay it again
+    if isinstance(exc, aiohttp.ClientSSLError | aiohttp.ClientConnectorDNSError):
+        return False  # deterministic
+    return isinstance(
+        exc,
+        aiohttp.ServerDisconnectedError
+        | aiohttp.ClientConnectionResetError
+        | aiohttp.ClientOSError
+        | aiohttp.ClientPayloadError,
+    )
+
+
+def _looks_like_plain_http(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "wrong version number" in text or "record layer" in text or "ssl" in text
+
+
+def _network_error(
+    method: str, host: str, path: str, exc: BaseException, deadline: Deadline
+) -> Unreachable:
+    where = f"{method} {host}{path}"
+    if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
+        if deadline.at is not None and deadline.expired():
+            return Unreachable(f"{where}: deadline exceeded")
+        return Unreachable(f"{where}: timed out ({type(exc).__name__})")
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return Unreachable(
+            f"{where}: TLS certificate verification failed ({exc.certificate_error})"
+        )
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return Unreachable(f"{where}: TLS error ({exc})")
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return Unreachable(f"{where}: DNS lookup failed ({exc.os_error})")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return Unreachable(f"{where}: connection failed ({exc.os_error})")
+    return Unreachable(f"{where}: {type(exc).__name__}: {exc}")
