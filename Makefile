@@ -29,3 +29,7 @@ test: install lint pytest
 
 bench: install
 	$(UV) run python -m bench
+
+.PHONY: crds
+crds:  ## regenerate the CRDs from kuikcore.api.models (tests fail when the committed ones are stale)
+	$(UV) run python -m kuikcore.api.crd charts/kube-image-keeper/crds

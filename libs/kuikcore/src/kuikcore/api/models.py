@@ -13,6 +13,7 @@ Beyond upstream: `MirrorStatus.digest` / `.platforms` record what was copied, an
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -25,10 +26,12 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from kuikcore.api import cel
 from kuikcore.api.names import AvailabilityStatus
 from kuikcore.config.duration import parse_duration
 
 __all__ = [
+    "AnyFilter",
     "Cleanup",
     "ClusterFilter",
     "ClusterFilterItem",
@@ -64,6 +67,11 @@ MAX_FILTER_ITEMS = 16
 MAX_PATTERN_LENGTH = 128
 MAX_SELECTOR_LENGTH = 512
 MAX_UPSTREAMS = 32
+# status lists keyed by `image` (server-side apply merges entries by key)
+LIST_MAP: dict[str, Any] = {
+    "x-kubernetes-list-type": "map",
+    "x-kubernetes-list-map-keys": ["image"],
+}
 
 
 def format_time(value: datetime) -> str:
@@ -117,9 +125,17 @@ class _Model(BaseModel):
 class FilterItem(_Model):
     """One selector of the unified filter; exactly one field is set (CEL-checked)."""
 
-    image: Pattern | None = None
-    label: Selector | None = None
-    annotation: Selector | None = None
+    image: Pattern | None = Field(
+        default=None,
+        description="RE2 pattern matched against the whole normalised image reference.",
+        json_schema_extra=cel.validations(cel.regex_item("image")),
+    )
+    label: Selector | None = Field(
+        default=None, description="Kubernetes label selector matched against the Pod's labels."
+    )
+    annotation: Selector | None = Field(
+        default=None, description="Kubernetes label selector matched against the Pod's annotations."
+    )
 
     SELECTORS: ClassVar[tuple[str, ...]] = ("image", "label", "annotation")
 
@@ -127,14 +143,18 @@ class FilterItem(_Model):
 class ClusterFilterItem(FilterItem):
     """A `FilterItem` with the namespace dimension (cluster-scoped kinds only)."""
 
-    namespace: Pattern | None = None
+    namespace: Pattern | None = Field(
+        default=None,
+        description="RE2 pattern matched against the Pod's whole namespace.",
+        json_schema_extra=cel.validations(cel.regex_item("namespace")),
+    )
 
     SELECTORS: ClassVar[tuple[str, ...]] = ("image", "label", "annotation", "namespace")
 
 
-class Filter(_Model):
-    include: Annotated[list[FilterItem], Field(max_length=MAX_FILTER_ITEMS)] | None = None
-    exclude: Annotated[list[FilterItem], Field(max_length=MAX_FILTER_ITEMS)] | None = None
+class _FilterBase(_Model):
+    include: Sequence[FilterItem] | None
+    exclude: Sequence[FilterItem] | None
 
     @property
     def is_empty(self) -> bool:
@@ -147,16 +167,40 @@ class Filter(_Model):
         return self.include is not None or self.exclude is not None
 
 
-class ClusterFilter(Filter):
-    include: Annotated[list[ClusterFilterItem], Field(max_length=MAX_FILTER_ITEMS)] | None = None  # type: ignore[assignment]
-    exclude: Annotated[list[ClusterFilterItem], Field(max_length=MAX_FILTER_ITEMS)] | None = None  # type: ignore[assignment]
+class Filter(_FilterBase):
+    """Unified pod/image selector: OR within a dimension, AND across, exclude wins."""
+
+    include: Annotated[list[FilterItem], Field(max_length=MAX_FILTER_ITEMS)] | None = Field(
+        default=None, json_schema_extra=cel.validations(cel.ITEM_ONE_OF)
+    )
+    exclude: Annotated[list[FilterItem], Field(max_length=MAX_FILTER_ITEMS)] | None = Field(
+        default=None, json_schema_extra=cel.validations(cel.ITEM_ONE_OF)
+    )
+
+
+class ClusterFilter(_FilterBase):
+    """`Filter` with the namespace dimension, for cluster-scoped kinds."""
+
+    include: Annotated[list[ClusterFilterItem], Field(max_length=MAX_FILTER_ITEMS)] | None = Field(
+        default=None, json_schema_extra=cel.validations(cel.ITEM_ONE_OF_CLUSTER)
+    )
+    exclude: Annotated[list[ClusterFilterItem], Field(max_length=MAX_FILTER_ITEMS)] | None = Field(
+        default=None, json_schema_extra=cel.validations(cel.ITEM_ONE_OF_CLUSTER)
+    )
+
+
+AnyFilter = Filter | ClusterFilter
 
 
 class ImageFilterDefinition(_Model):
     """Deprecated regex include/exclude list (`spec.imageFilter`, `upstreams[].imageFilter`)."""
 
-    include: PatternList | None = None
-    exclude: PatternList | None = None
+    include: PatternList | None = Field(
+        default=None, json_schema_extra=cel.validations(cel.regex_list("include"))
+    )
+    exclude: PatternList | None = Field(
+        default=None, json_schema_extra=cel.validations(cel.regex_list("exclude"))
+    )
 
     @property
     def is_set(self) -> bool:
@@ -171,6 +215,8 @@ class CredentialSecret(_Model):
 
 
 class Cleanup(_Model):
+    """Delete mirrored copies unused for `retention` (Go duration)."""
+
     enabled: bool = False
     retention: Duration = ""
 
@@ -200,6 +246,8 @@ class ObjectMeta(BaseModel):
 
 
 class Mirror(_Model):
+    """A registry/path images are copied to; `priority` orders mirrors within the CR."""
+
     priority: Annotated[int, Field(ge=0)] = 0
     registry: str = ""
     path: str = ""
@@ -213,6 +261,8 @@ class Mirror(_Model):
 
 
 class MirrorStatus(_Model):
+    """State of one image in one mirror; `digest`/`platforms` record what was copied."""
+
     image: str
     mirrored_at: Time | None = None
     last_error: str | None = None
@@ -221,13 +271,25 @@ class MirrorStatus(_Model):
 
 
 class MatchingImage(_Model):
+    """An image selected by the CR and its state in every mirror."""
+
     image: str
-    mirrors: list[MirrorStatus] | None = None
+    mirrors: list[MirrorStatus] | None = Field(default=None, json_schema_extra=LIST_MAP)
     unused_since: Time | None = None
 
 
 class ImageSetMirrorStatus(_Model):
-    matching_images: list[MatchingImage] | None = None
+    """Observed state: the matching images and their copies."""
+
+    matching_images: list[MatchingImage] | None = Field(default=None, json_schema_extra=LIST_MAP)
+    # beyond upstream, for printer columns (JSONPath cannot count): kept by the replicator
+    image_count: int | None = Field(default=None, description="Number of matching images.")
+    mirrored_count: int | None = Field(
+        default=None, description="Number of (image, mirror) pairs currently mirrored."
+    )
+    failed_count: int | None = Field(
+        default=None, description="Number of (image, mirror) pairs whose last copy failed."
+    )
 
 
 class _ImageSetMirrorSpecBase(_Model):
@@ -242,10 +304,18 @@ class _ImageSetMirrorSpecBase(_Model):
 
 
 class ImageSetMirrorSpec(_ImageSetMirrorSpecBase):
+    """Images to copy to mirrors, for Pods of this namespace."""
+
+    model_config = ConfigDict(json_schema_extra=cel.validations(cel.FILTER_EXCLUSIVE))
+
     filter: Filter = Field(default_factory=Filter)
 
 
 class ClusterImageSetMirrorSpec(_ImageSetMirrorSpecBase):
+    """Images to copy to mirrors, for Pods of every namespace."""
+
+    model_config = ConfigDict(json_schema_extra=cel.validations(cel.FILTER_EXCLUSIVE))
+
     filter: ClusterFilter = Field(default_factory=ClusterFilter)
 
 
@@ -253,6 +323,8 @@ class ClusterImageSetMirrorSpec(_ImageSetMirrorSpecBase):
 
 
 class ReplicatedUpstream(_Model):
+    """A registry/path serving the same images; `imageFilter` matches after `registry`."""
+
     registry: str
     path: str
     priority: Annotated[int, Field(ge=0)] = 0
@@ -262,7 +334,7 @@ class ReplicatedUpstream(_Model):
 
 
 class ReplicatedImageSetStatus(_Model):
-    pass
+    """No observed state."""
 
 
 class _ReplicatedImageSetSpecBase(_Model):
@@ -273,10 +345,22 @@ class _ReplicatedImageSetSpecBase(_Model):
 
 
 class ReplicatedImageSetSpec(_ReplicatedImageSetSpecBase):
+    """Registries holding the same images, for Pods of this namespace."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel.validations(cel.no_image_items("ReplicatedImageSet"))
+    )
+
     filter: Filter = Field(default_factory=Filter)
 
 
 class ClusterReplicatedImageSetSpec(_ReplicatedImageSetSpecBase):
+    """Registries holding the same images, for Pods of every namespace."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel.validations(cel.no_image_items("ClusterReplicatedImageSet"))
+    )
+
     filter: ClusterFilter = Field(default_factory=ClusterFilter)
 
 
@@ -284,8 +368,12 @@ class ClusterReplicatedImageSetSpec(_ReplicatedImageSetSpecBase):
 
 
 class MonitoredImage(_Model):
+    """Availability of one image used by selected Pods."""
+
     image: str
-    status: AvailabilityStatus = AvailabilityStatus.SCHEDULED
+    status: AvailabilityStatus = Field(
+        default=AvailabilityStatus.SCHEDULED, json_schema_extra={"x-kuik-default": "Scheduled"}
+    )
     unused_since: Time | None = None
     last_error: str | None = None
     last_monitor: Time | None = None
@@ -293,6 +381,10 @@ class MonitoredImage(_Model):
 
 
 class ClusterImageSetAvailabilitySpec(_Model):
+    """Which images to monitor and how long to keep unused ones."""
+
+    model_config = ConfigDict(json_schema_extra=cel.validations(cel.FILTER_EXCLUSIVE))
+
     unused_image_expiry: Duration = ""
     image_filter: ImageFilterDefinition = Field(default_factory=ImageFilterDefinition)
     filter: ClusterFilter = Field(default_factory=ClusterFilter)
@@ -305,8 +397,10 @@ class ClusterImageSetAvailabilitySpec(_Model):
 
 
 class ClusterImageSetAvailabilityStatus(_Model):
+    """Observed state: every monitored image and its availability."""
+
     image_count: int | None = None
-    images: list[MonitoredImage] | None = None
+    images: list[MonitoredImage] | None = Field(default=None, json_schema_extra=LIST_MAP)
 
 
 # --- the resources ------------------------------------------------------------------------
@@ -348,6 +442,8 @@ class Resource(_Model):
 
 
 class ClusterImageSetMirror(Resource):
+    """Copies the images Pods use to mirror registries, cluster-wide."""
+
     KIND: ClassVar[str] = "ClusterImageSetMirror"
     PLURAL: ClassVar[str] = "clusterimagesetmirrors"
     SHORT_NAME: ClassVar[str] = "cism"
@@ -359,6 +455,8 @@ class ClusterImageSetMirror(Resource):
 
 
 class ImageSetMirror(Resource):
+    """Copies the images Pods of its namespace use to mirror registries."""
+
     KIND: ClassVar[str] = "ImageSetMirror"
     PLURAL: ClassVar[str] = "imagesetmirrors"
     SHORT_NAME: ClassVar[str] = "ism"
@@ -370,6 +468,8 @@ class ImageSetMirror(Resource):
 
 
 class ClusterReplicatedImageSet(Resource):
+    """Declares registries that serve the same images, cluster-wide."""
+
     KIND: ClassVar[str] = "ClusterReplicatedImageSet"
     PLURAL: ClassVar[str] = "clusterreplicatedimagesets"
     SHORT_NAME: ClassVar[str] = "cris"
@@ -381,6 +481,8 @@ class ClusterReplicatedImageSet(Resource):
 
 
 class ReplicatedImageSet(Resource):
+    """Declares registries that serve the same images, for its namespace."""
+
     KIND: ClassVar[str] = "ReplicatedImageSet"
     PLURAL: ClassVar[str] = "replicatedimagesets"
     SHORT_NAME: ClassVar[str] = "ris"
@@ -392,6 +494,8 @@ class ReplicatedImageSet(Resource):
 
 
 class ClusterImageSetAvailability(Resource):
+    """Monitors whether the images Pods use can still be pulled."""
+
     KIND: ClassVar[str] = "ClusterImageSetAvailability"
     PLURAL: ClassVar[str] = "clusterimagesetavailabilities"
     SHORT_NAME: ClassVar[str] = "cisa"

@@ -16,11 +16,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from kuikcore.api.models import (
+    AnyFilter,
     ClusterFilter,
     ClusterImageSetAvailability,
     ClusterImageSetMirror,
     ClusterReplicatedImageSet,
-    Filter,
     ImageFilterDefinition,
     ImageSetMirror,
     ReplicatedImageSet,
@@ -164,7 +164,7 @@ def check_rules(resource: Resource) -> Iterator[tuple[str, str]]:
     spec = getattr(resource, "spec", None)
     if spec is None:
         return
-    filt: Filter | None = getattr(spec, "filter", None)
+    filt: AnyFilter | None = getattr(spec, "filter", None)
     if filt is not None:
         yield from _filter_problems(filt, "spec.filter")
         if isinstance(resource, ClusterReplicatedImageSet | ReplicatedImageSet):
@@ -181,7 +181,7 @@ def check_rules(resource: Resource) -> Iterator[tuple[str, str]]:
         yield from _image_filter_problems(upstream.image_filter, f"spec.upstreams[{i}].imageFilter")
 
 
-def _filter_problems(filt: Filter, path: str) -> Iterator[tuple[str, str]]:
+def _filter_problems(filt: AnyFilter, path: str) -> Iterator[tuple[str, str]]:
     cluster = isinstance(filt, ClusterFilter)
     for list_name, items in (("include", filt.include), ("exclude", filt.exclude)):
         for i, item in enumerate(items or []):
