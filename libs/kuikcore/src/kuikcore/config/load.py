@@ -225,8 +225,9 @@ def _suggest(key: str, parent: Sequence[str | int]) -> str:
     squashed = {v.lower(): v for v in valid}
     match = squashed.get(key.replace("_", "").replace("-", "").lower())
     if match is None:
-        close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
-        match = close[0] if close else None
+        prefixed = [v for v in valid if len(key) >= 3 and v.lower().startswith(key.lower())]
+        close = prefixed or difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+        match = close[0] if len(close) == 1 else None
     if match is not None:
         return f'unknown key, did you mean "{match}"?'
     return "unknown key (valid keys: " + ", ".join(valid) + ")"
@@ -273,10 +274,10 @@ def _message(error: Any) -> tuple[list[str | int], str]:
     if kind in comparisons:
         bound = next(iter(ctx.values()))
         return [], f"must be {comparisons[kind]} {bound}"
+    if kind == "string_too_short":
+        return [], "must not be empty"
     if kind == "too_short":
         n = ctx.get("min_length", 1)
-        if error["input"] == "" or isinstance(error["input"], str):
-            return [], "must not be empty"
         return [], f"must contain at least {n} item" + ("s" if n != 1 else "")
     if kind == "literal_error":
         return [], f"must be one of {ctx.get('expected')}"

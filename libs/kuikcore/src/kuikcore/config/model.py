@@ -131,7 +131,11 @@ def parse_listen(text: str) -> ListenAddress:
 
 
 def _listen_input(value: object) -> object:
-    return parse_listen(value) if isinstance(value, str) else value
+    if isinstance(value, ListenAddress):
+        return value
+    if isinstance(value, str):
+        return parse_listen(value)
+    raise ValueError(f'must be HOST:PORT (e.g. "0.0.0.0:8080"), got {value!r}')
 
 
 Listen = Annotated[
@@ -303,7 +307,12 @@ class Monitoring(_Model):
         override = self.registries.items.get(host)
         if override is None:
             return base
-        return base.model_copy(update=override.model_dump(exclude_none=True, by_alias=False))
+        update = {
+            name: value
+            for name in RegistryMonitoringOverride.model_fields
+            if (value := getattr(override, name)) is not None
+        }
+        return base.model_copy(update=update)
 
 
 _BUCKET_TYPES = ("exponential", "exponentialRange", "custom", "disabled")
