@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from kuikcore.registry.delete import DeleteResult
     from kuikcore.registry.platforms import Platform
 
-__all__ = ["ManifestInfo", "RegistryClient", "VerifyingStream", "as_reference"]
+__all__ = ["ManifestInfo", "RegistryClient", "VerifyingStream", "as_reference", "tls_from_config"]
 
 PULL: Final = ("pull",)
 PUSH: Final = ("pull", "push")
@@ -66,6 +66,23 @@ class ManifestInfo:
 
 class _ConfigLike(Protocol):
     def registry_tls(self, host: str) -> Any: ...
+
+
+def tls_from_config(config: _ConfigLike) -> TLSLookup:
+    """A TLS lookup over the operator config's `registries.<host>` entries."""
+
+    def lookup(host: str) -> RegistryTLS | None:
+        options = config.registry_tls(host)
+        if options is None:
+            return None
+        ca_file = getattr(options, "ca_file", None)
+        return RegistryTLS(
+            insecure=bool(getattr(options, "insecure", False)),
+            skip_verify=bool(getattr(options, "skip_verify", False)),
+            ca_file=str(ca_file) if ca_file else None,
+        )
+
+    return lookup
 
 
 class VerifyingStream:
@@ -159,18 +176,7 @@ class RegistryClient:
     @classmethod
     def from_config(cls, config: _ConfigLike, **kwargs: Any) -> RegistryClient:
         """Use the operator config's `registries.<host>` TLS options."""
-
-        def lookup(host: str) -> RegistryTLS | None:
-            options = config.registry_tls(host)
-            if options is None:
-                return None
-            return RegistryTLS(
-                insecure=bool(getattr(options, "insecure", False)),
-                skip_verify=bool(getattr(options, "skip_verify", False)),
-                ca_file=getattr(options, "ca_file", None) or None,
-            )
-
-        return cls(tls=lookup, **kwargs)
+        return cls(tls=tls_from_config(config), **kwargs)
 
     async def close(self) -> None:
         await self.transport.close()

@@ -1,0 +1,191 @@
+"""`kuik copy SRC DST`: copy an image between registries with kuik's registry client.
+
+Index filtered to `--platform`s (upstream's rule), or copied verbatim with `--all` (digests
+identical). A progress bar on a terminal; otherwise one summary line: digest, bytes, seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TransferSpeedColumn,
+)
+
+from kuikcore.cli.check import (
+    build_client,
+    credentials_for,
+    fail,
+    load_authfile,
+    parse_creds,
+    parse_refs,
+    registry_options,
+)
+from kuikcore.registry import CopyResult, Deadline, Platform, RegistryError, parse_platform
+from kuikcore.registry.copy import BlobOutcome
+
+__all__ = ["command", "summary"]
+
+EXIT_FAILED = 1
+
+
+class _Bar:
+    """Adapts copy progress events to one rich bar over every blob's bytes."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.task: TaskID = progress.add_task("blobs", total=0)
+        self.sizes: dict[str, int] = {}
+        self.moved: dict[str, int] = {}
+        self.done = {"copied": 0, "skipped": 0, "mounted": 0}
+
+    def blob_started(self, digest: str, size: int) -> None:
+        if digest not in self.sizes:
+            self.sizes[digest] = size
+            self.progress.update(self.task, total=sum(self.sizes.values()))
+
+    def blob_advanced(self, digest: str, nbytes: int) -> None:
+        self.moved[digest] = self.moved.get(digest, 0) + nbytes
+        self.progress.advance(self.task, nbytes)
+
+    def blob_finished(self, digest: str, outcome: BlobOutcome) -> None:
+        self.done[outcome] += 1
+        if outcome != "copied":  # nothing streamed: count the blob as done at once
+            self.progress.advance(self.task, self.sizes.get(digest, 0))
+        described = ", ".join(f"{n} {k}" for k, n in self.done.items() if n)
+        self.progress.update(self.task, description=f"blobs ({described})")
+
+
+def summary(src: str, dst: str, result: CopyResult, seconds: float) -> str:
+    extra = []
+    if result.blobs_skipped:
+        extra.append(f"{result.blobs_skipped} blobs already there")
+    if result.blobs_mounted:
+        extra.append(f"{result.blobs_mounted} mounted")
+    if result.missing_platforms:
+        extra.append(f"missing platforms: {', '.join(result.missing_platforms)}")
+    tail = f" ({'; '.join(extra)})" if extra else ""
+    platforms = ",".join(result.platforms) or "-"
+    return (
+        f"copied {src} -> {dst} digest={result.digest} platforms={platforms} "
+        f"bytes={result.bytes_moved} in {seconds:.2f}s{tail}"
+    )
+
+
+async def _run(client: Any, *args: Any, **kwargs: Any) -> CopyResult:
+    async with client:
+        result: CopyResult = await client.copy(*args, **kwargs)
+        return result
+
+
+@click.command(name="copy")
+@click.argument("src", metavar="SRC")
+@click.argument("dst", metavar="DST")
+@click.option(
+    "--platform",
+    "platforms",
+    multiple=True,
+    metavar="OS/ARCH[/VARIANT]",
+    help="Copy only these platforms of an index (repeatable).",
+)
+@click.option(
+    "--all", "all_platforms", is_flag=True, help="Copy the whole index unchanged (same digest)."
+)
+@click.option("--src-creds", metavar="USER:PASS", help="Credentials for the source registry.")
+@click.option("--dest-creds", metavar="USER:PASS", help="Credentials for the destination.")
+@registry_options
+@click.option(
+    "--jobs", type=click.IntRange(1, 64), default=4, show_default=True, help="Blobs in parallel."
+)
+@click.option("--timeout", type=float, default=0, help="Seconds for the whole copy (0: none).")
+@click.option("--json", "as_json", is_flag=True, help="Print the copy result as JSON.")
+def command(
+    src: str,
+    dst: str,
+    platforms: tuple[str, ...],
+    all_platforms: bool,
+    src_creds: str | None,
+    dest_creds: str | None,
+    authfile: Path | None,
+    insecure: tuple[str, ...],
+    config_path: Path | None,
+    jobs: int,
+    timeout: float,
+    as_json: bool,
+) -> None:
+    """Copy image SRC to DST: blobs streamed and verified, manifests last."""
+    if all_platforms and platforms:
+        fail("copy", "--all copies every platform: do not combine it with --platform")
+    try:
+        wanted: list[Platform] = [parse_platform(p) for p in platforms]
+    except ValueError as exc:
+        fail("copy", f"--platform: {exc}")
+    source, destination = parse_refs("copy", (src, dst))
+    keyring = load_authfile("copy", authfile)
+    src_credentials = credentials_for(
+        source, parse_creds("copy", "--src-creds", src_creds), keyring
+    )
+    dst_credentials = credentials_for(
+        destination, parse_creds("copy", "--dest-creds", dest_creds), keyring
+    )
+    client = build_client("copy", insecure, config_path, blob_concurrency=jobs)
+    kwargs: dict[str, Any] = {
+        "platforms": wanted,
+        "all_platforms": all_platforms,
+        "src_credentials": src_credentials,
+        "dst_credentials": dst_credentials,
+        "deadline": Deadline.after(timeout),
+    }
+    started = time.monotonic()
+    interactive = sys.stderr.isatty() and not as_json
+    try:
+        if interactive:
+            columns = (
+                TextColumn("{task.description}"),
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                TimeElapsedColumn(),
+            )
+            with Progress(*columns, transient=True) as progress:
+                kwargs["progress"] = _Bar(progress)
+                result = asyncio.run(_run(client, source, destination, **kwargs))
+        else:
+            result = asyncio.run(_run(client, source, destination, **kwargs))
+    except RegistryError as exc:
+        fail("copy", str(exc), EXIT_FAILED)
+    except KeyboardInterrupt:
+        fail("copy", "interrupted: nothing was tagged at the destination", 130)
+    seconds = time.monotonic() - started
+    if as_json:
+        document = {
+            "source": str(source),
+            "destination": str(destination),
+            "seconds": round(seconds, 3),
+            "digest": result.digest,
+            "sourceDigest": result.source_digest,
+            "mediaType": result.media_type,
+            "platforms": list(result.platforms),
+            "missingPlatforms": list(result.missing_platforms),
+            "bytesMoved": result.bytes_moved,
+            "blobsCopied": result.blobs_copied,
+            "blobsSkipped": result.blobs_skipped,
+            "blobsMounted": result.blobs_mounted,
+            "manifestsPushed": result.manifests_pushed,
+            "manifestsSkipped": result.manifests_skipped,
+        }
+        click.echo(json.dumps(document, indent=2))
+    else:
+        click.echo(summary(str(source), str(destination), result, seconds))
