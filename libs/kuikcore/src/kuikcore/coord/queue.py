@@ -1,0 +1,653 @@
+"""A durable job queue on Redis Streams with one consumer group per queue.
+
+Layout, per queue and lane (`expedite` is read before `routine`):
+
+- a stream holding every job not yet acknowledged; an acknowledged entry is deleted at once
+  (XACK + XDEL in one script), so the stream length *is* the backlog and bounding it never trims
+  unprocessed work (producers get `QueueFull` instead);
+- a ZSET of jobs waiting for their retry time, moved back into the stream when due;
+- one string per pending job key (de-duplication), holding `<lane rank>:<enqueue token>`; a job
+  enqueued again on a higher-priority lane while pending is *promoted*: the new entry gets a new
+  token and the older entry, whose token no longer matches, is dropped when a worker reads it.
+
+Workers own what they read until they ack or fail it; a heartbeat keeps their entries' idle time
+low, so only the entries of a dead or stuck worker get idle long enough (the visibility timeout)
+for another worker's XAUTOCLAIM. Every script checks ownership first: a worker whose entry was
+reclaimed cannot ack or fail it any more. Work must therefore be idempotent: "exactly once in
+effect", not exactly-once execution.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import structlog
+from redis.exceptions import ResponseError
+
+from kuikcore.coord.connection import OUTAGE_ERRORS, Coord, default_identity
+from kuikcore.coord.errors import PermanentJobError, QueueFull
+from kuikcore.coord.job import Envelope, Job, JobDecodeError, JobTypes, backoff_delay
+
+__all__ = [
+    "EXPEDITE",
+    "ROUTINE",
+    "DeadLetter",
+    "Delivery",
+    "Enqueued",
+    "JobQueue",
+    "LaneStats",
+    "QueueStats",
+    "Worker",
+]
+
+log = structlog.get_logger(__name__)
+
+EXPEDITE = "expedite"
+ROUTINE = "routine"
+GROUP = "workers"
+
+# KEYS: job key, stream. ARGV: token, envelope, pending ttl ms, lane rank, backlog bound.
+_ENQUEUE = """
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local sep = string.find(cur, ':', 1, true)
+  if string.sub(cur, sep + 1) == ARGV[1] then return {'queued', ''} end
+  if tonumber(string.sub(cur, 1, sep - 1)) <= tonumber(ARGV[4]) then return {'duplicate', ''} end
+end
+local bound = tonumber(ARGV[5])
+if bound > 0 and redis.call('XLEN', KEYS[2]) >= bound then return {'full', ''} end
+local id = redis.call('XADD', KEYS[2], '*', 'e', ARGV[2])
+redis.call('SET', KEYS[1], ARGV[4] .. ':' .. ARGV[1], 'PX', ARGV[3])
+if cur then return {'promoted', id} end
+return {'queued', id}
+"""
+
+# Shared head of the settle scripts: only the consumer owning the entry may settle it.
+_OWNED = """
+local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)
+if #p == 0 or p[1][2] ~= ARGV[3] then return -1 end
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+local cur = redis.call('GET', KEYS[2])
+local mine = cur and string.sub(cur, string.find(cur, ':', 1, true) + 1) == ARGV[4]
+"""
+
+# KEYS: stream, job key. ARGV: group, id, consumer, token.
+_ACK = (
+    _OWNED
+    + """
+if mine then redis.call('DEL', KEYS[2]) end
+return 1
+"""
+)
+
+# KEYS: stream, job key, delayed zset, dead stream.
+# ARGV: group, id, consumer, token, envelope, delay ms (-1: dead-letter), pending ttl ms,
+#       dead bound, lane rank, error.
+_FAIL = (
+    _OWNED
+    + """
+if cur and not mine then return 2 end
+local delay = tonumber(ARGV[6])
+if delay >= 0 then
+  local t = redis.call('TIME')
+  local due = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + delay
+  redis.call('ZADD', KEYS[3], due, ARGV[5])
+  redis.call('SET', KEYS[2], ARGV[9] .. ':' .. ARGV[4], 'PX', ARGV[7])
+  return 1
+end
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[8], '*', 'e', ARGV[5], 'error', ARGV[10])
+if mine then redis.call('DEL', KEYS[2]) end
+return 3
+"""
+)
+
+# KEYS: delayed zset, stream. ARGV: max entries to move.
+_MOVE_DUE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
+for _, member in ipairs(due) do
+  redis.call('XADD', KEYS[2], '*', 'e', member)
+  redis.call('ZREM', KEYS[1], member)
+end
+return #due
+"""
+
+# KEYS: stream. ARGV: group, consumer, ids... Returns the ids this consumer no longer owns.
+_TOUCH = """
+local lost = {}
+for i = 3, #ARGV do
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
+  if #p == 1 and p[1][2] == ARGV[2] then
+    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
+  else
+    table.insert(lost, ARGV[i])
+  end
+end
+return lost
+"""
+
+
+class Enqueued(StrEnum):
+    """What `enqueue` did with a job."""
+
+    QUEUED = "queued"  # new (or this very call retried after a lost reply)
+    PROMOTED = "promoted"  # was pending on a lower-priority lane: queued again on this one
+    DUPLICATE = "duplicate"  # already pending on this lane or a higher one: nothing done
+
+
+@dataclass(frozen=True, slots=True)
+class LaneStats:
+    ready: int  # waiting for a worker
+    in_flight: int  # read by a worker, not yet acked
+    delayed: int  # waiting for a retry time
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    lanes: dict[str, LaneStats]
+    dead: int
+
+    @property
+    def idle(self) -> bool:
+        """Nothing ready, in flight or delayed on any lane."""
+        return all(s.ready == s.in_flight == s.delayed == 0 for s in self.lanes.values())
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    id: str
+    error: str
+    envelope: Envelope | None  # None when the entry could not even be decoded
+    raw: str
+
+
+class JobQueue:
+    """One named queue. Producers `enqueue`; workers use `worker()` (or `consume()`/`run()`)."""
+
+    def __init__(
+        self,
+        coord: Coord,
+        name: str,
+        job_types: Iterable[type[Job]],
+        *,
+        lanes: Sequence[str] = (EXPEDITE, ROUTINE),
+        visibility_timeout: float = 60.0,
+        max_attempts: int = 5,
+        retry_base: float = 1.0,
+        retry_cap: float = 300.0,
+        max_deliveries: int = 10,
+        max_backlog: int = 100_000,
+        max_dead: int = 10_000,
+        pending_ttl: float = 86_400.0,
+    ) -> None:
+        if not lanes or len(set(lanes)) != len(lanes):
+            raise ValueError(f"queue {name!r}: lanes must be distinct and non-empty, got {lanes!r}")
+        if visibility_timeout <= 0 or max_attempts < 1 or max_deliveries < 1:
+            raise ValueError(
+                f"queue {name!r}: visibility_timeout, max_attempts and max_deliveries must be positive"
+            )
+        self.coord = coord
+        self.name = name
+        self.types = JobTypes(job_types)
+        self.lanes = tuple(lanes)
+        self.visibility_timeout = visibility_timeout
+        self.max_attempts = max_attempts
+        self.retry_base = retry_base
+        self.retry_cap = retry_cap
+        self.max_deliveries = max_deliveries
+        self.max_backlog = max_backlog
+        self.max_dead = max_dead
+        self.pending_ttl_ms = int(pending_ttl * 1000)
+        redis = coord.redis
+        self._enqueue = redis.register_script(_ENQUEUE)
+        self._ack = redis.register_script(_ACK)
+        self._fail = redis.register_script(_FAIL)
+        self._move_due = redis.register_script(_MOVE_DUE)
+        self._touch = redis.register_script(_TOUCH)
+        self._groups_ready = False
+
+    # keys ----------------------------------------------------------------------------------
+    def stream(self, lane: str) -> str:
+        return self.coord.keys.lane(self.name, lane)
+
+    def _rank(self, lane: str) -> int:
+        try:
+            return self.lanes.index(lane)
+        except ValueError:
+            raise ValueError(
+                f"queue {self.name!r} has no lane {lane!r} (lanes: {self.lanes})"
+            ) from None
+
+    async def ensure_groups(self) -> None:
+        """Create each lane's stream and consumer group (from id 0, so nothing enqueued earlier is skipped)."""
+        for lane in self.lanes:
+            try:
+                await self.coord.redis.xgroup_create(
+                    self.stream(lane), GROUP, id="0", mkstream=True
+                )
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+        self._groups_ready = True
+
+    # producing -----------------------------------------------------------------------------
+    def _enqueue_args(self, job: Job, lane: str) -> tuple[list[str], list[Any]]:
+        if type(job) not in self.types:
+            raise TypeError(f"queue {self.name!r} does not accept {type(job).__name__} jobs")
+        token = os.urandom(8).hex()
+        envelope = Envelope.wrap(job, token=token, now_ms=int(time.time() * 1000))
+        keys = [self.coord.keys.job(self.name, envelope.key), self.stream(lane)]
+        args = [token, envelope.dumps(), self.pending_ttl_ms, self._rank(lane), self.max_backlog]
+        return keys, args
+
+    async def enqueue(self, job: Job, *, lane: str = ROUTINE) -> Enqueued:
+        """Queue `job` unless the same job key is already pending; raise `QueueFull` at the bound."""
+        return (await self.enqueue_many([job], lane=lane))[0]
+
+    async def enqueue_many(self, jobs: Iterable[Job], *, lane: str = ROUTINE) -> list[Enqueued]:
+        """`enqueue` for many jobs in one round trip. Jobs refused for the bound raise `QueueFull`
+        after the others are queued."""
+        calls = [self._enqueue_args(job, lane) for job in jobs]
+        if not calls:
+            return []
+        if not self._groups_ready:
+            await self.ensure_groups()
+        async with self.coord.redis.pipeline(transaction=False) as pipe:
+            for keys, args in calls:
+                await self._enqueue(keys=keys, args=args, client=pipe)
+            replies = await pipe.execute()
+        results = [str(reply[0]) for reply in replies]
+        if "full" in results:
+            raise QueueFull(self.name, lane, self.max_backlog)
+        return [Enqueued(r) for r in results]
+
+    # inspecting ----------------------------------------------------------------------------
+    async def stats(self) -> QueueStats:
+        """Depth per lane (ready, in flight, delayed) and dead letters, in one round trip."""
+        if not self._groups_ready:
+            await self.ensure_groups()
+        async with self.coord.redis.pipeline(transaction=False) as pipe:
+            for lane in self.lanes:
+                pipe.xlen(self.stream(lane))
+                pipe.xpending(self.stream(lane), GROUP)
+                pipe.zcard(self.coord.keys.delayed(self.name, lane))
+            pipe.xlen(self.coord.keys.dead(self.name))
+            replies = await pipe.execute()
+        lanes = {}
+        for i, lane in enumerate(self.lanes):
+            length, pending, delayed = replies[3 * i : 3 * i + 3]
+            in_flight = int(pending["pending"])
+            lanes[lane] = LaneStats(
+                ready=int(length) - in_flight, in_flight=in_flight, delayed=int(delayed)
+            )
+        return QueueStats(lanes=lanes, dead=int(replies[-1]))
+
+    async def dead_letters(self, count: int = 100) -> list[DeadLetter]:
+        """The most recent dead letters, newest first."""
+        entries: Any = await self.coord.redis.xrevrange(
+            self.coord.keys.dead(self.name), count=count
+        )
+        letters = []
+        for entry_id, fields in entries:
+            raw = fields.get("e", "")
+            try:
+                envelope: Envelope | None = Envelope.loads(raw)
+            except JobDecodeError:
+                envelope = None
+            letters.append(
+                DeadLetter(id=entry_id, error=fields.get("error", ""), envelope=envelope, raw=raw)
+            )
+        return letters
+
+    # consuming -----------------------------------------------------------------------------
+    def worker(self, name: str | None = None) -> Worker:
+        """A consumer of this queue; use as `async with queue.worker() as w: ...`."""
+        return Worker(self, name or default_identity())
+
+    async def consume(self, name: str | None = None, *, batch: int = 16) -> AsyncIterator[Delivery]:
+        """Deliveries one by one, forever (an async generator); ack or fail each one."""
+        async with self.worker(name) as worker:
+            async for delivery in worker.deliveries(batch=batch):
+                yield delivery
+
+    async def run(
+        self,
+        handler: Callable[[Delivery], Awaitable[None]],
+        *,
+        concurrency: int = 4,
+        name: str | None = None,
+    ) -> None:
+        """Run `handler` on deliveries with at most `concurrency` at once, until cancelled."""
+        async with self.worker(name) as worker:
+            await worker.run(handler, concurrency=concurrency)
+
+    # settling (called by Delivery) -----------------------------------------------------------
+    async def _settle(self, delivery: Delivery, *, error: str | None, delay: float | None) -> int:
+        lane, envelope = delivery.lane, delivery.envelope
+        stream = self.stream(lane)
+        job_key = self.coord.keys.job(self.name, envelope.key)
+        common: list[str | int] = [GROUP, delivery.id, delivery.consumer, envelope.token]
+        if error is None:
+            return int(await self._ack(keys=[stream, job_key], args=common))
+        keys = [
+            stream,
+            job_key,
+            self.coord.keys.delayed(self.name, lane),
+            self.coord.keys.dead(self.name),
+        ]
+        counted = delay is None or delay > 0
+        next_envelope = envelope.failed(error, count=counted)
+        delay_ms = -1 if delay is None else int(delay * 1000)
+        args: list[str | int] = [
+            *common,
+            next_envelope.dumps() if envelope.token else delivery.raw,
+            delay_ms,
+            self.pending_ttl_ms,
+            self.max_dead,
+            self._rank(lane),
+            error,
+        ]
+        return int(await self._fail(keys=keys, args=args))
+
+    def retry_delay(self, attempt: int) -> float | None:
+        """Seconds before the next try after `attempt` failures, or None: dead-letter it."""
+        if attempt >= self.max_attempts:
+            return None
+        return backoff_delay(attempt, base=self.retry_base, cap=self.retry_cap)
+
+
+@dataclass(eq=False)
+class Delivery:
+    """One job handed to one worker. Settle it exactly once: `ack`, `fail` or `release`."""
+
+    queue: JobQueue
+    worker: Worker
+    lane: str
+    id: str
+    raw: str
+    envelope: Envelope
+    job: Job | None
+    settled: bool = False
+    lost: bool = False  # another worker reclaimed it (this one was too slow): stop if you can
+
+    @property
+    def consumer(self) -> str:
+        return self.worker.name
+
+    @property
+    def attempt(self) -> int:
+        """Failures so far (0 on the first try)."""
+        return self.envelope.attempt
+
+    async def ack(self) -> bool:
+        """The work is done: forget the job. False when this worker no longer owned it."""
+        return await self._settle(None, None)
+
+    async def fail(self, error: str, *, retry: bool = True) -> bool:
+        """The work failed: retry later with backoff, or dead-letter it after `max_attempts`
+        (at once when `retry` is False). `error` is kept with the job."""
+        delay = self.queue.retry_delay(self.envelope.attempt + 1) if retry else None
+        return await self._settle(error, delay)
+
+    async def release(self) -> bool:
+        """Give the job back untouched (shutdown): another worker may take it at once."""
+        return await self._settle(self.envelope.error or "released", 0.0)
+
+    async def _settle(self, error: str | None, delay: float | None) -> bool:
+        if self.settled:
+            raise RuntimeError(f"delivery {self.id} of {self.envelope.key!r} is already settled")
+        self.settled = True
+        self.worker.forget(self)
+        result = await self.queue._settle(self, error=error, delay=delay)
+        if result == -1:
+            self.lost = True
+        return result != -1
+
+
+@dataclass(eq=False)
+class Worker:
+    """One consumer of a queue: reads lanes in priority order, keeps its entries alive, reclaims
+    abandoned ones and moves due retries back into their lanes."""
+
+    queue: JobQueue
+    name: str
+    block: float = 1.0
+    in_flight: dict[tuple[str, str], Delivery] = field(default_factory=dict)
+    _heartbeat: asyncio.Task[None] | None = None
+    _next_reclaim: float = 0.0
+    _next_move: float = 0.0
+    _reclaim_from: dict[str, str] = field(default_factory=dict)
+
+    async def __aenter__(self) -> Worker:
+        self.block = min(self.block, self.queue.coord.settings.socket_timeout / 2)
+        await self._with_redis(self.queue.ensure_groups)
+        self._heartbeat = asyncio.create_task(self._keep_alive(), name=f"heartbeat-{self.name}")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+        for delivery in list(self.in_flight.values()):
+            try:
+                await delivery.release()
+            except OUTAGE_ERRORS:
+                break  # Redis is gone: the entries are reclaimed after the visibility timeout
+
+    def forget(self, delivery: Delivery) -> None:
+        self.in_flight.pop((delivery.lane, delivery.id), None)
+
+    async def _with_redis(self, call: Callable[[], Awaitable[Any]]) -> Any:
+        """Retry `call` through a Redis outage with capped backoff: a worker never dies of one."""
+        pause = 0.1
+        while True:
+            try:
+                return await call()
+            except OUTAGE_ERRORS as exc:
+                log.warning(
+                    "redis unavailable, retrying",
+                    queue=self.queue.name,
+                    error=str(exc),
+                    retry_in=pause,
+                )
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 5.0)
+
+    # reading -------------------------------------------------------------------------------
+    async def fetch(self, count: int, *, block: bool = True) -> list[Delivery]:
+        """Up to `count` deliveries: reclaimed ones, then expedite, then routine. Waits up to
+        `self.block` seconds when nothing is ready and `block` is set."""
+        return list(await self._with_redis(lambda: self._fetch(count, block)))
+
+    async def _fetch(self, count: int, block: bool) -> list[Delivery]:
+        try:
+            return await self._read(count, block)
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            # Redis lost its data (restarted without persistence): recreate the groups
+            await self.queue.ensure_groups()
+            return []
+
+    async def _read(self, count: int, block: bool) -> list[Delivery]:
+        redis = self.queue.coord.redis
+        now = time.monotonic()
+        if now >= self._next_move:
+            self._next_move = now + min(0.5, self.queue.visibility_timeout / 4)
+            await self._move_due()
+        entries: list[tuple[str, str, dict[str, str]]] = []
+        if now >= self._next_reclaim:
+            self._next_reclaim = now + self.queue.visibility_timeout / 2
+            entries += await self._reclaim(count)
+        for lane in self.queue.lanes:
+            if len(entries) >= count:
+                break
+            reply: Any = await redis.xreadgroup(
+                GROUP, self.name, {self.queue.stream(lane): ">"}, count=count - len(entries)
+            )
+            entries += [(lane, i, f) for _, items in reply for i, f in items]
+        if not entries and block:
+            streams: Any = {self.queue.stream(lane): ">" for lane in self.queue.lanes}
+            reply = await redis.xreadgroup(
+                GROUP, self.name, streams, count=count, block=int(self.block * 1000)
+            )
+            by_stream = {self.queue.stream(lane): lane for lane in self.queue.lanes}
+            entries += [(by_stream[s], i, f) for s, items in reply for i, f in items]
+            entries.sort(key=lambda e: self.queue._rank(e[0]))
+        return await self._admit(entries)
+
+    async def _move_due(self) -> None:
+        for lane in self.queue.lanes:
+            keys = [self.queue.coord.keys.delayed(self.queue.name, lane), self.queue.stream(lane)]
+            await self.queue._move_due(keys=keys, args=[1000])
+
+    async def _reclaim(self, count: int) -> list[tuple[str, str, dict[str, str]]]:
+        """XAUTOCLAIM entries idle past the visibility timeout (their worker died or hung);
+        entries delivered too often (they keep killing workers) are dead-lettered instead."""
+        redis = self.queue.coord.redis
+        idle_ms = int(self.queue.visibility_timeout * 1000)
+        claimed: list[tuple[str, str, dict[str, str]]] = []
+        for lane in self.queue.lanes:
+            stream = self.queue.stream(lane)
+            start = self._reclaim_from.get(lane, "0-0")
+            reply: Any = await redis.xautoclaim(
+                stream, GROUP, self.name, idle_ms, start_id=start, count=count
+            )
+            self._reclaim_from[lane] = reply[0]
+            items = [(i, f) for i, f in reply[1] if f is not None]
+            for entry_id, fields in items:
+                pending = await redis.xpending_range(stream, GROUP, entry_id, entry_id, 1)
+                times = int(pending[0]["times_delivered"]) if pending else 0
+                log.info(
+                    "reclaimed job", queue=self.queue.name, lane=lane, id=entry_id, deliveries=times
+                )
+                if times > self.queue.max_deliveries:
+                    delivery = self._delivery(lane, entry_id, fields.get("e", ""))
+                    await delivery.fail(f"abandoned by {times - 1} workers", retry=False)
+                else:
+                    claimed.append((lane, entry_id, fields))
+        return claimed
+
+    def _delivery(self, lane: str, entry_id: str, raw: str) -> Delivery:
+        try:
+            envelope = Envelope.loads(raw)
+        except JobDecodeError:
+            envelope = Envelope(kind="", version=0, key="", token="", payload={}, enqueued_at_ms=0)
+        delivery = Delivery(self.queue, self, lane, entry_id, raw, envelope, job=None)
+        self.in_flight[(lane, entry_id)] = delivery
+        return delivery
+
+    async def _admit(self, entries: list[tuple[str, str, dict[str, str]]]) -> list[Delivery]:
+        """Turn entries into deliveries: drop superseded ones (promoted elsewhere), send the ones
+        this process cannot decode back (retry) or to the dead letters."""
+        if not entries:
+            return []
+        deliveries = [self._delivery(lane, i, f.get("e", "")) for lane, i, f in entries]
+        job_keys = [self.queue.coord.keys.job(self.queue.name, d.envelope.key) for d in deliveries]
+        current: list[str | None] = await self.queue.coord.redis.mget(job_keys)  # type: ignore[assignment]
+        ready = []
+        for delivery, value in zip(deliveries, current, strict=True):
+            token = delivery.envelope.token
+            if not token:
+                await delivery.fail("malformed envelope", retry=False)
+            elif value is not None and value.partition(":")[2] != token:
+                await delivery.ack()  # superseded by a promotion: the newer entry does the work
+            else:
+                try:
+                    delivery.job = self.queue.types.decode(delivery.envelope)
+                except JobDecodeError as exc:
+                    await delivery.fail(str(exc), retry=exc.retryable)
+                else:
+                    ready.append(delivery)
+        return ready
+
+    async def deliveries(self, *, batch: int = 16) -> AsyncIterator[Delivery]:
+        """Deliveries one by one, forever."""
+        while True:
+            for delivery in await self.fetch(batch):
+                yield delivery
+
+    # keeping entries alive -----------------------------------------------------------------
+    async def _keep_alive(self) -> None:
+        period = self.queue.visibility_timeout / 3
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await self.touch()
+            except OUTAGE_ERRORS as exc:
+                log.warning("heartbeat failed", queue=self.queue.name, error=str(exc))
+
+    async def touch(self) -> None:
+        """Reset the idle time of every entry this worker holds; mark the ones it lost."""
+        by_lane: dict[str, list[str]] = {}
+        for lane, entry_id in list(self.in_flight):
+            by_lane.setdefault(lane, []).append(entry_id)
+        for lane, ids in by_lane.items():
+            lost = await self.queue._touch(
+                keys=[self.queue.stream(lane)], args=[GROUP, self.name, *ids]
+            )
+            for entry_id in lost:
+                delivery = self.in_flight.pop((lane, entry_id), None)
+                if delivery is not None:
+                    delivery.lost = True
+
+    # running handlers ----------------------------------------------------------------------
+    async def run(
+        self, handler: Callable[[Delivery], Awaitable[None]], *, concurrency: int = 4
+    ) -> None:
+        """Fetch as many deliveries as there are free slots and run `handler` on each: ack on
+        return, fail (with retry) on an exception, dead-letter on `PermanentJobError`. Runs until
+        cancelled; jobs still running then are released for other workers."""
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+        active: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                if len(active) >= concurrency:
+                    await asyncio.wait(set(active), return_when=asyncio.FIRST_COMPLETED)
+                for delivery in await self.fetch(concurrency - len(active)):
+                    task = asyncio.create_task(self._handle(delivery, handler))
+                    active.add(task)
+                    task.add_done_callback(active.discard)
+        finally:
+            for task in active:
+                task.cancel()
+            await asyncio.gather(*active, return_exceptions=True)
+
+    async def _handle(
+        self, delivery: Delivery, handler: Callable[[Delivery], Awaitable[None]]
+    ) -> None:
+        try:
+            try:
+                await handler(delivery)
+            except PermanentJobError as exc:
+                if not delivery.settled:
+                    await delivery.fail(str(exc) or type(exc).__name__, retry=False)
+            except asyncio.CancelledError:
+                if not delivery.settled:
+                    await asyncio.shield(delivery.release())
+                raise
+            except Exception as exc:
+                log.warning(
+                    "job failed", queue=self.queue.name, key=delivery.envelope.key, error=repr(exc)
+                )
+                if not delivery.settled:
+                    await delivery.fail(str(exc) or type(exc).__name__)
+            else:
+                if not delivery.settled:
+                    await delivery.ack()
+        except OUTAGE_ERRORS as exc:
+            # could not settle: the entry stays pending and is reclaimed after the visibility timeout
+            log.warning(
+                "could not settle job",
+                queue=self.queue.name,
+                key=delivery.envelope.key,
+                error=str(exc),
+            )
