@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import redis.asyncio as aioredis
 
+from kuikcore.testing.apiserver import FakeApiServer
 from kuikcore.testing.redis import RedisServer
 
 
@@ -38,3 +39,21 @@ async def redis_client(redis_server: RedisServer) -> AsyncIterator[aioredis.Redi
     await client.flushdb()
     yield client
     await client.aclose()
+
+
+# ---------------------------------------------------------------------------------------------
+# Kubernetes API-server fake (owner: cluster helper; kuikcore.testing.apiserver)
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def apiserver() -> AsyncIterator[FakeApiServer]:
+    """A fresh stateful Kubernetes API fake on a loopback port, with fast bookmarks.
+
+    Drive state with its direct methods (`create`, `patch`, `delete`), faults with
+    `cut_watches()`, `compact()`, `fail_requests()`, `set_delay()`, `drop_events()`;
+    connect with `apiserver.api_client()` or `apiserver.write_kubeconfig(path)`.
+    """
+    server = await FakeApiServer(bookmark_interval=0.5).start()
+    yield server
+    await server.stop()

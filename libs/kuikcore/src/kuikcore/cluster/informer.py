@@ -1,0 +1,208 @@
+"""One list+watch loop per kind, keeping a `Store` equal to what the API server holds.
+
+List, then watch from the list's resourceVersion with bookmarks; `410 Expired` (as an HTTP
+status or an ERROR event) relists; a dropped connection or a 5xx re-watches from the last
+version seen, after a jittered exponential backoff; a periodic relist (resync) repairs
+anything a watch could have missed. A relist emits only real differences.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import structlog
+
+from kuikcore.cluster.store import Store, object_key
+
+__all__ = ["Backoff", "Informer", "InformerSettings", "ListFunction"]
+
+log = structlog.get_logger("kuikcore.cluster")
+
+JSON = dict[str, Any]
+ListFunction = Callable[..., Awaitable[aiohttp.ClientResponse]]
+"""A kubernetes-asyncio list function (e.g. `CoreV1Api.list_pod_for_all_namespaces`)
+already bound to its path arguments, called with `_preload_content=False`."""
+
+
+@dataclass(frozen=True, slots=True)
+class InformerSettings:
+    """Timings; tests shorten them."""
+
+    resync_period: float = 600.0
+    watch_timeout: float = 300.0  # server-side timeoutSeconds, jittered up to 2x
+    request_timeout: float = 60.0  # for lists
+    backoff_initial: float = 0.2
+    backoff_max: float = 30.0
+
+
+class Backoff:
+    """Full-jitter exponential backoff, reset after progress."""
+
+    def __init__(self, initial: float, maximum: float) -> None:
+        self.initial, self.maximum, self.failures = initial, maximum, 0
+
+    def reset(self) -> None:
+        self.failures = 0
+
+    def next_delay(self) -> float:
+        ceiling = min(self.maximum, self.initial * 2**self.failures)
+        self.failures += 1
+        return random.uniform(ceiling / 2, ceiling)
+
+
+class _Expired(Exception):
+    """The resourceVersion we watch from is gone from the server's history."""
+
+
+class _HttpError(Exception):
+    def __init__(self, status: int, body: str) -> None:
+        super().__init__(f"HTTP {status}: {body[:200]}")
+        self.status = status
+
+
+_TRANSIENT = (_HttpError, aiohttp.ClientError, TimeoutError, ConnectionError, ValueError)
+
+
+async def _lines(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    """Newline-delimited JSON events, whatever their size (aiohttp's readline caps lines)."""
+    buffer = b""
+    async for chunk in response.content.iter_any():
+        buffer += chunk
+        while b"\n" in buffer:
+            line, buffer = buffer.split(b"\n", 1)
+            if line.strip():
+                yield line
+    if buffer.strip():
+        yield buffer
+
+
+class Informer:
+    """Keeps `store`'s objects of `kind` in sync with the API server."""
+
+    def __init__(
+        self,
+        kind: str,
+        api_version: str,
+        list_function: ListFunction,
+        store: Store,
+        settings: InformerSettings,
+        *,
+        label_selector: str | None = None,
+    ) -> None:
+        self.kind, self.api_version = kind, api_version
+        self._list_function = list_function
+        self._store = store
+        self._settings = settings
+        self._label_selector = label_selector
+        self._backoff = Backoff(settings.backoff_initial, settings.backoff_max)
+        self.synced = asyncio.Event()
+        self.version = ""
+        self.relists = 0  # resyncs and relists after expiry
+        self.rewatches = 0  # watches reopened after an interruption
+        self.expirations = 0  # 410 Expired seen
+
+    def _selector(self) -> dict[str, str]:
+        return {"label_selector": self._label_selector} if self._label_selector else {}
+
+    async def run(self) -> None:
+        """Forever: list, watch until resync or expiry, relist. Cancel to stop."""
+        while True:
+            try:
+                version = await self._list()
+            except _TRANSIENT as error:
+                await self._pause("list failed", error)
+                continue
+            self._backoff.reset()
+            self.version = version
+            await self._watch_until_resync()
+            self.relists += 1
+
+    async def _list(self) -> str:
+        response = await self._list_function(
+            _preload_content=False,
+            _request_timeout=self._settings.request_timeout,
+            **self._selector(),
+        )
+        async with response:
+            body = await response.text()
+            if response.status >= 300:
+                raise _HttpError(response.status, body)
+        data = json.loads(body)
+        items = data.get("items") or []
+        for item in items:  # list items of core kinds come without kind/apiVersion
+            item.setdefault("apiVersion", self.api_version)
+            item.setdefault("kind", self.kind)
+        self._store.replace_kind(self.kind, items)
+        self.synced.set()
+        return str(data["metadata"]["resourceVersion"])
+
+    async def _watch_until_resync(self) -> None:
+        loop = asyncio.get_running_loop()
+        resync_at = loop.time() + self._settings.resync_period
+        while loop.time() < resync_at:
+            try:
+                await self._watch(resync_at - loop.time())
+            except _Expired:
+                log.info("watch expired, relisting", kind=self.kind, version=self.version)
+                self.expirations += 1
+                return
+            except _TRANSIENT as error:
+                self.rewatches += 1
+                await self._pause("watch interrupted", error)
+
+    async def _watch(self, remaining: float) -> None:
+        """One watch request from `self.version`, which advances with every event seen."""
+        timeout = min(remaining, self._settings.watch_timeout * random.uniform(1.0, 2.0))
+        response = await self._list_function(
+            watch=True,
+            resource_version=self.version,
+            allow_watch_bookmarks=True,
+            timeout_seconds=max(1, int(timeout)),
+            _preload_content=False,
+            _request_timeout=aiohttp.ClientTimeout(
+                total=None,
+                sock_connect=self._settings.request_timeout,
+                sock_read=timeout + self._settings.request_timeout,
+            ),
+            **self._selector(),
+        )
+        async with response:
+            if response.status == 410:
+                raise _Expired
+            if response.status >= 300:
+                raise _HttpError(response.status, await response.text())
+            async for line in _lines(response):
+                self.version = self._apply(json.loads(line), self.version)
+                self._backoff.reset()
+
+    def _apply(self, event: JSON, version: str) -> str:
+        kind, obj = event.get("type"), event.get("object") or {}
+        if kind == "ERROR":
+            if obj.get("code") == 410:
+                raise _Expired
+            raise _HttpError(int(obj.get("code") or 500), str(obj.get("message")))
+        new_version = str((obj.get("metadata") or {}).get("resourceVersion") or version)
+        if kind == "BOOKMARK":
+            return new_version
+        obj.setdefault("apiVersion", self.api_version)
+        obj.setdefault("kind", self.kind)
+        if kind in ("ADDED", "MODIFIED"):
+            self._store.upsert(self.kind, obj)
+        elif kind == "DELETED":
+            key = object_key(self.kind, obj)
+            self._store.remove(key)
+            self._store.forget_problem(key)
+        return new_version
+
+    async def _pause(self, what: str, error: Exception) -> None:
+        delay = self._backoff.next_delay()
+        log.warning(
+            what, kind=self.kind, error=str(error) or type(error).__name__, retry_in=round(delay, 2)
+        )
+        await asyncio.sleep(delay)

@@ -1,0 +1,45 @@
+"""The kinds a cluster backend watches, and where they live in the Kubernetes API."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kuikcore.api import GROUP, KINDS, VERSION
+from kuikcore.cluster.interface import POD, SECRET
+
+__all__ = ["ALL_KINDS", "WATCHED", "WatchedKind", "watched_kind"]
+
+
+@dataclass(frozen=True, slots=True)
+class WatchedKind:
+    kind: str
+    group: str  # "" for the core group
+    version: str
+    plural: str
+    namespaced: bool
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def is_kuik(self) -> bool:
+        return self.group == GROUP
+
+
+WATCHED: dict[str, WatchedKind] = {
+    POD: WatchedKind(POD, "", "v1", "pods", True),
+    SECRET: WatchedKind(SECRET, "", "v1", "secrets", True),
+    **{
+        kind: WatchedKind(kind, GROUP, VERSION, info.plural, info.namespaced)
+        for kind, info in KINDS.items()
+    },
+}
+ALL_KINDS: tuple[str, ...] = tuple(WATCHED)
+
+
+def watched_kind(kind: str) -> WatchedKind:
+    try:
+        return WATCHED[kind]
+    except KeyError:
+        raise ValueError(f"unknown kind {kind!r}; kuik watches {', '.join(WATCHED)}") from None

@@ -1,0 +1,500 @@
+"""The Kubernetes backend: informers into the store; status, finalizer, Secret and Event writes.
+
+Only the informers write to the store, so it always reflects what the API server said, in
+order. Writes are read-modify-write loops guarded by resourceVersion preconditions (JSON
+merge patches carrying `metadata.resourceVersion`): a `409 Conflict` means another writer
+got there first, so the loop reads the newest object and applies the caller's change again.
+Secrets are cached only when labelled `kuik.enix.io/owner-uid` (kuik's own copies); any
+other Secret is read on demand through a small TTL cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import json
+import os
+import random
+import socket
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Collection
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import structlog
+from kubernetes_asyncio import client as k8s
+from kubernetes_asyncio import config as k8s_config
+
+from kuikcore.api import OWNER_UID_LABEL, parse_resource
+from kuikcore.cluster.informer import Informer, InformerSettings, ListFunction
+from kuikcore.cluster.interface import (
+    POD,
+    SECRET,
+    ChangeCallback,
+    ClusterError,
+    ConflictError,
+    EventType,
+    InvalidDocument,
+    NotFoundError,
+    ObjectKey,
+    StatusMutator,
+)
+from kuikcore.cluster.kinds import ALL_KINDS, WatchedKind, watched_kind
+from kuikcore.cluster.patch import merge_patch_between
+from kuikcore.cluster.store import Store
+
+__all__ = ["KubernetesCluster", "api_client_from_environment"]
+
+log = structlog.get_logger("kuikcore.cluster")
+
+JSON = dict[str, Any]
+MERGE_PATCH = "application/merge-patch+json"
+CLUSTER_SCOPED_EVENT_NAMESPACE = (
+    "default"  # where client-go records Events of cluster-scoped objects
+)
+
+
+class _ApiError(ClusterError):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+async def _call(request: Awaitable[aiohttp.ClientResponse], what: str) -> JSON:
+    """Await a kubernetes-asyncio call made with `_preload_content=False`; JSON or _ApiError."""
+    response = await request
+    async with response:
+        body = await response.text()
+        if response.status >= 300:
+            try:
+                message = json.loads(body).get("message") or body
+            except ValueError:
+                message = body
+            raise _ApiError(response.status, f"{what}: HTTP {response.status}: {message}")
+    data: JSON = json.loads(body)
+    return data
+
+
+async def api_client_from_environment() -> k8s.ApiClient:
+    """In-cluster service account when running in a Pod, else `$KUBECONFIG` / ~/.kube/config."""
+    configuration = k8s.Configuration()
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    else:
+        await k8s_config.load_kube_config(client_configuration=configuration)
+    return k8s.ApiClient(configuration)
+
+
+class KubernetesCluster:
+    """`ClusterSource` over a Kubernetes API server (see module docstring)."""
+
+    def __init__(
+        self,
+        api_client: k8s.ApiClient,
+        *,
+        field_manager: str = "kuik",
+        kinds: Collection[str] = ALL_KINDS,
+        settings: InformerSettings | None = None,
+        write_attempts: int = 8,
+        secret_cache_ttl: float = 30.0,
+        secret_cache_size: int = 256,
+        event_dedup_window: float = 600.0,
+    ) -> None:
+        self._api = api_client
+        # Typed Any: every call passes `_preload_content=False` and gets the raw aiohttp
+        # response (JSON parsed by us, no model deserialisation), which the stubs do not model.
+        self._core: Any = k8s.CoreV1Api(api_client)
+        self._custom: Any = k8s.CustomObjectsApi(api_client)
+        self._events: Any = k8s.EventsV1Api(api_client)
+        self._field_manager = field_manager
+        self._settings = settings or InformerSettings()
+        self._write_attempts = write_attempts
+        self._secret_cache: OrderedDict[tuple[str, str], tuple[float, JSON | None]] = OrderedDict()
+        self._secret_cache_ttl, self._secret_cache_size = secret_cache_ttl, secret_cache_size
+        self._recent_events: dict[tuple[str, ...], float] = {}
+        self._event_dedup_window = event_dedup_window
+        self._instance = socket.gethostname()
+        self._store = Store(parse_resource)
+        self._informers = [self._informer(watched_kind(kind)) for kind in kinds]
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # ------------------------------------------------------------------ lifecycle, reading
+
+    @property
+    def store(self) -> Store:
+        return self._store
+
+    @property
+    def informers(self) -> list[Informer]:
+        return list(self._informers)
+
+    @property
+    def synced(self) -> bool:
+        return all(informer.synced.is_set() for informer in self._informers)
+
+    async def start(self) -> None:
+        for informer in self._informers:
+            self._tasks.append(
+                asyncio.create_task(informer.run(), name=f"informer-{informer.kind}")
+            )
+
+    async def wait_synced(self) -> None:
+        await asyncio.gather(*(informer.synced.wait() for informer in self._informers))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+
+    def subscribe(self, callback: ChangeCallback) -> Callable[[], None]:
+        return self._store.subscribe(callback)
+
+    def problems(self) -> list[InvalidDocument]:
+        return self._store.problems()
+
+    def _informer(self, info: WatchedKind) -> Informer:
+        selector = None
+        list_function: ListFunction
+        if info.kind == POD:
+            list_function = self._core.list_pod_for_all_namespaces
+        elif info.kind == SECRET:
+            list_function = self._core.list_secret_for_all_namespaces
+            selector = OWNER_UID_LABEL  # kuik's copies only, never every Secret of the cluster
+        else:
+
+            def list_function(**kwargs: Any) -> Awaitable[aiohttp.ClientResponse]:
+                result: Awaitable[aiohttp.ClientResponse] = self._custom.list_cluster_custom_object(
+                    info.group, info.version, info.plural, **kwargs
+                )
+                return result
+
+        return Informer(
+            info.kind,
+            info.api_version,
+            list_function,
+            self._store,
+            self._settings,
+            label_selector=selector,
+        )
+
+    # ------------------------------------------------------------------ kuik resources
+
+    def _custom_call(
+        self, verb: str, info: WatchedKind, namespace: str, name: str, *args: Any, **kwargs: Any
+    ) -> Awaitable[aiohttp.ClientResponse]:
+        """Dispatch to the namespaced or cluster variant of a CustomObjectsApi method."""
+        scope = "namespaced" if info.namespaced else "cluster"
+        method = getattr(self._custom, verb.format(scope=scope))
+        where = (namespace,) if info.namespaced else ()
+        result: Awaitable[aiohttp.ClientResponse] = method(
+            info.group,
+            info.version,
+            *where,
+            info.plural,
+            name,
+            *args,
+            _preload_content=False,
+            **kwargs,
+        )
+        return result
+
+    async def _get_resource(self, info: WatchedKind, namespace: str, name: str) -> JSON:
+        key = ObjectKey(info.kind, namespace, name)
+        try:
+            return await _call(
+                self._custom_call("get_{scope}_custom_object", info, namespace, name), f"get {key}"
+            )
+        except _ApiError as error:
+            if error.status == 404:
+                raise NotFoundError(f"{key} not found") from None
+            raise
+
+    async def _patch_resource(
+        self, info: WatchedKind, namespace: str, name: str, patch: JSON, *, status: bool
+    ) -> JSON:
+        verb = "patch_{scope}_custom_object_status" if status else "patch_{scope}_custom_object"
+        request = self._custom_call(
+            verb,
+            info,
+            namespace,
+            name,
+            patch,
+            _content_type=MERGE_PATCH,
+            field_manager=self._field_manager,
+        )
+        return await _call(request, f"patch {ObjectKey(info.kind, namespace, name)}")
+
+    async def _read_modify_write(
+        self,
+        kind: str,
+        namespace: str,
+        name: str,
+        change: Callable[[JSON], JSON | None],
+        *,
+        status: bool,
+    ) -> JSON:
+        """Apply `change(current) -> merge patch | None` until no other writer interferes."""
+        info = watched_kind(kind)
+        if not info.is_kuik:
+            raise ValueError(f"{kind} is not a kuik kind")
+        key = ObjectKey(kind, namespace if info.namespaced else "", name)
+        for attempt in range(self._write_attempts):
+            current = await self._get_resource(info, key.namespace, name)
+            patch = change(current)
+            if patch is None:
+                return current
+            patch.setdefault("metadata", {})["resourceVersion"] = current["metadata"][
+                "resourceVersion"
+            ]
+            try:
+                return await self._patch_resource(info, key.namespace, name, patch, status=status)
+            except _ApiError as error:
+                if error.status == 404:
+                    raise NotFoundError(f"{key} not found") from None
+                if error.status != 409:
+                    raise
+            log.debug("write conflict, retrying", object=str(key), attempt=attempt + 1)
+            await asyncio.sleep(random.uniform(0, 0.05 * 2**attempt))
+        raise ConflictError(f"{key}: still conflicting after {self._write_attempts} attempts")
+
+    async def update_status(
+        self, kind: str, namespace: str, name: str, mutate: StatusMutator
+    ) -> Any:
+        def change(current: JSON) -> JSON | None:
+            old = current.get("status") or {}
+            new = mutate(copy.deepcopy(old))
+            return None if new == old else {"status": merge_patch_between(old, new)}
+
+        return parse_resource(
+            await self._read_modify_write(kind, namespace, name, change, status=True)
+        )
+
+    async def _set_finalizer(
+        self, kind: str, namespace: str, name: str, finalizer: str, present: bool
+    ) -> bool:
+        changed = False
+
+        def change(current: JSON) -> JSON | None:
+            nonlocal changed
+            finalizers = list(current["metadata"].get("finalizers") or [])
+            if (finalizer in finalizers) == present:
+                changed = False
+                return None
+            changed = True
+            finalizers = (
+                [*finalizers, finalizer] if present else [f for f in finalizers if f != finalizer]
+            )
+            return {"metadata": {"finalizers": finalizers or None}}
+
+        await self._read_modify_write(kind, namespace, name, change, status=False)
+        return changed
+
+    async def add_finalizer(self, kind: str, namespace: str, name: str, finalizer: str) -> bool:
+        return await self._set_finalizer(kind, namespace, name, finalizer, True)
+
+    async def remove_finalizer(self, kind: str, namespace: str, name: str, finalizer: str) -> bool:
+        return await self._set_finalizer(kind, namespace, name, finalizer, False)
+
+    # ------------------------------------------------------------------ Secrets
+
+    async def get_secret(self, namespace: str, name: str) -> JSON | None:
+        cached = self._store.secret(namespace, name)
+        if cached is not None:
+            return cached
+        now = time.monotonic()
+        hit = self._secret_cache.get((namespace, name))
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        try:
+            secret: JSON | None = await _call(
+                self._core.read_namespaced_secret(name, namespace, _preload_content=False),
+                f"read Secret {namespace}/{name}",
+            )
+        except _ApiError as error:
+            if error.status != 404:
+                raise
+            secret = None
+        if secret is not None:
+            secret = {k: v for k, v in secret.items() if k != "managedFields"}
+            secret.setdefault("apiVersion", "v1")
+            secret.setdefault("kind", SECRET)
+        self._secret_cache[(namespace, name)] = (now + self._secret_cache_ttl, secret)
+        self._secret_cache.move_to_end((namespace, name))
+        while len(self._secret_cache) > self._secret_cache_size:
+            self._secret_cache.popitem(last=False)
+        return secret
+
+    async def apply_secret(self, secret: JSON) -> JSON:
+        meta = secret.get("metadata") or {}
+        namespace, name = meta.get("namespace"), meta.get("name")
+        if not namespace or not name:
+            raise ValueError("apply_secret: metadata.namespace and metadata.name are required")
+        self._secret_cache.pop((namespace, name), None)
+        body: JSON = {
+            "apiVersion": "v1",
+            "kind": SECRET,
+            "metadata": {"name": name, "namespace": namespace},
+        }
+        for field in ("labels", "annotations"):
+            if meta.get(field):
+                body["metadata"][field] = dict(meta[field])
+        for field in ("type", "data"):
+            if field in secret:
+                body[field] = secret[field]
+        what = f"Secret {namespace}/{name}"
+        for attempt in range(self._write_attempts):
+            try:
+                return await _call(
+                    self._core.create_namespaced_secret(
+                        namespace, body, _preload_content=False, field_manager=self._field_manager
+                    ),
+                    f"create {what}",
+                )
+            except _ApiError as error:
+                if error.status != 409:
+                    raise
+            try:
+                current = await _call(
+                    self._core.read_namespaced_secret(name, namespace, _preload_content=False),
+                    f"read {what}",
+                )
+            except _ApiError as error:
+                if error.status == 404:
+                    continue  # deleted meanwhile: create again
+                raise
+            wanted = copy.deepcopy(current)
+            wanted["metadata"].update(body["metadata"])
+            for field in ("type", "data"):
+                if field in body:
+                    wanted[field] = body[field]
+            if wanted == current:
+                return current
+            try:
+                return await _call(
+                    self._core.replace_namespaced_secret(
+                        name,
+                        namespace,
+                        wanted,
+                        _preload_content=False,
+                        field_manager=self._field_manager,
+                    ),
+                    f"replace {what}",
+                )
+            except _ApiError as error:
+                if error.status not in (404, 409):
+                    raise
+            await asyncio.sleep(random.uniform(0, 0.05 * 2**attempt))
+        raise ConflictError(f"{what}: still conflicting after {self._write_attempts} attempts")
+
+    async def delete_secret(self, namespace: str, name: str) -> bool:
+        self._secret_cache.pop((namespace, name), None)
+        try:
+            await _call(
+                self._core.delete_namespaced_secret(name, namespace, _preload_content=False),
+                f"delete Secret {namespace}/{name}",
+            )
+        except _ApiError as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
+
+    # ------------------------------------------------------------------ Events, identity
+
+    async def emit_event(
+        self,
+        regarding: ObjectKey,
+        type: EventType,
+        reason: str,
+        note: str,
+        *,
+        action: str = "",
+    ) -> None:
+        dedup = (str(regarding), type.value, reason, note)
+        now = time.monotonic()
+        self._recent_events = {k: t for k, t in self._recent_events.items() if t > now}
+        if dedup in self._recent_events:
+            return
+        self._recent_events[dedup] = now + self._event_dedup_window
+        info = watched_kind(regarding.kind)
+        namespace = regarding.namespace or CLUSTER_SCOPED_EVENT_NAMESPACE
+        target: JSON = {
+            "apiVersion": info.api_version,
+            "kind": regarding.kind,
+            "name": regarding.name,
+        }
+        if regarding.namespace:
+            target["namespace"] = regarding.namespace
+        uid = _uid_of(self._store.get(regarding))
+        if uid:
+            target["uid"] = uid
+        body = {
+            "apiVersion": "events.k8s.io/v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{regarding.name}.", "namespace": namespace},
+            "eventTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "reportingController": f"kuik.enix.io/{self._field_manager}",
+            "reportingInstance": self._instance,
+            "action": action or reason,
+            "reason": reason,
+            "note": note[:1024],
+            "type": type.value,
+            "regarding": target,
+        }
+        try:
+            await _call(
+                self._events.create_namespaced_event(namespace, body, _preload_content=False),
+                "create Event",
+            )
+        except (ClusterError, aiohttp.ClientError, TimeoutError) as error:
+            self._recent_events.pop(dedup, None)
+            log.warning(
+                "could not record event", object=str(regarding), reason=reason, error=str(error)
+            )
+
+    async def list_events(self, regarding: ObjectKey | None = None) -> list[JSON]:
+        data = await _call(
+            self._events.list_event_for_all_namespaces(_preload_content=False), "list Events"
+        )
+        events = [
+            e
+            for e in data.get("items") or []
+            if str(e.get("reportingController", "")).startswith("kuik.enix.io/")
+            and (regarding is None or _regards(e, regarding))
+        ]
+        return sorted(
+            events, key=lambda e: (e.get("eventTime") or "", e["metadata"].get("name", ""))
+        )
+
+    async def cluster_id(self) -> str:
+        namespace = await _call(
+            self._core.read_namespace("kube-system", _preload_content=False),
+            "read Namespace kube-system",
+        )
+        uid: str = namespace["metadata"]["uid"]
+        return uid
+
+
+def _uid_of(obj: Any) -> str | None:
+    if obj is None:
+        return None
+    if isinstance(obj, dict):
+        uid: str | None = (obj.get("metadata") or {}).get("uid")
+        return uid
+    meta = getattr(obj, "metadata", None)
+    return getattr(meta, "uid", None)
+
+
+def _regards(event: JSON, key: ObjectKey) -> bool:
+    target = event.get("regarding") or {}
+    return (target.get("kind"), target.get("namespace") or "", target.get("name")) == (
+        key.kind,
+        key.namespace,
+        key.name,
+    )

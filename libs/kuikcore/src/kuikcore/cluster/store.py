@@ -1,0 +1,327 @@
+"""The in-memory view both backends fill: objects by kind, indexes, change callbacks.
+
+Pods are kept slim (only the fields kuik reads, strings interned) because a cluster can
+run tens of thousands of them; kuik resources are kept as validated typed models; only
+the Secrets a backend chose to cache are here (label-selected copies, never every Secret).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import structlog
+
+from kuikcore.cluster.interface import (
+    POD,
+    SECRET,
+    Change,
+    ChangeCallback,
+    ChangeType,
+    InvalidDocument,
+    ObjectKey,
+)
+from kuikcore.reference import InvalidReference, parse
+
+__all__ = ["Store", "clean_secret", "object_key", "pod_images", "slim_pod"]
+
+log = structlog.get_logger("kuikcore.cluster")
+
+JSON = dict[str, Any]
+ResourceParser = Callable[[JSON], Any]
+
+_OWNER_UID_LABEL = "kuik.enix.io/owner-uid"
+_ORIGINAL_IMAGES_ANNOTATION = "kuik.enix.io/original-images"
+# Large, never read by kuik, present on every `kubectl apply`-ed object.
+_DROPPED_ANNOTATIONS = frozenset({"kubectl.kubernetes.io/last-applied-configuration"})
+_CONTAINER_LISTS = ("initContainers", "containers", "ephemeralContainers")
+_POD_META = (
+    "namespace",
+    "name",
+    "uid",
+    "resourceVersion",
+    "creationTimestamp",
+    "deletionTimestamp",
+)
+
+
+def _interned(mapping: dict[str, Any] | None) -> dict[str, str]:
+    return {sys.intern(str(k)): sys.intern(str(v)) for k, v in (mapping or {}).items()}
+
+
+def slim_pod(pod: JSON) -> JSON:
+    """The Pod fields kuik reads, in API shape, with repeated strings interned."""
+    meta = pod.get("metadata") or {}
+    spec = pod.get("spec") or {}
+    slim_meta: JSON = {k: sys.intern(str(meta[k])) for k in _POD_META if meta.get(k)}
+    slim_meta["labels"] = _interned(meta.get("labels"))
+    slim_meta["annotations"] = {
+        k: v for k, v in _interned(meta.get("annotations")).items() if k not in _DROPPED_ANNOTATIONS
+    }
+    slim_spec: JSON = {}
+    for field in _CONTAINER_LISTS:
+        containers = spec.get(field) or []
+        if containers:
+            slim_spec[field] = [
+                {
+                    k: sys.intern(str(c[k]))
+                    for k in ("name", "image", "imagePullPolicy")
+                    if c.get(k) is not None
+                }
+                for c in containers
+            ]
+    pull_secrets = [
+        {"name": sys.intern(str(s["name"]))}
+        for s in spec.get("imagePullSecrets") or []
+        if s.get("name")
+    ]
+    if pull_secrets:
+        slim_spec["imagePullSecrets"] = pull_secrets
+    slim: JSON = {"apiVersion": "v1", "kind": POD, "metadata": slim_meta, "spec": slim_spec}
+    phase = (pod.get("status") or {}).get("phase")
+    if phase:
+        slim["status"] = {"phase": sys.intern(str(phase))}
+    return slim
+
+
+def pod_images(pod: JSON) -> set[str]:
+    """Every image a Pod references: containers of all three lists, and the originals
+    recorded by the webhook (`kuik.enix.io/original-images`)."""
+    spec = pod.get("spec") or {}
+    images = {c["image"] for f in _CONTAINER_LISTS for c in spec.get(f) or [] if c.get("image")}
+    raw = ((pod.get("metadata") or {}).get("annotations") or {}).get(_ORIGINAL_IMAGES_ANNOTATION)
+    if raw:
+        try:
+            originals = json.loads(raw)
+        except ValueError:
+            originals = None
+        if isinstance(originals, dict):
+            images.update(v for v in originals.values() if isinstance(v, str) and v)
+    return images
+
+
+def clean_secret(secret: JSON) -> JSON:
+    """A Secret without server bookkeeping (managedFields)."""
+    meta = {k: v for k, v in (secret.get("metadata") or {}).items() if k != "managedFields"}
+    out: JSON = {"apiVersion": "v1", "kind": SECRET, "metadata": meta}
+    for field in ("type", "data", "immutable"):
+        if field in secret:
+            out[field] = secret[field]
+    return out
+
+
+def object_key(kind: str, raw: JSON) -> ObjectKey:
+    meta = raw.get("metadata") or {}
+    return ObjectKey(kind, meta.get("namespace") or "", meta.get("name") or "")
+
+
+def _normalized(image: str) -> str:
+    """Index key for an image: normalised, `:latest` made explicit (as the kubelet pulls it),
+    or the text as written when it is not a valid reference."""
+    try:
+        return str(parse(image).tag_name_only())
+    except InvalidReference:
+        return image
+
+
+class Store:
+    """Objects by kind and key, indexes, subscribers. Only backends write to it."""
+
+    def __init__(self, parse_resource: ResourceParser | None = None) -> None:
+        self._parse_resource = parse_resource
+        self._objects: dict[str, dict[tuple[str, str], Any]] = defaultdict(dict)
+        self._versions: dict[ObjectKey, str] = {}
+        self._pods_by_image: dict[str, set[tuple[str, str]]] = defaultdict(set)
+        self._images_of_pod: dict[tuple[str, str], frozenset[str]] = {}
+        self._secrets_by_owner: dict[str, set[tuple[str, str]]] = defaultdict(set)
+        self._subscribers: list[ChangeCallback] = []
+        self._problems: dict[ObjectKey, InvalidDocument] = {}
+
+    # ------------------------------------------------------------------ reading
+
+    def get(self, key: ObjectKey) -> Any:
+        return self._objects.get(key.kind, {}).get((key.namespace, key.name))
+
+    def version(self, key: ObjectKey) -> str | None:
+        """The resourceVersion the store holds for `key` (backends use it for writes)."""
+        return self._versions.get(key)
+
+    def keys(self, kind: str) -> list[ObjectKey]:
+        return [ObjectKey(kind, ns, name) for ns, name in sorted(self._objects.get(kind, {}))]
+
+    def objects(self, kind: str, namespace: str | None = None) -> list[Any]:
+        """Objects of `kind` (all namespaces when `namespace` is None), sorted by key."""
+        bucket = self._objects.get(kind, {})
+        return [bucket[k] for k in sorted(bucket) if namespace is None or k[0] == namespace]
+
+    def pods(self, namespace: str | None = None) -> list[JSON]:
+        return self.objects(POD, namespace)
+
+    def pod(self, namespace: str, name: str) -> JSON | None:
+        pod: JSON | None = self._objects.get(POD, {}).get((namespace, name))
+        return pod
+
+    def pods_by_image(self, image: str) -> list[JSON]:
+        """Pods whose containers (or recorded originals) use `image`, compared normalised."""
+        pods = self._objects.get(POD, {})
+        return [pods[k] for k in sorted(self._pods_by_image.get(_normalized(image), ()))]
+
+    def images(self) -> list[str]:
+        """Every normalised image some Pod references."""
+        return sorted(self._pods_by_image)
+
+    def secrets(self, namespace: str | None = None) -> list[JSON]:
+        return self.objects(SECRET, namespace)
+
+    def secret(self, namespace: str, name: str) -> JSON | None:
+        secret: JSON | None = self._objects.get(SECRET, {}).get((namespace, name))
+        return secret
+
+    def secrets_by_owner(self, owner_uid: str) -> list[JSON]:
+        """Pull-secret copies labelled `kuik.enix.io/owner-uid=<owner_uid>`."""
+        secrets = self._objects.get(SECRET, {})
+        return [secrets[k] for k in sorted(self._secrets_by_owner.get(owner_uid, ()))]
+
+    def resources(self, kind: str, namespace: str | None = None) -> list[Any]:
+        """kuik resources of `kind` (typed models), optionally of one namespace."""
+        return self.objects(kind, namespace)
+
+    def resource(self, kind: str, namespace: str, name: str) -> Any:
+        return self._objects.get(kind, {}).get((namespace, name))
+
+    def problems(self) -> list[InvalidDocument]:
+        return [self._problems[k] for k in sorted(self._problems)]
+
+    def subscribe(self, callback: ChangeCallback) -> Callable[[], None]:
+        self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            if callback in self._subscribers:
+                self._subscribers.remove(callback)
+
+        return unsubscribe
+
+    # ------------------------------------------------------------------ writing (backends)
+
+    def upsert(
+        self, kind: str, raw: JSON, *, source: str = "cluster", index: int | None = None
+    ) -> Change | None:
+        """Store `raw` (API shape, with a resourceVersion); None when nothing changed.
+
+        An invalid kuik resource is recorded as a problem and leaves the store (DELETED
+        when an earlier valid version was there).
+        """
+        key = object_key(kind, raw)
+        version = str((raw.get("metadata") or {}).get("resourceVersion") or "")
+        if version and self._versions.get(key) == version:
+            return None
+        try:
+            obj = self._convert(kind, raw)
+        except ValueError as error:
+            self._problems[key] = InvalidDocument(source, index, kind, key.name, _reason(error))
+            log.warning(
+                "invalid resource ignored", object=str(key), source=source, reason=_reason(error)
+            )
+            return self.remove(key)
+        self._problems.pop(key, None)
+        bucket = self._objects[kind]
+        old = bucket.get((key.namespace, key.name))
+        bucket[(key.namespace, key.name)] = obj
+        self._versions[key] = version
+        self._reindex(key, old, obj)
+        change = Change(ChangeType.MODIFIED if old is not None else ChangeType.ADDED, key, old, obj)
+        self._notify(change)
+        return change
+
+    def remove(self, key: ObjectKey) -> Change | None:
+        old = self._objects.get(key.kind, {}).pop((key.namespace, key.name), None)
+        self._versions.pop(key, None)
+        if old is None:
+            return None
+        self._reindex(key, old, None)
+        change = Change(ChangeType.DELETED, key, old, None)
+        self._notify(change)
+        return change
+
+    def forget_problem(self, key: ObjectKey) -> None:
+        self._problems.pop(key, None)
+
+    def replace_kind(
+        self, kind: str, raws: Iterable[JSON], *, source: str = "cluster"
+    ) -> list[Change]:
+        """Make `kind` hold exactly `raws` (a fresh list): emits only the real differences."""
+        changes: list[Change] = []
+        seen: set[ObjectKey] = set()
+        for raw in raws:
+            key = object_key(kind, raw)
+            seen.add(key)
+            change = self.upsert(kind, raw, source=source)
+            if change is not None:
+                changes.append(change)
+        for key in self.keys(kind):
+            if key not in seen:
+                change = self.remove(key)
+                if change is not None:
+                    changes.append(change)
+        for key in [k for k in self._problems if k.kind == kind and k not in seen]:
+            del self._problems[key]
+        return changes
+
+    def _convert(self, kind: str, raw: JSON) -> Any:
+        if kind == POD:
+            return slim_pod(raw)
+        if kind == SECRET:
+            return clean_secret(raw)
+        if self._parse_resource is None:
+            raise ValueError(f"the store was not given a parser for {kind}")
+        meta = {k: v for k, v in (raw.get("metadata") or {}).items() if k != "managedFields"}
+        return self._parse_resource({**raw, "metadata": meta})
+
+    def _reindex(self, key: ObjectKey, old: Any, new: Any) -> None:
+        ident = (key.namespace, key.name)
+        if key.kind == POD:
+            for image in self._images_of_pod.pop(ident, frozenset()):
+                holders = self._pods_by_image.get(image)
+                if holders is not None:
+                    holders.discard(ident)
+                    if not holders:
+                        del self._pods_by_image[image]
+            if new is not None:
+                images = frozenset(sys.intern(_normalized(i)) for i in pod_images(new))
+                self._images_of_pod[ident] = images
+                for image in images:
+                    self._pods_by_image[image].add(ident)
+        elif key.kind == SECRET:
+            for secret in (old, new):
+                if secret is None:
+                    continue
+                uid = (secret["metadata"].get("labels") or {}).get(_OWNER_UID_LABEL)
+                if uid is None:
+                    continue
+                holders = self._secrets_by_owner[uid]
+                if secret is new:
+                    holders.add(ident)
+                else:
+                    holders.discard(ident)
+                if not holders:
+                    del self._secrets_by_owner[uid]
+
+    def _notify(self, change: Change) -> None:
+        for callback in list(self._subscribers):
+            try:
+                callback(change)
+            except Exception:
+                log.exception(
+                    "change callback failed", object=str(change.key), change=change.type.value
+                )
+
+
+def _reason(error: ValueError) -> str:
+    reason = getattr(error, "reason", None)
+    field = getattr(error, "field_path", None)
+    if isinstance(reason, str):
+        return f"{field}: {reason}" if field else reason
+    return str(error)
