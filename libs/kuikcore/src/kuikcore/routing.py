@@ -136,6 +136,8 @@ class Alternative:
     source: str
     credential_secret: SecretRef | None = None
     owner: Resource | None = field(default=None, compare=False, repr=False)
+    rank: tuple[int, int, int, int] = field(default=(0, 0, 0, 0), compare=False)
+    """Sort key (CR priority, type order, intra-CR priority, declaration order): why it is here."""
 
 
 @dataclass(frozen=True, slots=True)
