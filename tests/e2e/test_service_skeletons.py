@@ -28,6 +28,18 @@ def _get(url: str) -> tuple[int, str]:
         return err.code, err.read().decode()
 
 
+def _wait_ready(port: int) -> str:
+    """Poll /readyz until 200 (startup takes a moment); returns its body."""
+    wait_for_port("127.0.0.1", port, timeout=30)
+    deadline = time.monotonic() + 30
+    while True:
+        status, body = _get(f"http://127.0.0.1:{port}/readyz")
+        if status == 200 or time.monotonic() > deadline:
+            assert status == 200, body
+            return body
+        time.sleep(0.05)
+
+
 class Service:
     """One `kuik-<name>` process on a free metrics port, its stderr kept for assertions."""
 
@@ -51,15 +63,7 @@ class Service:
         return f"http://127.0.0.1:{self.port}{path}"
 
     def wait_ready(self) -> str:
-        """Poll /readyz until 200 (startup takes a moment); returns its body."""
-        wait_for_port("127.0.0.1", self.port, timeout=30)
-        deadline = time.monotonic() + 30
-        while True:
-            status, body = _get(self.url("/readyz"))
-            if status == 200 or time.monotonic() > deadline:
-                assert status == 200, body
-                return body
-            time.sleep(0.05)
+        return _wait_ready(self.port)
 
     def finish(self, timeout: float = 30) -> tuple[int, str]:
         _, stderr = self.process.communicate(timeout=timeout)
@@ -204,3 +208,93 @@ def test_busy_metrics_port_exits_1(tmp_path: Path, started: list[Service]) -> No
     event = _log_events(stderr)[-1]
     assert event["event"] == "cannot listen"
     assert event["address"] == f"127.0.0.1:{first.port}"
+
+
+# --- the shared runner's edge cases, through a throwaway service built on kuikcore.service ---------
+
+_SCRIPT = """
+import asyncio, sys
+from kuikcore.service import service_command
+
+async def run(ctx):
+    mode = {mode!r}
+    if mode == "raise":
+        raise RuntimeError("boom")
+    if mode == "return":
+        return
+    if mode == "stubborn":
+        ctx.mark_started()
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                pass  # ignores cancellation: the runner must not hang on it
+    await asyncio.sleep(3600)  # "never-ready": never calls ctx.mark_started()
+
+service_command("probe", run)()
+"""
+
+
+def _probe(tmp_path: Path, mode: str) -> tuple[subprocess.Popen[str], int]:
+    script = tmp_path / "probe.py"
+    script.write_text(_SCRIPT.format(mode=mode))
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            str(script),
+            "--log-format",
+            "json",
+            "--metrics-listen",
+            f"127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "KUIK_CONFIG": str(tmp_path / "none.yaml")},
+    )
+    return process, port
+
+
+@pytest.mark.parametrize(("mode", "code"), [("raise", 1), ("return", 0)])
+def test_run_outcome_sets_the_exit_status(tmp_path: Path, mode: str, code: int) -> None:
+    process, _ = _probe(tmp_path, mode)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == code, stderr
+    events = _log_events(stderr)
+    if mode == "raise":
+        failed = next(e for e in events if e["event"] == "service failed")
+        assert "RuntimeError: boom" in str(failed["exception"])
+    assert events[-1] == {**events[-1], "event": "service stopped", "exit_code": code}
+
+
+def test_not_ready_until_the_service_says_started(tmp_path: Path) -> None:
+    process, port = _probe(tmp_path, "never-ready")
+    try:
+        wait_for_port("127.0.0.1", port, timeout=30)
+        assert _get(f"http://127.0.0.1:{port}/readyz") == (
+            503,
+            "[-]startup failed: not ready\nreadyz check failed\n",
+        )
+        assert _get(f"http://127.0.0.1:{port}/healthz") == (200, "ok\n")
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=5)
+        assert process.returncode == 0, stderr
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
+def test_a_run_that_ignores_cancellation_is_cut_off(tmp_path: Path) -> None:
+    process, port = _probe(tmp_path, "stubborn")
+    try:
+        _wait_ready(port)  # run() is under way, so it really gets (and ignores) the cancellation
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=5)
+        assert process.returncode == 1
+        assert _log_events(stderr)[-1]["event"] == "service did not stop in time, exiting"
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
