@@ -545,6 +545,14 @@ _LEGACY = "metrics.imageLastMonitorAgeMinutes.legacy"
             "selects plain HTTP",
         ),
         ("skipLabels: app=x", "skipLabels: must be a list, got a string"),
+        (
+            "skipLabels: ['kube-image-keeper.enix.io/image-caching-policy=ignore', 'a=b=c']",
+            "skipLabels[1]: invalid selector 'a=b=c': found '=', expected: ',' or 'end of string'",
+        ),
+        (
+            "skipAnnotations: ['app in (x']",
+            "skipAnnotations[0]: invalid selector 'app in (x': found '', expected: ',' or ')'",
+        ),
         ("routing: []", "routing: must be a mapping, got a list"),
     ],
 )
@@ -703,6 +711,11 @@ def test_errors_name_the_variable_or_option_that_set_the_value(tmp_path: Path) -
             None, env={}, overrides=[Override("metrics.listen", "nowhere", "--metrics-listen")]
         )
     assert str(info.value).startswith("built-in defaults: metrics.listen (--metrics-listen): ")
+    with pytest.raises(ConfigError) as info:
+        load_config(None, env={"KUIK_REDIS_SENTINEL_ADDRESSES": "s1:1,nowhere"})
+    assert "redis.sentinel.addresses[1] (KUIK_REDIS_SENTINEL_ADDRESSES): must be HOST:PORT" in str(
+        info.value
+    )
 
 
 def test_every_env_override_names_a_real_key() -> None:

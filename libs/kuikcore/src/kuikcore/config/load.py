@@ -305,6 +305,10 @@ def _format_path(loc: Sequence[str | int]) -> str:
     return text
 
 
+def _within(path: str, prefix: str) -> bool:
+    return path == prefix or path.startswith((prefix + ".", prefix + "["))
+
+
 def _issues(exc: ValidationError, origins: Mapping[str, str]) -> list[ConfigIssue]:
     issues = []
     for error in exc.errors():
@@ -315,9 +319,7 @@ def _issues(exc: ValidationError, origins: Mapping[str, str]) -> list[ConfigIssu
             extra, message = _message(error)
             loc += extra
         path = _format_path(loc)
-        origin = next(
-            (o for p, o in origins.items() if path == p or path.startswith(p + ".")), None
-        )
+        origin = next((o for p, o in origins.items() if _within(path, p)), None)
         issues.append(ConfigIssue(f"{path} ({origin})" if origin else path, message))
     return sorted(issues, key=lambda issue: issue.path)
 

@@ -523,6 +523,19 @@ class Config(_Model):
     registries: dict[str, RegistryTLS] = Field(default_factory=dict)
     webhook: Webhook = Webhook()
 
+    @field_validator("skip_labels", "skip_annotations")
+    @classmethod
+    def _selectors(cls, value: list[str]) -> list[str]:
+        """Upstream refuses to start on a bad skip selector; so do we, naming the item."""
+        from kuikcore.filters import InvalidSelector, parse_selector  # filters imports config
+
+        for i, text in enumerate(value):
+            try:
+                parse_selector(text)
+            except InvalidSelector as exc:
+                raise FieldIssue(f"[{i}]", str(exc)) from None
+        return value
+
     @field_validator("cluster_id")
     @classmethod
     def _cluster_id(cls, value: str | None) -> str | None:
