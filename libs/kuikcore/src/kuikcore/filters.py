@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import re2
 
 from kuikcore.api.models import (
+    AnyFilter,
     ClusterFilter,
     Filter,
     ImageFilterDefinition,
@@ -510,7 +511,7 @@ class _Dimension(StrEnum):
 
 
 def _collect(
-    filt: Filter, list_name: str, dimension: _Dimension, resource: str
+    filt: AnyFilter, list_name: str, dimension: _Dimension, resource: str
 ) -> list[tuple[str, str]]:
     """(value, field path) of the non-empty `dimension` values of `filt.<list_name>`."""
     out = []
@@ -521,7 +522,7 @@ def _collect(
     return out
 
 
-def _patterns(filt: Filter, dimension: _Dimension, resource: str) -> PatternSet:
+def _patterns(filt: AnyFilter, dimension: _Dimension, resource: str) -> PatternSet:
     sides = []
     for list_name in ("include", "exclude"):
         values = _collect(filt, list_name, dimension, resource)
@@ -533,7 +534,7 @@ def _patterns(filt: Filter, dimension: _Dimension, resource: str) -> PatternSet:
 
 
 def _selectors(
-    filt: Filter, list_name: str, dimension: _Dimension, resource: str
+    filt: AnyFilter, list_name: str, dimension: _Dimension, resource: str
 ) -> tuple[Selector, ...]:
     out = []
     for text, path in _collect(filt, list_name, dimension, resource):
@@ -549,7 +550,7 @@ def _selectors(
 def compile_filter(resource: Resource) -> ResourceFilter:
     """Compile a CR's pod and image selection; raises `InvalidFilter` naming CR and item."""
     spec = getattr(resource, "spec", None)
-    filt: Filter = getattr(spec, "filter", None) or Filter()
+    filt: AnyFilter = getattr(spec, "filter", None) or Filter()
     key = resource.key
     if filt.is_empty:
         pods = PodSelector()

@@ -473,7 +473,13 @@ def _alternatives(
             continue
         seen.add(candidate.image)
         out.append(
-            Alternative(candidate.image, candidate.source, candidate.secret, candidate.owner)
+            Alternative(
+                candidate.image,
+                candidate.source,
+                candidate.secret,
+                candidate.owner,
+                candidate.sort_key(),
+            )
         )
     return tuple(out)
 

@@ -1,0 +1,667 @@
+"""kuikcore.routing: upstream's alternative order (§3.6), one test per rule, plus kuik's additions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kuikcore.api import (
+    ORIGINAL_IMAGES_ANNOTATION,
+    ClusterImageSetMirror,
+    ClusterReplicatedImageSet,
+    ImageSetMirror,
+    Mirror,
+    ReplicatedImageSet,
+    Resource,
+    parse_resource,
+)
+from kuikcore.filters import SkipRules
+from kuikcore.manifests import read_manifests
+from kuikcore.routing import (
+    ContainerType,
+    PodRoute,
+    RoutingOptions,
+    SecretRef,
+    effective_pull_policy,
+    is_under_mirror_prefix,
+    mirror_destination,
+    mirror_prefixes,
+    original_images,
+    pod_images,
+    route_pod,
+)
+
+DATA = Path(__file__).parent.parent / "data" / "routing"
+V = "kuik.enix.io/v1alpha1"
+NGINX = "docker.io/library/nginx:1.29"
+
+
+def make_pod(
+    *images: str,
+    policy: str = "IfNotPresent",
+    namespace: str = "default",
+    labels: dict[str, str] | None = None,
+    annotations: dict[str, str] | None = None,
+    init: tuple[str, ...] = (),
+    ephemeral: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    def containers(prefix: str, values: tuple[str, ...]) -> list[dict[str, Any]]:
+        return [
+            {"name": f"{prefix}{i}", "image": image, "imagePullPolicy": policy}
+            for i, image in enumerate(values)
+        ]
+
+    meta: dict[str, Any] = {"name": "p", "namespace": namespace}
+    if labels:
+        meta["labels"] = labels
+    if annotations:
+        meta["annotations"] = annotations
+    spec: dict[str, Any] = {"containers": containers("c", images)}
+    if init:
+        spec["initContainers"] = containers("i", init)
+    if ephemeral:
+        spec["ephemeralContainers"] = containers("e", ephemeral)
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}
+
+
+def cism(
+    name: str, *mirrors: dict[str, Any], priority: int = 0, **spec: Any
+) -> ClusterImageSetMirror:
+    spec.setdefault("imageFilter", {"include": [".*"]})
+    return ClusterImageSetMirror.model_validate(
+        {
+            "metadata": {"name": name},
+            "spec": {"priority": priority, "mirrors": list(mirrors), **spec},
+        }
+    )
+
+
+def ism(
+    name: str, namespace: str, *mirrors: dict[str, Any], priority: int = 0, **spec: Any
+) -> ImageSetMirror:
+    spec.setdefault("imageFilter", {"include": [".*"]})
+    return ImageSetMirror.model_validate(
+        {
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"priority": priority, "mirrors": list(mirrors), **spec},
+        }
+    )
+
+
+def upstream(registry: str, path: str = "", discard: bool = False, **extra: Any) -> dict[str, Any]:
+    extra.setdefault("imageFilter", {"include": [".*"]})
+    return {"registry": registry, "path": path, "discardAlternative": discard, **extra}
+
+
+def cris(
+    name: str, *upstreams: dict[str, Any], priority: int = 0, **spec: Any
+) -> ClusterReplicatedImageSet:
+    return ClusterReplicatedImageSet.model_validate(
+        {
+            "metadata": {"name": name},
+            "spec": {"priority": priority, "upstreams": list(upstreams), **spec},
+        }
+    )
+
+
+def ris(
+    name: str, namespace: str, *upstreams: dict[str, Any], priority: int = 0
+) -> ReplicatedImageSet:
+    return ReplicatedImageSet.model_validate(
+        {
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"priority": priority, "upstreams": list(upstreams)},
+        }
+    )
+
+
+def mirror(registry: str, path: str = "/mirror", priority: int = 0, **extra: Any) -> dict[str, Any]:
+    return {"registry": registry, "path": path, "priority": priority, **extra}
+
+
+def images(route: PodRoute, index: int = 0) -> list[str]:
+    return [a.image for a in route.containers[index].alternatives]
+
+
+def sources(route: PodRoute, index: int = 0) -> list[str]:
+    return [a.source for a in route.containers[index].alternatives]
+
+
+# --- upstream's documented examples (docs/concepts/image-routing.md) --------------------
+
+
+def _example(name: str) -> tuple[dict[str, Any], list[Resource], dict[str, Any]]:
+    pod = read_manifests(DATA / name / "pod.yaml")[0].obj
+    resources: list[Resource] = [
+        parse_resource(m.obj)
+        for m in read_manifests(DATA / name / "cluster")
+        if m.obj["apiVersion"] == V
+    ]
+    expected = json.loads((DATA / name / "expected.json").read_text())
+    return pod, resources, expected
+
+
+@pytest.mark.parametrize("example", ["nginx-unprivileged", "team-and-global-mirror"])
+def test_documented_examples(example: str) -> None:
+    pod, resources, expected = _example(example)
+    route = route_pod(pod, resources)
+    assert {"containers": [c.to_dict() for c in route.containers]} == expected
+
+
+# --- sort order (upstream's compareAlternatives cases, through real CRs) ------------------
+
+
+def test_default_type_order_original_cism_ism_cris_ris() -> None:
+    route = route_pod(
+        make_pod(NGINX),
+        [
+            ris("r", "default", upstream("docker.io"), upstream("ris.example")),
+            cris("c", upstream("docker.io"), upstream("cris.example")),
+            ism("i", "default", mirror("ism.example")),
+            cism("g", mirror("cism.example")),
+        ],
+    )
+    assert images(route) == [
+        NGINX,
+        "cism.example/mirror/library/nginx:1.29",
+        "ism.example/mirror/library/nginx:1.29",
+        "cris.example/library/nginx:1.29",
+        "ris.example/library/nginx:1.29",
+    ]
+    assert sources(route) == [
+        "original",
+        "ClusterImageSetMirror/g",
+        "ImageSetMirror/default/i",
+        "ClusterReplicatedImageSet/c",
+        "ReplicatedImageSet/default/r",
+    ]
+
+
+def test_cr_priority_ascending_negative_first() -> None:
+    route = route_pod(
+        make_pod(NGINX),
+        [
+            cism("p0", mirror("p0.example")),
+            cism("p5", mirror("p5.example"), priority=5),
+            cism("n10", mirror("n10.example"), priority=-10),
+            cism("n1", mirror("n1.example"), priority=-1),
+        ],
+    )
+    assert [i.split("/")[0] for i in images(route)] == [
+        "n10.example",
+        "n1.example",
+        "docker.io",
+        "p0.example",
+        "p5.example",
+    ]
+
+
+def test_type_order_breaks_equal_cr_priority() -> None:
+    route = route_pod(
+        make_pod(NGINX),
+        [
+            ism("i", "default", mirror("ism.example"), priority=-1),
+            cism("c", mirror("cism.example"), priority=-1),
+        ],
+    )
+    assert [i.split("/")[0] for i in images(route)] == ["cism.example", "ism.example", "docker.io"]
+
+
+def test_intra_priority_zero_first_then_ascending_then_declaration_order() -> None:
+    route = route_pod(
+        make_pod(NGINX),
+        [
+            cism(
+                "c",
+                mirror("prio5.example", priority=5),
+                mirror("prio1.example", priority=1),
+                mirror("first.example"),
+                mirror("second.example"),
+            )
+        ],
+    )
+    assert [i.split("/")[0] for i in images(route)] == [
+        "docker.io",
+        "first.example",
+        "second.example",
+        "prio1.example",
+        "prio5.example",
+    ]
+    ranks = [a.rank for a in route.containers[0].alternatives]
+    assert ranks == sorted(ranks)
+
+
+# --- upstream's buildAlternativesList cases -----------------------------------------------
+
+
+def test_filter_image_dimension_routes_to_mirror() -> None:
+    by_filter = ism(
+        "global",
+        "default",
+        mirror("harbor.example.com"),
+        imageFilter={},
+        filter={"include": [{"image": r"docker\.io/library/nginx.*"}]},
+    )
+    assert images(route_pod(make_pod(NGINX), [by_filter])) == [
+        NGINX,
+        "harbor.example.com/mirror/library/nginx:1.29",
+    ]
+    assert images(route_pod(make_pod("docker.io/library/redis:7"), [by_filter])) == [
+        "docker.io/library/redis:7"
+    ]
+
+
+def test_replicated_set_ignores_top_level_image_items() -> None:
+    # the CRD refuses them; a model built without the CEL rules must still not filter on them
+    r = ReplicatedImageSet.model_validate(
+        {
+            "metadata": {"name": "r", "namespace": "default"},
+            "spec": {
+                "filter": {"include": [{"image": r"docker\.io/library/nginx.*"}]},
+                "upstreams": [upstream("docker.io"), upstream("mirror.example.com")],
+            },
+        }
+    )
+    assert images(route_pod(make_pod("docker.io/library/redis:7"), [r])) == [
+        "docker.io/library/redis:7",
+        "mirror.example.com/library/redis:7",
+    ]
+
+
+def test_every_upstream_invalid_contributes_nothing() -> None:
+    bad = cris("r", upstream("mirror.example.com", imageFilter={"include": ["["]}))
+    route = route_pod(make_pod(NGINX), [bad])
+    assert images(route) == [NGINX]
+    assert [p.field_path for p in route.problems] == ["spec.upstreams[0].imageFilter.include[0]"]
+
+
+def test_invalid_upstream_skipped_alone() -> None:
+    r = cris(
+        "r",
+        upstream("broken.example.com", imageFilter={"include": ["["]}),
+        upstream("docker.io"),
+        upstream("mirror.example.com"),
+    )
+    route = route_pod(make_pod(NGINX), [r])
+    assert images(route) == [NGINX, "mirror.example.com/library/nginx:1.29"]
+    assert len(route.problems) == 1
+
+
+def test_invalid_image_set_mirror_skipped_and_reported() -> None:
+    bad = ism("bad", "default", mirror("harbor.example.com"), imageFilter={"include": ["["]})
+    route = route_pod(make_pod(NGINX), [bad])
+    assert images(route) == [NGINX]
+    assert [(p.resource, p.field_path) for p in route.problems] == [
+        ("ImageSetMirror/default/bad", "spec.imageFilter.include[0]")
+    ]
+
+
+def test_broken_regex_in_one_cr_leaves_the_others_routing() -> None:
+    resources: list[Resource] = [
+        cism(
+            "a-broken",
+            mirror("broken.example"),
+            imageFilter={},
+            filter={"include": [{"image": "(("}]},
+        ),
+        cism("b-good", mirror("good.example"), priority=-1),
+        cris("c-broken-selector", upstream("x.example"), filter={"include": [{"label": "==="}]}),
+        cris("d-good", upstream("docker.io"), upstream("hub-mirror.example")),
+    ]
+    route = route_pod(make_pod(NGINX, "quay.io/a/b:1"), resources)
+    assert images(route, 0) == [
+        "good.example/mirror/library/nginx:1.29",
+        NGINX,
+        "hub-mirror.example/library/nginx:1.29",
+    ]
+    assert images(route, 1) == ["good.example/mirror/a/b:1", "quay.io/a/b:1"]
+    assert sorted(p.resource for p in route.problems) == [
+        "ClusterImageSetMirror/a-broken",
+        "ClusterReplicatedImageSet/c-broken-selector",
+    ]
+
+
+def test_always_pins_original_first() -> None:
+    route = route_pod(
+        make_pod(NGINX, policy="Always"), [cism("g", mirror("harbor.example.com"), priority=-1)]
+    )
+    assert images(route) == [NGINX, "harbor.example.com/mirror/library/nginx:1.29"]
+
+
+def test_always_honours_priorities_when_configured() -> None:
+    options = RoutingOptions(honor_priorities_on_always_image_pull_policy=True)
+    negative = cism("g", mirror("harbor.example.com"), priority=-1)
+    route = route_pod(make_pod(NGINX, policy="Always"), [negative], options)
+    assert images(route) == ["harbor.example.com/mirror/library/nginx:1.29", NGINX]
+    zero = cism("g", mirror("harbor.example.com"))
+    assert images(route_pod(make_pod(NGINX, policy="Always"), [zero], options))[0] == NGINX
+
+
+def test_if_not_present_honours_negative_priority_whatever_the_flag() -> None:
+    negative = [cism("g", mirror("harbor.example.com"), priority=-1)]
+    for options in (
+        RoutingOptions(),
+        RoutingOptions(honor_priorities_on_always_image_pull_policy=True),
+    ):
+        assert images(route_pod(make_pod(NGINX), negative, options)) == [
+            "harbor.example.com/mirror/library/nginx:1.29",
+            NGINX,
+        ]
+
+
+def test_unset_pull_policy_defaults_like_the_api_server() -> None:
+    pod = make_pod("nginx")
+    del pod["spec"]["containers"][0]["imagePullPolicy"]
+    route = route_pod(pod, [cism("g", mirror("harbor.example.com"), priority=-1)])
+    assert (
+        images(route)[0] == "docker.io/library/nginx"
+    )  # :latest implied => Always => original first
+
+
+@pytest.mark.parametrize(
+    ("image", "policy"),
+    [
+        ("nginx", "Always"),
+        ("nginx:latest", "Always"),
+        ("nginx:1.29", "IfNotPresent"),
+        ("nginx@sha256:" + "a" * 64, "IfNotPresent"),
+        ("nginx:latest@sha256:" + "a" * 64, "Always"),
+    ],
+)
+def test_effective_pull_policy(image: str, policy: str) -> None:
+    assert effective_pull_policy({"image": image}) == policy
+    assert effective_pull_policy({"image": image, "imagePullPolicy": "Never"}) == "Never"
+
+
+def test_discarded_upstream_matched_removes_original_too() -> None:
+    route = route_pod(make_pod(NGINX), [cris("r", upstream("docker.io", discard=True))])
+    assert images(route) == []
+    assert route.containers[0].skipped is None
+
+
+def test_discarded_upstream_keeps_the_active_one() -> None:
+    r = cris("r", upstream("docker.io", discard=True), upstream("mirror.example.com"))
+    assert images(route_pod(make_pod("mirror.example.com/library/nginx:1.29"), [r])) == [
+        "mirror.example.com/library/nginx:1.29"
+    ]
+    assert images(route_pod(make_pod(NGINX), [r])) == ["mirror.example.com/library/nginx:1.29"]
+
+
+def test_discarded_upstream_not_matched_keeps_original() -> None:
+    r = cris(
+        "r",
+        upstream("mirror1.example.com", discard=True),
+        upstream("mirror2.example.com"),
+        upstream("docker.io"),
+    )
+    assert images(route_pod(make_pod(NGINX), [r])) == [
+        NGINX,
+        "mirror2.example.com/library/nginx:1.29",
+    ]
+
+
+# --- scope and skip rules -----------------------------------------------------------------
+
+
+def test_namespaced_crs_apply_only_to_their_namespace() -> None:
+    resources: list[Resource] = [
+        ism("mine", "team-a", mirror("a.example")),
+        ism("theirs", "team-b", mirror("b.example")),
+        ris("theirs", "team-b", upstream("docker.io"), upstream("rb.example")),
+    ]
+    route = route_pod(make_pod(NGINX, namespace="team-a"), resources)
+    assert images(route) == [NGINX, "a.example/mirror/library/nginx:1.29"]
+
+
+def test_pod_selection_by_labels_annotations_and_namespace() -> None:
+    selective = cism(
+        "sel",
+        mirror("sel.example"),
+        imageFilter={},
+        filter={"include": [{"label": "app=api"}], "exclude": [{"namespace": "kube-.*"}]},
+    )
+    assert len(images(route_pod(make_pod(NGINX, labels={"app": "api"}), [selective]))) == 2
+    assert len(images(route_pod(make_pod(NGINX, labels={"app": "web"}), [selective]))) == 1
+    kube = make_pod(NGINX, labels={"app": "api"}, namespace="kube-system")
+    assert len(images(route_pod(kube, [selective]))) == 1
+
+
+def test_mirror_pod_skipped_with_reason() -> None:
+    pod = make_pod(NGINX, annotations={"kubernetes.io/config.mirror": "abc"})
+    route = route_pod(pod, [cism("g", mirror("m.example"), priority=-1)])
+    assert route.skipped is not None
+    assert "kubernetes.io/config.mirror" in route.skipped
+    assert route.containers[0].skipped == route.skipped
+    assert images(route) == []
+
+
+def test_skip_labels_and_annotations() -> None:
+    options = RoutingOptions(skip=SkipRules.parse(["team in (infra)"], ["kuik/skip"]))
+    resources: list[Resource] = [cism("g", mirror("m.example"))]
+    by_label = route_pod(make_pod(NGINX, labels={"team": "infra"}), resources, options)
+    assert by_label.skipped is not None
+    assert "team in (infra)" in by_label.skipped
+    by_annotation = route_pod(make_pod(NGINX, annotations={"kuik/skip": ""}), resources, options)
+    assert by_annotation.skipped is not None
+    assert "skipAnnotations" in by_annotation.skipped
+    assert route_pod(make_pod(NGINX, labels={"team": "web"}), resources, options).skipped is None
+
+
+def test_never_pull_policy_skipped_unless_configured() -> None:
+    resources: list[Resource] = [cism("g", mirror("m.example"), priority=-1)]
+    route = route_pod(make_pod(NGINX, policy="Never"), resources)
+    skipped = route.containers[0].skipped
+    assert skipped is not None
+    assert "Never" in skipped
+    assert images(route) == []
+    rewritten = route_pod(
+        make_pod(NGINX, policy="Never"),
+        resources,
+        RoutingOptions(rewrite_on_never_image_pull_policy=True),
+    )
+    assert images(rewritten) == ["m.example/mirror/library/nginx:1.29", NGINX]
+
+
+def test_invalid_image_reference_skipped_with_reason() -> None:
+    route = route_pod(make_pod("nginx:tag with space", NGINX), [cism("g", mirror("m.example"))])
+    reason = route.containers[0].skipped
+    assert reason is not None
+    assert reason.startswith("invalid image reference")
+    assert images(route, 1) == [NGINX, "m.example/mirror/library/nginx:1.29"]
+
+
+def test_already_processed_containers_skipped() -> None:
+    annotation = json.dumps({"c0": "nginx:1.29", "init:i0": "busybox"})
+    pod = make_pod(
+        NGINX,
+        "redis:7",
+        init=("busybox", "alpine"),
+        annotations={ORIGINAL_IMAGES_ANNOTATION: annotation},
+    )
+    route = route_pod(pod, [cism("g", mirror("m.example"))])
+    skipped = [(c.key, c.skipped is not None) for c in route.containers]
+    assert skipped == [("c0", True), ("c1", False), ("init:i0", True), ("init:i1", False)]
+
+
+# --- beyond upstream ----------------------------------------------------------------------
+
+
+def test_init_and_ephemeral_containers_routed_with_their_keys() -> None:
+    pod = make_pod(NGINX, init=("busybox:1.36",), ephemeral=("alpine:3",))
+    route = route_pod(pod, [cism("g", mirror("m.example"), priority=-1)])
+    assert [(c.type, c.key) for c in route.containers] == [
+        (ContainerType.CONTAINER, "c0"),
+        (ContainerType.INIT, "init:i0"),
+        (ContainerType.EPHEMERAL, "ephemeral:e0"),
+    ]
+    assert images(route, 1) == [
+        "m.example/mirror/library/busybox:1.36",
+        "docker.io/library/busybox:1.36",
+    ]
+    assert images(route, 2) == ["m.example/mirror/library/alpine:3", "docker.io/library/alpine:3"]
+    assert route.containers[1].to_dict()["type"] == "init"
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        "docker.io/library/nginx@sha256:" + "b" * 64,
+        "docker.io/library/nginx:1.29@sha256:" + "b" * 64,
+    ],
+)
+def test_digest_pinned_images_keep_their_digest(image: str) -> None:
+    resources: list[Resource] = [
+        cism("g", mirror("m.example"), priority=-1),
+        cris(
+            "hub",
+            upstream("docker.io", "/library", imageFilter={"include": ["/library/.+"]}),
+            upstream("mirror.gcr.io", "/library"),
+        ),
+    ]
+    route = route_pod(make_pod(image), resources)
+    alternatives = images(route)
+    digest = image.partition("@")[2]
+    assert image in alternatives
+    # original, the other upstream, and one mirror (mirrors drop the host: both copies coincide)
+    assert len(alternatives) == 3
+    assert all(a.endswith("@" + digest) for a in alternatives)
+
+
+def test_no_mirror_of_a_mirror() -> None:
+    # upstream Appendix B #13: two catch-all CISMs produced mirror-of-mirror candidates
+    resources: list[Resource] = [cism("a", mirror("a.example")), cism("b", mirror("b.example"))]
+    assert images(route_pod(make_pod(NGINX), resources)) == [
+        NGINX,
+        "a.example/mirror/library/nginx:1.29",
+        "b.example/mirror/library/nginx:1.29",
+    ]
+
+
+def test_pod_already_on_a_mirror_is_not_mirrored_again() -> None:
+    resources: list[Resource] = [cism("a", mirror("a.example"))]
+    assert images(route_pod(make_pod("a.example/mirror/library/nginx:1.29"), resources)) == [
+        "a.example/mirror/library/nginx:1.29"
+    ]
+
+
+def test_mirrors_of_replicated_upstreams() -> None:
+    resources: list[Resource] = [
+        cris(
+            "docker-library",
+            upstream(
+                "public.ecr.aws",
+                "/docker/library/",
+                imageFilter={"include": ["/docker/library/.+"]},
+            ),
+            upstream("docker.io", "/library/", imageFilter={"include": ["/library/[^/]+"]}),
+        ),
+        cism("g", mirror("m.example")),
+    ]
+    # upstream's "second pass" (#550): the mirror also copies the replicated upstream's image;
+    # equal sort keys keep insertion order (upstreams first, then the original)
+    assert images(route_pod(make_pod(NGINX), resources)) == [
+        NGINX,
+        "m.example/mirror/docker/library/nginx:1.29",
+        "m.example/mirror/library/nginx:1.29",
+        "public.ecr.aws/docker/library/nginx:1.29",
+    ]
+
+
+def test_credential_secrets() -> None:
+    resources: list[Resource] = [
+        cism(
+            "g",
+            mirror("c.example", credentialSecret={"name": "cs", "namespace": "kuik-system"}),
+            priority=-2,
+        ),
+        ism(
+            "i",
+            "team",
+            mirror("i.example", credentialSecret={"name": "is", "namespace": "elsewhere"}),
+            priority=-1,
+        ),
+        cris(
+            "r",
+            upstream("docker.io"),
+            upstream("u.example", credentialSecret={"name": "us", "namespace": "kuik-system"}),
+        ),
+    ]
+    route = route_pod(make_pod(NGINX, namespace="team"), resources)
+    secrets = {a.image.split("/")[0]: a.credential_secret for a in route.containers[0].alternatives}
+    assert secrets == {
+        "c.example": SecretRef("cs", "kuik-system"),
+        "i.example": SecretRef("is", "team"),  # forced to the ISM's namespace
+        "docker.io": None,
+        "u.example": SecretRef("us", "kuik-system"),
+    }
+    owners = {a.source: a.owner for a in route.containers[0].alternatives}
+    assert owners["original"] is None
+    assert owners["ClusterImageSetMirror/g"] is resources[0]
+
+
+def test_resource_input_order_does_not_matter() -> None:
+    resources: list[Resource] = [cism("b", mirror("b.example")), cism("a", mirror("a.example"))]
+    forward = route_pod(make_pod(NGINX), resources)
+    backward = route_pod(make_pod(NGINX), list(reversed(resources)))
+    assert (
+        images(forward)
+        == images(backward)
+        == [
+            NGINX,
+            "a.example/mirror/library/nginx:1.29",
+            "b.example/mirror/library/nginx:1.29",
+        ]
+    )
+
+
+# --- helpers the replicator and monitor share ---------------------------------------------
+
+
+def test_pod_images_current_and_original() -> None:
+    annotation = json.dumps(
+        {"c0": "nginx:1.29", "init:i0": "busybox", "ephemeral:e0": "alpine", "x": "::bad"}
+    )
+    pod = make_pod(
+        "m.example/mirror/library/nginx:1.29",
+        init=("m.example/mirror/library/busybox",),
+        ephemeral=("alpine",),
+        annotations={ORIGINAL_IMAGES_ANNOTATION: annotation},
+    )
+    found = [(i.image, i.container, i.type.value, i.original) for i in pod_images(pod)]
+    assert found == [
+        ("m.example/mirror/library/nginx:1.29", "c0", "container", False),
+        ("m.example/mirror/library/busybox", "i0", "init", False),
+        ("docker.io/library/alpine", "e0", "ephemeral", False),
+        ("docker.io/library/nginx:1.29", "c0", "container", True),
+        ("docker.io/library/busybox", "i0", "init", True),
+        ("docker.io/library/alpine", "e0", "ephemeral", True),
+    ]
+    assert len(pod_images(pod, include_originals=False)) == 3
+
+
+@pytest.mark.parametrize("raw", ["not json", "[1, 2]", '{"c0": 3}'])
+def test_original_images_tolerates_garbage(raw: str) -> None:
+    pod = make_pod(NGINX, annotations={ORIGINAL_IMAGES_ANNOTATION: raw})
+    assert original_images(pod) == {}
+
+
+def test_mirror_destination_and_prefixes() -> None:
+    m = Mirror(registry="registry.example.com", path="/mirror/")
+    assert mirror_destination(m, "nginx:1.27") == "registry.example.com/mirror/library/nginx:1.27"
+    assert (
+        mirror_destination(m, "quay.io/prometheus/prometheus:v3")
+        == "registry.example.com/mirror/prometheus/prometheus:v3"
+    )
+    resources: list[Resource] = [
+        cism("c", mirror("c.example", "/m")),
+        ism("i", "team", mirror("i.example", "")),
+        ism("j", "other", mirror("j.example")),
+    ]
+    assert mirror_prefixes(resources) == ("c.example/m", "i.example", "j.example/mirror")
+    assert mirror_prefixes(resources, "team") == ("c.example/m", "i.example")
+    assert is_under_mirror_prefix("c.example/m/library/nginx", ["c.example/m"])
+    assert not is_under_mirror_prefix("c.example/mx/library/nginx", ["c.example/m"])
+    assert not is_under_mirror_prefix("c.example.evil/m/x", ["c.example"])
