@@ -323,7 +323,10 @@ class RegistryClient:
         deadline: Deadline | None = None,
         page_size: int | None = None,
     ) -> list[str]:
-        """Every tag of the ref's repository, following `Link: <…>; rel="next"` pages."""
+        """Every tag of the ref's repository, following `Link: <…>; rel="next"` pages.
+
+        A repository the registry does not know (404) has no tags: the answer is empty.
+        """
         ref = as_reference(ref)
         first = f"/v2/{ref.repository}/tags/list"
         path: str | None = f"{first}?n={page_size}" if page_size else first
@@ -335,9 +338,12 @@ class RegistryClient:
                 path,
                 scopes=(scope_for(ref.repository, PULL),),
                 credentials=credentials,
+                ok=frozenset({200, 404}),
                 deadline=deadline,
             )
             async with response:
+                if response.status == 404:  # distribution: a repository without any tag
+                    return tags
                 doc = json.loads(await response.read())
                 link = response.headers.get("Link", "")
             tags.extend(doc.get("tags") or [])

@@ -290,8 +290,15 @@ async def _first_working(
     raise AssertionError("unreachable: attempts is never empty")
 
 
+def _push_target(target: Reference, digest: str) -> Reference:
+    """Under its tag; a destination with neither tag nor digest gets the manifest by digest."""
+    if target.tag is None and target.digest is None:
+        return target.with_digest(digest)
+    return target
+
+
 def _destination(src: Reference, dst: Reference) -> Reference:
-    """The destination keeps its own tag; without one it takes the source's tag."""
+    """The destination keeps its own tag; without one it takes the source's tag (if any)."""
     if dst.tag is not None or dst.digest is not None:
         return dst
     if src.tag is not None:
@@ -333,7 +340,9 @@ async def copy(
     async def dst_probe(creds: Credentials | None) -> str | None:
         # the destination may legitimately lack the image: 404 means "credentials fine"
         try:
-            info = await client.head_manifest(target, credentials=creds, deadline=deadline)
+            info = await client.head_manifest(
+                _push_target(target, top.digest), credentials=creds, deadline=deadline
+            )
         except NotFound:
             return None
         return info.digest
@@ -359,7 +368,7 @@ async def copy(
                 copier.tally.manifests_skipped += 1
             else:
                 await _all([copier.copy_child(child) for child in children])
-                await copier.push(raw, top.media_type, target)
+                await copier.push(raw, top.media_type, _push_target(target, digest))
         else:
             digest = top.digest
             _check_pin(target, digest)
@@ -384,7 +393,7 @@ async def copy(
                     copier.tally.manifests_skipped += 1
                 else:
                     await copier.copy_image(top, config)
-                await copier.push(top.raw, top.media_type, target)
+                await copier.push(top.raw, top.media_type, _push_target(target, digest))
     finally:
         for task in copier.blobs.values():
             task.cancel()
