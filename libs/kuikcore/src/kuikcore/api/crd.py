@@ -11,6 +11,7 @@ here. `python -m kuikcore.api.crd DIR` writes one `kuik.enix.io_<plural>.yaml` p
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 from typing import Any
@@ -188,6 +189,11 @@ class _Dumper(yaml.SafeDumper):
 
 def crd_files() -> dict[str, str]:
     """File name -> YAML text, for every kind (upstream's file names)."""
+    return dict(_crd_files())
+
+
+@functools.cache
+def _crd_files() -> dict[str, str]:
     files = {}
     for info in KINDS.values():
         text = yaml.dump(generate_crd(info.model), Dumper=_Dumper, sort_keys=True, width=100)
