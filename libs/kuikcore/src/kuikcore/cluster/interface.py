@@ -79,7 +79,8 @@ never block or await inside it."""
 
 StatusMutator = Callable[[dict[str, Any]], dict[str, Any]]
 """Given a copy of the current `status` (API shape, {} when none), return the wanted status.
-Called again on a fresh copy whenever another writer got there first."""
+Called again on a fresh copy whenever another writer got there first, possibly from a worker
+thread: keep it a pure function of its argument."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,6 @@ import socket
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Collection
-from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -29,6 +28,7 @@ from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio import config as k8s_config
 
 from kuikcore.api import OWNER_UID_LABEL, parse_resource
+from kuikcore.cluster.events import EventDeduplicator, build_event, regards
 from kuikcore.cluster.informer import Informer, InformerSettings, ListFunction
 from kuikcore.cluster.interface import (
     POD,
@@ -43,7 +43,7 @@ from kuikcore.cluster.interface import (
     StatusMutator,
 )
 from kuikcore.cluster.kinds import ALL_KINDS, WatchedKind, watched_kind
-from kuikcore.cluster.patch import merge_patch_between
+from kuikcore.cluster.patch import finalizers_after, merge_patch_between
 from kuikcore.cluster.store import Store
 
 __all__ = ["KubernetesCluster", "api_client_from_environment"]
@@ -114,8 +114,7 @@ class KubernetesCluster:
         self._write_attempts = write_attempts
         self._secret_cache: OrderedDict[tuple[str, str], tuple[float, JSON | None]] = OrderedDict()
         self._secret_cache_ttl, self._secret_cache_size = secret_cache_ttl, secret_cache_size
-        self._recent_events: dict[tuple[str, ...], float] = {}
-        self._event_dedup_window = event_dedup_window
+        self._dedup = EventDeduplicator(event_dedup_window)
         self._instance = socket.gethostname()
         self._store = Store(parse_resource)
         self._informers = [self._informer(watched_kind(kind)) for kind in kinds]
@@ -282,15 +281,9 @@ class KubernetesCluster:
 
         def change(current: JSON) -> JSON | None:
             nonlocal changed
-            finalizers = list(current["metadata"].get("finalizers") or [])
-            if (finalizer in finalizers) == present:
-                changed = False
-                return None
-            changed = True
-            finalizers = (
-                [*finalizers, finalizer] if present else [f for f in finalizers if f != finalizer]
-            )
-            return {"metadata": {"finalizers": finalizers or None}}
+            finalizers = finalizers_after(current["metadata"].get("finalizers"), finalizer, present)
+            changed = finalizers is not None
+            return None if finalizers is None else {"metadata": {"finalizers": finalizers or None}}
 
         await self._read_modify_write(kind, namespace, name, change, status=False)
         return changed
@@ -416,44 +409,26 @@ class KubernetesCluster:
         *,
         action: str = "",
     ) -> None:
-        dedup = (str(regarding), type.value, reason, note)
-        now = time.monotonic()
-        self._recent_events = {k: t for k, t in self._recent_events.items() if t > now}
-        if dedup in self._recent_events:
+        if not self._dedup.admit(regarding, type, reason, note):
             return
-        self._recent_events[dedup] = now + self._event_dedup_window
-        info = watched_kind(regarding.kind)
-        namespace = regarding.namespace or CLUSTER_SCOPED_EVENT_NAMESPACE
-        target: JSON = {
-            "apiVersion": info.api_version,
-            "kind": regarding.kind,
-            "name": regarding.name,
-        }
-        if regarding.namespace:
-            target["namespace"] = regarding.namespace
-        uid = _uid_of(self._store.get(regarding))
-        if uid:
-            target["uid"] = uid
-        body = {
-            "apiVersion": "events.k8s.io/v1",
-            "kind": "Event",
-            "metadata": {"generateName": f"{regarding.name}.", "namespace": namespace},
-            "eventTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-            "reportingController": f"kuik.enix.io/{self._field_manager}",
-            "reportingInstance": self._instance,
-            "action": action or reason,
-            "reason": reason,
-            "note": note[:1024],
-            "type": type.value,
-            "regarding": target,
-        }
+        body = build_event(
+            regarding,
+            _uid_of(self._store.get(regarding)),
+            type,
+            reason,
+            note,
+            action=action,
+            controller=f"kuik.enix.io/{self._field_manager}",
+            instance=self._instance,
+        )
+        namespace = body["metadata"]["namespace"]
         try:
             await _call(
                 self._events.create_namespaced_event(namespace, body, _preload_content=False),
                 "create Event",
             )
         except (ClusterError, aiohttp.ClientError, TimeoutError) as error:
-            self._recent_events.pop(dedup, None)
+            self._dedup.forget(regarding, type, reason, note)
             log.warning(
                 "could not record event", object=str(regarding), reason=reason, error=str(error)
             )
@@ -466,7 +441,7 @@ class KubernetesCluster:
             e
             for e in data.get("items") or []
             if str(e.get("reportingController", "")).startswith("kuik.enix.io/")
-            and (regarding is None or _regards(e, regarding))
+            and (regarding is None or regards(e, regarding))
         ]
         return sorted(
             events, key=lambda e: (e.get("eventTime") or "", e["metadata"].get("name", ""))
@@ -489,12 +464,3 @@ def _uid_of(obj: Any) -> str | None:
         return uid
     meta = getattr(obj, "metadata", None)
     return getattr(meta, "uid", None)
-
-
-def _regards(event: JSON, key: ObjectKey) -> bool:
-    target = event.get("regarding") or {}
-    return (target.get("kind"), target.get("namespace") or "", target.get("name")) == (
-        key.kind,
-        key.namespace,
-        key.name,
-    )

@@ -1,10 +1,11 @@
-"""JSON merge patches (RFC 7386) computed from two documents, for minimal status writes."""
+"""Pure edits that writes are made of: merge patches (RFC 7386) between two documents, for
+minimal status writes, and finalizer list edits."""
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["merge_patch_between"]
+__all__ = ["finalizers_after", "merge_patch_between"]
 
 
 def merge_patch_between(old: Any, new: Any) -> Any:
@@ -27,3 +28,11 @@ def merge_patch_between(old: Any, new: Any) -> Any:
             else:
                 patch[key] = value
     return patch
+
+
+def finalizers_after(current: list[str] | None, finalizer: str, present: bool) -> list[str] | None:
+    """The finalizer list with `finalizer` added (`present`) or removed; None when unchanged."""
+    finalizers = list(current or [])
+    if (finalizer in finalizers) == present:
+        return None
+    return [*finalizers, finalizer] if present else [f for f in finalizers if f != finalizer]

@@ -250,15 +250,24 @@ class Store:
         self._problems.pop(key, None)
 
     def replace_kind(
-        self, kind: str, raws: Iterable[JSON], *, source: str = "cluster"
+        self,
+        kind: str,
+        raws: Iterable[JSON],
+        *,
+        origins: dict[ObjectKey, tuple[str, int | None]] | None = None,
     ) -> list[Change]:
-        """Make `kind` hold exactly `raws` (a fresh list): emits only the real differences."""
+        """Make `kind` hold exactly `raws` (a fresh list): emits only the real differences.
+
+        `origins` maps keys to (file, document index) so invalid documents are reported
+        where they were written.
+        """
         changes: list[Change] = []
         seen: set[ObjectKey] = set()
         for raw in raws:
             key = object_key(kind, raw)
             seen.add(key)
-            change = self.upsert(kind, raw, source=source)
+            source, index = (origins or {}).get(key, ("cluster", None))
+            change = self.upsert(kind, raw, source=source, index=index)
             if change is not None:
                 changes.append(change)
         for key in self.keys(kind):

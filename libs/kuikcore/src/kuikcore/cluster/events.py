@@ -1,0 +1,85 @@
+"""Events as kuik records them (events.k8s.io/v1 shape), shared by both backends.
+
+Pure: building the object and deciding whether an identical Event was recorded recently
+(repeats within the window are dropped, so a flapping condition cannot flood the API).
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from kuikcore.cluster.interface import EventType, ObjectKey
+from kuikcore.cluster.kinds import watched_kind
+
+__all__ = ["CLUSTER_SCOPED_EVENT_NAMESPACE", "EventDeduplicator", "build_event", "regards"]
+
+JSON = dict[str, Any]
+# Where client-go records Events about cluster-scoped objects.
+CLUSTER_SCOPED_EVENT_NAMESPACE = "default"
+NOTE_LIMIT = 1024  # the API server rejects longer notes
+
+
+def build_event(
+    regarding: ObjectKey,
+    uid: str | None,
+    type: EventType,
+    reason: str,
+    note: str,
+    *,
+    action: str,
+    controller: str,
+    instance: str,
+    now: datetime | None = None,
+) -> JSON:
+    api_version = watched_kind(regarding.kind).api_version
+    target: JSON = {"apiVersion": api_version, "kind": regarding.kind, "name": regarding.name}
+    if regarding.namespace:
+        target["namespace"] = regarding.namespace
+    if uid:
+        target["uid"] = uid
+    moment = now or datetime.now(UTC)
+    return {
+        "apiVersion": "events.k8s.io/v1",
+        "kind": "Event",
+        "metadata": {
+            "generateName": f"{regarding.name}.",
+            "namespace": regarding.namespace or CLUSTER_SCOPED_EVENT_NAMESPACE,
+        },
+        "eventTime": moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "reportingController": controller,
+        "reportingInstance": instance,
+        "action": action or reason,
+        "reason": reason,
+        "note": note[:NOTE_LIMIT],
+        "type": type.value,
+        "regarding": target,
+    }
+
+
+def regards(event: JSON, key: ObjectKey) -> bool:
+    target = event.get("regarding") or {}
+    found = (target.get("kind"), target.get("namespace") or "", target.get("name"))
+    return found == (key.kind, key.namespace, key.name)
+
+
+class EventDeduplicator:
+    """Remembers recently recorded Events; `admit` is False for a repeat within `window` s."""
+
+    def __init__(self, window: float) -> None:
+        self._window = window
+        self._until: dict[tuple[str, ...], float] = {}
+
+    def admit(self, regarding: ObjectKey, type: EventType, reason: str, note: str) -> bool:
+        now = time.monotonic()
+        self._until = {k: t for k, t in self._until.items() if t > now}
+        key = (str(regarding), type.value, reason, note)
+        if key in self._until:
+            return False
+        self._until[key] = now + self._window
+        return True
+
+    def forget(self, regarding: ObjectKey, type: EventType, reason: str, note: str) -> None:
+        """Let a retry through (the Event could not be recorded)."""
+        self._until.pop((str(regarding), type.value, reason, note), None)

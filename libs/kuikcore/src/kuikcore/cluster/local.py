@@ -1,0 +1,610 @@
+"""Local mode (`--cluster dir:PATH`): Pods, Secrets and kuik resources from manifest files.
+
+Every `*.yaml`/`*.yml`/`*.json` under PATH (any depth, multi-document, hidden paths skipped)
+is read with `kuikcore.manifests`; changes are noticed through `watchfiles` within a second.
+kuik never edits those files: what it writes (status, finalizers, copied Secrets, Events)
+goes to the state directory (`PATH/.kuik/` unless told otherwise, see `statedir`), and the
+store shows it merged over the user's documents, as an API server would.
+
+What a cluster adds to a manifest is filled in deterministically so that several processes
+sharing a directory agree: `uid` is derived from kind/namespace/name, `resourceVersion` is
+a hash of the content (so a re-read of unchanged files reports nothing), a missing
+namespace is "default", a missing `creationTimestamp` is the file's modification time, and
+a Pod without `status.phase` is `Running`. There is no `generation`.
+
+Deletion follows the API server: when a resource's document disappears while kuik holds a
+finalizer on it, the resource stays (with `deletionTimestamp`, last known spec) until the
+finalizer is removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import copy
+import hashlib
+import json
+import socket
+import uuid
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import structlog
+import watchfiles
+
+from kuikcore.api import OWNER_UID_LABEL, parse_resource
+from kuikcore.cluster.events import EventDeduplicator, build_event, regards
+from kuikcore.cluster.interface import (
+    POD,
+    SECRET,
+    ChangeCallback,
+    ClusterError,
+    EventType,
+    InvalidDocument,
+    NotFoundError,
+    ObjectKey,
+    StatusMutator,
+)
+from kuikcore.cluster.kinds import ALL_KINDS, watched_kind
+from kuikcore.cluster.patch import finalizers_after
+from kuikcore.cluster.statedir import StateDir
+from kuikcore.cluster.store import Store
+from kuikcore.manifests import InvalidManifest, Manifest, manifest_files, read_manifests
+
+__all__ = ["DEFAULT_STATE_DIR", "LocalCluster", "compose_resource"]
+
+log = structlog.get_logger("kuikcore.cluster")
+
+JSON = dict[str, Any]
+DEFAULT_STATE_DIR = ".kuik"
+_UID_NAMESPACE = uuid.UUID("6f0d5c1e-7c3a-4d0e-9a57-6b75696b2e6c")  # fixed: uids stable everywhere
+_DEFAULT_PHASE = "Running"
+
+
+def _timestamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _uid(key: ObjectKey) -> str:
+    return str(uuid.uuid5(_UID_NAMESPACE, f"{key.kind}/{key.namespace}/{key.name}"))
+
+
+def _with_version(obj: JSON) -> JSON:
+    meta = obj["metadata"]
+    meta.pop("resourceVersion", None)
+    digest = hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+    meta["resourceVersion"] = digest[:16]
+    return obj
+
+
+@dataclass(frozen=True, slots=True)
+class _Doc:
+    raw: JSON
+    file: str
+    index: int
+    mtime: str
+
+
+@dataclass
+class _Snapshot:
+    docs: dict[ObjectKey, _Doc] = field(default_factory=dict)
+    problems: list[InvalidDocument] = field(default_factory=list)
+    overlays: dict[ObjectKey, JSON] = field(default_factory=dict)
+    state_secrets: dict[tuple[str, str], JSON] = field(default_factory=dict)
+
+
+def _base(doc: _Doc, key: ObjectKey) -> JSON:
+    obj = copy.deepcopy(doc.raw)
+    meta = obj.setdefault("metadata", {})
+    if key.namespace:
+        meta["namespace"] = key.namespace
+    else:
+        meta.pop("namespace", None)
+    meta["uid"] = _uid(key)
+    meta.setdefault("creationTimestamp", doc.mtime)
+    for server_owned in ("resourceVersion", "generation", "deletionTimestamp", "managedFields"):
+        meta.pop(server_owned, None)
+    return obj
+
+
+def compose_pod(doc: _Doc, key: ObjectKey) -> JSON:
+    obj = _base(doc, key)
+    found = obj.get("status")
+    status: JSON = found if isinstance(found, dict) else {}
+    obj["status"] = {**status, "phase": status.get("phase") or _DEFAULT_PHASE}
+    return _with_version(obj)
+
+
+def compose_secret(raw: JSON, key: ObjectKey, mtime: str) -> JSON:
+    obj = _base(_Doc(raw, "", 0, mtime), key)
+    string_data = obj.pop("stringData", None) or {}
+    data = dict(obj.get("data") or {})
+    for name, value in string_data.items():
+        data[name] = base64.b64encode(str(value).encode()).decode()
+    obj["data"] = data
+    obj.setdefault("type", "Opaque")
+    return _with_version(obj)
+
+
+def compose_resource(key: ObjectKey, doc: _Doc | None, overlay: JSON | None) -> JSON | None:
+    """A kuik resource as the store shows it: the user's document with kuik's writes merged
+    over it (status, finalizers), or the deletion-pending remains when the document is gone."""
+    overlay = overlay or {}
+    overlay_meta = overlay.get("metadata") or {}
+    finalizers = list(overlay_meta.get("finalizers") or [])
+    if doc is None:
+        if not finalizers or "spec" not in overlay:
+            return None
+        info = watched_kind(key.kind)
+        meta: JSON = {"name": key.name, "uid": _uid(key)}
+        if key.namespace:
+            meta["namespace"] = key.namespace
+        if overlay_meta.get("creationTimestamp"):
+            meta["creationTimestamp"] = overlay_meta["creationTimestamp"]
+        obj: JSON = {"apiVersion": info.api_version, "kind": key.kind, "metadata": meta}
+        obj["spec"] = copy.deepcopy(overlay["spec"])
+        meta["deletionTimestamp"] = overlay_meta.get("deletionTimestamp") or _timestamp(
+            datetime.now(UTC)
+        )
+    else:
+        obj = _base(doc, key)
+        obj.pop("status", None)  # status comes only from what kuik wrote, as with a real CRD
+    if finalizers:
+        obj["metadata"]["finalizers"] = finalizers
+    else:
+        obj["metadata"].pop("finalizers", None)
+    if overlay.get("status"):
+        obj["status"] = copy.deepcopy(overlay["status"])
+    return _with_version(obj)
+
+
+class LocalCluster:
+    """`ClusterSource` over a directory of manifests (see module docstring)."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        state_dir: str | Path | None = None,
+        field_manager: str = "kuik",
+        kinds: Collection[str] = ALL_KINDS,
+        event_dedup_window: float = 600.0,
+    ) -> None:
+        self.root = Path(path).resolve()
+        self.state = StateDir(
+            Path(state_dir).resolve() if state_dir else self.root / DEFAULT_STATE_DIR
+        )
+        self._field_manager = field_manager
+        self._kinds = frozenset(watched_kind(kind).kind for kind in kinds)
+        self._store = Store(parse_resource)
+        self._snapshot = _Snapshot()
+        self._file_cache: dict[Path, tuple[tuple[int, int], list[Manifest] | InvalidManifest]] = {}
+        self._lock = asyncio.Lock()
+        self._synced = asyncio.Event()
+        self._watcher: asyncio.Task[None] | None = None
+        self._stop_watching = asyncio.Event()
+        self._dedup = EventDeduplicator(event_dedup_window)
+        self._instance = socket.gethostname()
+        self.reloads = 0
+
+    # ------------------------------------------------------------------ lifecycle, reading
+
+    @property
+    def store(self) -> Store:
+        return self._store
+
+    @property
+    def synced(self) -> bool:
+        return self._synced.is_set()
+
+    async def start(self) -> None:
+        if not self.root.is_dir():
+            raise ClusterError(f"local cluster directory {self.root} does not exist")
+        self._stop_watching.clear()
+        self._watcher = asyncio.create_task(self._watch(), name="local-cluster-watch")
+        await self.reload()
+        self._synced.set()
+
+    async def wait_synced(self) -> None:
+        await self._synced.wait()
+
+    async def stop(self) -> None:
+        self._stop_watching.set()
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+            self._watcher = None
+
+    def subscribe(self, callback: ChangeCallback) -> Callable[[], None]:
+        return self._store.subscribe(callback)
+
+    def problems(self) -> list[InvalidDocument]:
+        return [*self._snapshot.problems, *self._store.problems()]
+
+    def _interesting(self, change: watchfiles.Change, path: str) -> bool:
+        candidate = Path(path)
+        if candidate.name == ".lock" or candidate.suffix == ".tmp":
+            return False
+        try:
+            relative = candidate.relative_to(self.state.root).parts
+        except ValueError:
+            relative = None
+        if relative is not None:
+            return bool(relative) and relative[0] in ("resources", "secrets")
+        try:
+            parts = candidate.relative_to(self.root).parts
+        except ValueError:
+            return False
+        return not any(part.startswith(".") for part in parts)
+
+    async def _watch(self) -> None:
+        paths = [self.root]
+        if not self.state.root.is_relative_to(self.root):
+            self.state.root.mkdir(parents=True, exist_ok=True)
+            paths.append(self.state.root)
+        async for _ in watchfiles.awatch(
+            *paths,
+            watch_filter=self._interesting,
+            debounce=100,
+            step=20,
+            stop_event=self._stop_watching,
+            recursive=True,
+        ):
+            try:
+                await self.reload()
+            except Exception:
+                log.exception("local cluster reload failed", path=str(self.root))
+
+    async def reload(self) -> None:
+        """Read everything again and update the store with the differences."""
+        async with self._lock:
+            snapshot = await asyncio.to_thread(self._read)
+            self._snapshot = snapshot
+            self._publish()
+            self.reloads += 1
+
+    # ------------------------------------------------------------------ reading files (thread)
+
+    def _manifests(self, file: Path) -> tuple[str, list[Manifest] | InvalidManifest]:
+        """The file's documents (parsed again only when its mtime or size changed), and its
+        modification time (the creationTimestamp of objects that have none)."""
+        try:
+            stat = file.stat()
+        except FileNotFoundError:
+            return "", []
+        mtime = _timestamp(datetime.fromtimestamp(stat.st_mtime, UTC))
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        cached = self._file_cache.get(file)
+        if cached is not None and cached[0] == stamp:
+            return mtime, cached[1]
+        result: list[Manifest] | InvalidManifest
+        try:
+            result = read_manifests(file)
+        except InvalidManifest as error:
+            result = error
+        self._file_cache[file] = (stamp, result)
+        return mtime, result
+
+    def _read(self) -> _Snapshot:
+        snapshot = _Snapshot()
+        files = manifest_files(self.root)
+        for stale in set(self._file_cache) - set(files):
+            del self._file_cache[stale]
+        for file in files:
+            mtime, result = self._manifests(file)
+            if isinstance(result, InvalidManifest):
+                snapshot.problems.append(
+                    InvalidDocument(str(file), result.index, "", "", result.reason)
+                )
+                continue
+            for manifest in result:
+                self._take(snapshot, manifest, mtime)
+        with self.state.locked():
+            snapshot.overlays = self._tidy_overlays(snapshot.docs, self.state.resources())
+        for secret in self.state.secrets():
+            meta = secret.get("metadata") or {}
+            if meta.get("namespace") and meta.get("name"):
+                snapshot.state_secrets[(meta["namespace"], meta["name"])] = secret
+        return snapshot
+
+    def _take(self, snapshot: _Snapshot, manifest: Manifest, mtime: str) -> None:
+        raw = manifest.obj
+        kind = raw.get("kind")
+        if not isinstance(kind, str) or kind not in self._kinds:
+            return  # other kinds (Deployments, ConfigMaps...) are not kuik's business
+        found = raw.get("metadata")
+        meta: JSON = found if isinstance(found, dict) else {}
+        name = meta.get("name")
+        problem = None
+        if not isinstance(name, str) or not name:
+            problem = "metadata.name is required"
+        elif kind in (POD, SECRET) and raw.get("apiVersion") != "v1":
+            problem = f"apiVersion must be v1 for {kind}"
+        if problem is not None:
+            snapshot.problems.append(
+                InvalidDocument(str(manifest.file), manifest.index, kind, str(name or ""), problem)
+            )
+            return
+        namespace = (meta.get("namespace") or "default") if watched_kind(kind).namespaced else ""
+        key = ObjectKey(kind, str(namespace), str(name))
+        first = snapshot.docs.get(key)
+        if first is not None:
+            reason = f"duplicate of {first.file} (document {first.index}); the first one is used"
+            snapshot.problems.append(
+                InvalidDocument(str(manifest.file), manifest.index, kind, key.name, reason)
+            )
+            return
+        snapshot.docs[key] = _Doc(raw, str(manifest.file), manifest.index, mtime)
+
+    def _tidy_overlays(
+        self, docs: dict[ObjectKey, _Doc], overlays: dict[ObjectKey, JSON]
+    ) -> dict[ObjectKey, JSON]:
+        """Apply deletion rules to what kuik wrote about resources whose documents are gone
+        (called with the state lock held): mark held deletions, drop the rest."""
+        kept: dict[ObjectKey, JSON] = {}
+        for key, overlay in overlays.items():
+            meta = overlay.setdefault("metadata", {})
+            path = self.state.resource_path(key)
+            if key in docs:
+                if meta.pop("deletionTimestamp", None) is not None:  # the user put it back
+                    self.state.write(path, overlay)
+                kept[key] = overlay
+            elif meta.get("finalizers") and "spec" in overlay:
+                if not meta.get("deletionTimestamp"):
+                    meta["deletionTimestamp"] = _timestamp(datetime.now(UTC))
+                    self.state.write(path, overlay)
+                kept[key] = overlay
+            else:
+                self.state.remove(path)  # a re-created resource starts with an empty status
+        return kept
+
+    # ------------------------------------------------------------------ publishing (loop)
+
+    def _compose(self, key: ObjectKey) -> JSON | None:
+        doc = self._snapshot.docs.get(key)
+        if key.kind == POD:
+            return compose_pod(doc, key) if doc is not None else None
+        if key.kind == SECRET:
+            state = self._snapshot.state_secrets.get((key.namespace, key.name))
+            if state is not None:
+                return compose_secret(
+                    state, key, doc.mtime if doc else _timestamp(datetime.now(UTC))
+                )
+            return compose_secret(doc.raw, key, doc.mtime) if doc is not None else None
+        return compose_resource(key, doc, self._snapshot.overlays.get(key))
+
+    def _all_keys(self, kind: str) -> set[ObjectKey]:
+        keys = {k for k in self._snapshot.docs if k.kind == kind}
+        if kind == SECRET:
+            keys |= {ObjectKey(SECRET, ns, name) for ns, name in self._snapshot.state_secrets}
+        elif kind != POD:
+            keys |= {k for k in self._snapshot.overlays if k.kind == kind}
+        return keys
+
+    def _visible(self, key: ObjectKey, obj: JSON) -> bool:
+        """Like the Kubernetes backend's informers: only kuik-owned Secrets are cached."""
+        return key.kind != SECRET or OWNER_UID_LABEL in (
+            (obj.get("metadata") or {}).get("labels") or {}
+        )
+
+    def _publish(self) -> None:
+        for kind in sorted(self._kinds):
+            objects: list[JSON] = []
+            origins: dict[ObjectKey, tuple[str, int | None]] = {}
+            for key in sorted(self._all_keys(kind)):
+                obj = self._compose(key)
+                if obj is None or not self._visible(key, obj):
+                    continue
+                objects.append(obj)
+                doc = self._snapshot.docs.get(key)
+                if doc is not None:
+                    origins[key] = (doc.file, doc.index)
+            self._store.replace_kind(kind, objects, origins=origins)
+
+    def _republish(self, key: ObjectKey) -> None:
+        obj = self._compose(key) if key.kind in self._kinds else None
+        if obj is None or not self._visible(key, obj):
+            self._store.remove(key)
+        else:
+            doc = self._snapshot.docs.get(key)
+            self._store.upsert(
+                key.kind,
+                obj,
+                source=doc.file if doc else "cluster",
+                index=doc.index if doc else None,
+            )
+
+    # ------------------------------------------------------------------ writes
+
+    def _resource_key(self, kind: str, namespace: str, name: str) -> ObjectKey:
+        info = watched_kind(kind)
+        if not info.is_kuik:
+            raise ValueError(f"{kind} is not a kuik kind")
+        return ObjectKey(kind, namespace if info.namespaced else "", name)
+
+    async def _rewrite_overlay(self, key: ObjectKey, change: Callable[[JSON, JSON], bool]) -> None:
+        """Read-modify-write the overlay of `key` under the state lock; republish it.
+
+        `change(overlay, current)` edits `overlay` in place and says whether to write;
+        `current` is the resource as composed right now.
+        """
+        async with self._lock:
+
+            def cycle() -> JSON | None:
+                with self.state.locked():
+                    path = self.state.resource_path(key)
+                    overlay = self.state.read(path) or {}
+                    doc = self._snapshot.docs.get(key)
+                    current = compose_resource(key, doc, overlay)
+                    if current is None:
+                        raise NotFoundError(f"{key} not found in {self.root}")
+                    if not change(overlay, current):
+                        return overlay
+                    meta = overlay.setdefault("metadata", {})
+                    meta.update(name=key.name, uid=_uid(key))
+                    if key.namespace:
+                        meta["namespace"] = key.namespace
+                    overlay["apiVersion"], overlay["kind"] = current["apiVersion"], key.kind
+                    overlay["spec"] = current.get("spec", {})  # what a held deletion keeps
+                    if meta.get("creationTimestamp") is None and current["metadata"].get(
+                        "creationTimestamp"
+                    ):
+                        meta["creationTimestamp"] = current["metadata"]["creationTimestamp"]
+                    if doc is None and not meta.get("finalizers"):
+                        self.state.remove(path)  # last finalizer gone: the deletion completes
+                        return None
+                    self.state.write(path, overlay)
+                    return overlay
+
+            overlay = await asyncio.to_thread(cycle)
+            if overlay is None:
+                self._snapshot.overlays.pop(key, None)
+            else:
+                self._snapshot.overlays[key] = overlay
+            self._republish(key)
+
+    async def update_status(
+        self, kind: str, namespace: str, name: str, mutate: StatusMutator
+    ) -> Any:
+        key = self._resource_key(kind, namespace, name)
+
+        def change(overlay: JSON, current: JSON) -> bool:
+            old = current.get("status") or {}
+            new = mutate(copy.deepcopy(old))
+            if new == old:
+                return False
+            overlay["status"] = new
+            return True
+
+        await self._rewrite_overlay(key, change)
+        resource = self._store.get(key)
+        if resource is None:
+            raise NotFoundError(f"{key} is not valid or not present: see problems()")
+        return resource
+
+    async def _set_finalizer(
+        self, kind: str, namespace: str, name: str, finalizer: str, present: bool
+    ) -> bool:
+        key = self._resource_key(kind, namespace, name)
+        changed = False
+
+        def change(overlay: JSON, current: JSON) -> bool:
+            nonlocal changed
+            finalizers = finalizers_after(current["metadata"].get("finalizers"), finalizer, present)
+            changed = finalizers is not None
+            if finalizers is not None:
+                overlay.setdefault("metadata", {})["finalizers"] = finalizers
+            return changed
+
+        await self._rewrite_overlay(key, change)
+        return changed
+
+    async def add_finalizer(self, kind: str, namespace: str, name: str, finalizer: str) -> bool:
+        return await self._set_finalizer(kind, namespace, name, finalizer, True)
+
+    async def remove_finalizer(self, kind: str, namespace: str, name: str, finalizer: str) -> bool:
+        return await self._set_finalizer(kind, namespace, name, finalizer, False)
+
+    # ------------------------------------------------------------------ Secrets
+
+    async def get_secret(self, namespace: str, name: str) -> JSON | None:
+        return self._compose(ObjectKey(SECRET, namespace, name))
+
+    async def apply_secret(self, secret: JSON) -> JSON:
+        meta = secret.get("metadata") or {}
+        namespace, name = meta.get("namespace"), meta.get("name")
+        if not namespace or not name:
+            raise ValueError("apply_secret: metadata.namespace and metadata.name are required")
+        key = ObjectKey(SECRET, namespace, name)
+        body: JSON = {
+            "apiVersion": "v1",
+            "kind": SECRET,
+            "metadata": {"name": name, "namespace": namespace},
+        }
+        for part in ("labels", "annotations"):
+            if meta.get(part):
+                body["metadata"][part] = dict(meta[part])
+        body["type"] = secret.get("type", "Opaque")
+        body["data"] = dict(secret.get("data") or {})
+        async with self._lock:
+
+            def write() -> None:
+                with self.state.locked():
+                    self.state.write(self.state.secret_path(namespace, name), body, private=True)
+
+            await asyncio.to_thread(write)
+            self._snapshot.state_secrets[(namespace, name)] = body
+            self._republish(key)
+        stored = self._compose(key)
+        assert stored is not None
+        return stored
+
+    async def delete_secret(self, namespace: str, name: str) -> bool:
+        key = ObjectKey(SECRET, namespace, name)
+        async with self._lock:
+            removed = await asyncio.to_thread(
+                self.state.remove, self.state.secret_path(namespace, name)
+            )
+            self._snapshot.state_secrets.pop((namespace, name), None)
+            doc = self._snapshot.docs.get(key)
+            self._republish(key)
+        if doc is not None:
+            raise ClusterError(
+                f"Secret {namespace}/{name} is defined in {doc.file}; kuik never edits your files"
+            )
+        return removed
+
+    # ------------------------------------------------------------------ Events, identity
+
+    async def emit_event(
+        self,
+        regarding: ObjectKey,
+        type: EventType,
+        reason: str,
+        note: str,
+        *,
+        action: str = "",
+    ) -> None:
+        if not self._dedup.admit(regarding, type, reason, note):
+            return
+        current = self._store.get(regarding)
+        uid = _uid(regarding) if current is not None else None
+        now = datetime.now(UTC)
+        event = build_event(
+            regarding,
+            uid,
+            type,
+            reason,
+            note,
+            action=action,
+            controller=f"kuik.enix.io/{self._field_manager}",
+            instance=self._instance,
+            now=now,
+        )
+        meta = event["metadata"]
+        path = self.state.event_path(
+            meta["namespace"], now.strftime("%Y%m%dT%H%M%S%fZ"), regarding.name
+        )
+        meta["name"] = path.stem
+        try:
+            await asyncio.to_thread(self.state.write, path, event)
+        except OSError as error:
+            self._dedup.forget(regarding, type, reason, note)
+            log.warning(
+                "could not record event", object=str(regarding), reason=reason, error=str(error)
+            )
+
+    async def list_events(self, regarding: ObjectKey | None = None) -> list[JSON]:
+        events = await asyncio.to_thread(self.state.events)
+        chosen = [e for e in events if regarding is None or regards(e, regarding)]
+        return sorted(
+            chosen, key=lambda e: (e.get("eventTime") or "", e["metadata"].get("name", ""))
+        )
+
+    async def cluster_id(self) -> str:
+        return "local-" + hashlib.sha256(str(self.root).encode()).hexdigest()[:16]

@@ -1,0 +1,382 @@
+"""One contract, two backends: the same inputs give the same store, callbacks and status.
+
+Each test runs against the Kubernetes backend (real kubernetes-asyncio client, stateful API
+fake) and against local mode (a manifest directory), through a small `World` that plays the
+user: it creates, edits and deletes objects the way each backend's users do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import os
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import pytest
+import yaml
+
+from kuikcore.api import OWNER_UID_LABEL
+from kuikcore.cluster import (
+    POD,
+    SECRET,
+    Change,
+    ClusterSource,
+    EventType,
+    NotFoundError,
+    ObjectKey,
+)
+from kuikcore.cluster.kubernetes import KubernetesCluster
+from kuikcore.cluster.local import LocalCluster
+from kuikcore.testing.apiserver import FakeApiServer
+from tests.cluster.conftest import FAST
+from tests.cluster.objects import KUIK, cisa, cism, eventually, ism, pod, secret
+
+JSON = dict[str, Any]
+CISM = "ClusterImageSetMirror"
+CISA = "ClusterImageSetAvailability"
+FINALIZER = "kuik.enix.io/mirror-cleanup"
+
+
+class World(Protocol):
+    """The user's side of a backend, and a way to start more kuik processes on it."""
+
+    async def put(self, obj: JSON) -> None: ...
+    async def delete(self, kind: str, namespace: str, name: str) -> None: ...
+    async def open(self) -> ClusterSource: ...
+
+
+class KubernetesWorld:
+    def __init__(self, server: FakeApiServer) -> None:
+        self.server = server
+        self.opened: list[tuple[KubernetesCluster, Any]] = []
+
+    async def put(self, obj: JSON) -> None:
+        meta = obj["metadata"]
+        if (
+            self.server.get(obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"])
+            is None
+        ):
+            self.server.create(obj)
+        else:
+            self.server.update(obj)
+
+    async def delete(self, kind: str, namespace: str, name: str) -> None:
+        api_version = "v1" if kind in (POD, SECRET) else KUIK
+        self.server.delete(api_version, kind, namespace or None, name)
+
+    async def open(self) -> ClusterSource:
+        client = self.server.api_client()
+        cluster = KubernetesCluster(client, settings=FAST)
+        self.opened.append((cluster, client))
+        await cluster.start()
+        async with asyncio.timeout(20):
+            await cluster.wait_synced()
+        return cluster
+
+    async def close(self) -> None:
+        for cluster, client in self.opened:
+            await cluster.stop()
+            await client.close()
+
+
+class LocalWorld:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.opened: list[LocalCluster] = []
+
+    def path(self, kind: str, namespace: str, name: str) -> Path:
+        return self.root / kind.lower() / f"{namespace or 'cluster'}-{name}.yaml"
+
+    async def put(self, obj: JSON) -> None:
+        meta = obj["metadata"]
+        path = self.path(obj["kind"], meta.get("namespace", ""), meta["name"])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(yaml.safe_dump(obj))
+        os.replace(temporary, path)  # as an editor saving the file would
+
+    async def delete(self, kind: str, namespace: str, name: str) -> None:
+        self.path(kind, namespace, name).unlink()
+
+    async def open(self) -> ClusterSource:
+        cluster = LocalCluster(self.root)
+        self.opened.append(cluster)
+        await cluster.start()
+        await cluster.wait_synced()
+        return cluster
+
+    async def close(self) -> None:
+        for cluster in self.opened:
+            await cluster.stop()
+
+
+@pytest.fixture(params=["kubernetes", "local"])
+async def world(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[World]:
+    server = None
+    if request.param == "kubernetes":
+        server = await FakeApiServer(bookmark_interval=0.5).start()
+        made: KubernetesWorld | LocalWorld = KubernetesWorld(server)
+    else:
+        made = LocalWorld(tmp_path / "manifests")
+        made.root.mkdir()
+    yield made
+    await made.close()
+    if server is not None:
+        await server.stop()
+
+
+_SERVER_FIELDS = ("uid", "resourceVersion", "creationTimestamp", "generation")
+
+
+def view(obj: Any) -> JSON:
+    """What the contract compares: the object without identity and bookkeeping fields
+    (their presence is checked separately, their values differ by design)."""
+    data = copy.deepcopy(obj if isinstance(obj, dict) else obj.to_dict())
+    meta = data["metadata"]
+    for name in _SERVER_FIELDS:
+        meta.pop(name, None)
+    if meta.get("deletionTimestamp"):
+        meta["deletionTimestamp"] = "<set>"
+    for empty in ("labels", "annotations"):
+        if not meta.get(empty):
+            meta.pop(empty, None)
+    return data
+
+
+def recorder(cluster: ClusterSource) -> list[tuple[str, str]]:
+    seen: list[tuple[str, str]] = []
+
+    def record(change: Change) -> None:
+        seen.append((change.type.value, str(change.key)))
+
+    cluster.subscribe(record)
+    return seen
+
+
+async def test_initial_view_and_slim_pods(world: World) -> None:
+    await world.put(pod("team", "web", "nginx:1.27", spec={"imagePullSecrets": [{"name": "pull"}]},
+                        metadata={"labels": {"app": "web"}}, status={"phase": "Running"}))  # fmt: skip
+    await world.put(cism("mirror-all"))
+    await world.put(ism("team", "mirror-team"))
+    cluster = await world.open()
+    stored = cluster.store.pod("team", "web")
+    assert stored is not None
+    assert stored["metadata"]["uid"]
+    assert stored["metadata"]["creationTimestamp"]
+    assert view(stored) == {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"namespace": "team", "name": "web", "labels": {"app": "web"}},
+        "spec": {
+            "containers": [{"name": "c0", "image": "nginx:1.27"}],
+            "imagePullSecrets": [{"name": "pull"}],
+        },
+        "status": {"phase": "Running"},
+    }
+    assert cluster.store.pods_by_image("docker.io/library/nginx:1.27") == [stored]
+    assert [r.name for r in cluster.store.resources(CISM)] == ["mirror-all"]
+    assert [r.name for r in cluster.store.resources("ImageSetMirror", "team")] == ["mirror-team"]
+    assert cluster.store.resources("ImageSetMirror", "other") == []
+    assert cluster.synced
+
+
+async def test_changes_reach_subscribers_once_each(world: World) -> None:
+    cluster = await world.open()
+    seen = recorder(cluster)
+    await world.put(pod("a", "p", "redis:7"))
+    await eventually(lambda: seen == [("ADDED", "Pod a/p")])
+    await world.put(pod("a", "p", "redis:7", metadata={"labels": {"v": "2"}}))
+    await eventually(lambda: len(seen) == 2)
+    await world.put(cisa("avail"))
+    await eventually(lambda: len(seen) == 3)
+    await world.delete(POD, "a", "p")
+    await eventually(lambda: len(seen) == 4)
+    await asyncio.sleep(0.3)  # room for a duplicate to show up, if there were one
+    assert seen == [
+        ("ADDED", "Pod a/p"),
+        ("MODIFIED", "Pod a/p"),
+        ("ADDED", "ClusterImageSetAvailability avail"),
+        ("DELETED", "Pod a/p"),
+    ]
+    assert cluster.store.pods_by_image("redis:7") == []
+
+
+async def test_status_is_merged_over_spec_and_survives_spec_edits(world: World) -> None:
+    await world.put(cism("m"))
+    cluster = await world.open()
+    seen = recorder(cluster)
+
+    def add(image: str) -> Callable[[JSON], JSON]:
+        def mutate(status: JSON) -> JSON:
+            images = [*status.get("matchingImages", []), {"image": image, "mirrors": []}]
+            return {**status, "matchingImages": images}
+
+        return mutate
+
+    first = await cluster.update_status(CISM, "", "m", add("docker.io/library/nginx:1"))
+    assert [i.image for i in first.status.matching_images] == ["docker.io/library/nginx:1"]
+    await cluster.update_status(CISM, "", "m", add("docker.io/library/redis:7"))
+    unchanged = await cluster.update_status(CISM, "", "m", lambda s: s)
+    assert len(unchanged.status.matching_images) == 2
+
+    def stored_images() -> list[str]:
+        resource = cluster.store.resource(CISM, "", "m")
+        return [i.image for i in resource.status.matching_images or []]
+
+    await eventually(
+        lambda: stored_images() == ["docker.io/library/nginx:1", "docker.io/library/redis:7"]
+    )
+    edited = cism("m", registry="other.example:5000", priority=5)
+    await world.put(edited)
+    await eventually(lambda: cluster.store.resource(CISM, "", "m").spec.priority == 5)
+    assert stored_images() == ["docker.io/library/nginx:1", "docker.io/library/redis:7"]
+    assert view(cluster.store.resource(CISM, "", "m"))["spec"] == edited["spec"]
+    await asyncio.sleep(0.3)
+    assert seen == [("MODIFIED", "ClusterImageSetMirror m")] * 3
+    with pytest.raises(NotFoundError, match="ClusterImageSetMirror missing"):
+        await cluster.update_status(CISM, "", "missing", lambda s: s)
+
+
+async def test_concurrent_status_writers_lose_nothing(world: World) -> None:
+    """Two kuik processes (two backends on the same source) append to one status at once."""
+    await world.put(cisa("shared"))
+    first, second = await world.open(), await world.open()
+
+    def add(tag: str) -> Callable[[JSON], JSON]:
+        def mutate(status: JSON) -> JSON:
+            images = [
+                *status.get("images", []),
+                {"image": f"registry.example/{tag}", "status": "Scheduled"},
+            ]
+            return {**status, "images": images, "imageCount": len(images)}
+
+        return mutate
+
+    await asyncio.gather(
+        *(
+            c.update_status(CISA, "", "shared", add(f"{n}{i}"))
+            for i in range(8)
+            for c, n in ((first, "a"), (second, "b"))
+        )
+    )
+
+    def count(cluster: ClusterSource) -> int:
+        status = cluster.store.resource(CISA, "", "shared").status
+        return (
+            len({i.image for i in status.images or []})
+            if status.image_count == len(status.images or [])
+            else -1
+        )
+
+    await eventually(lambda: count(first) == 16 and count(second) == 16)
+
+
+async def test_finalizer_holds_deletion(world: World) -> None:
+    await world.put(cism("m"))
+    cluster = await world.open()
+    seen = recorder(cluster)
+    assert await cluster.add_finalizer(CISM, "", "m", FINALIZER) is True
+    assert await cluster.add_finalizer(CISM, "", "m", FINALIZER) is False
+    await eventually(
+        lambda: cluster.store.resource(CISM, "", "m").metadata.finalizers == [FINALIZER]
+    )
+    await cluster.update_status(
+        CISM, "", "m", lambda s: {"matchingImages": [{"image": "docker.io/library/a:1"}]}
+    )
+    await world.delete(CISM, "", "m")
+
+    def pending() -> bool:
+        resource = cluster.store.resource(CISM, "", "m")
+        return resource is not None and resource.metadata.deletion_timestamp is not None
+
+    await eventually(pending, what="deletion held by the finalizer")
+    held = cluster.store.resource(CISM, "", "m")
+    assert held.spec.mirrors[0].registry == "mirror.example:5000"
+    assert [i.image for i in held.status.matching_images] == ["docker.io/library/a:1"]
+    assert await cluster.remove_finalizer(CISM, "", "m", FINALIZER) is True
+    await eventually(lambda: cluster.store.resource(CISM, "", "m") is None)
+    await asyncio.sleep(0.3)
+    assert [t for t, _ in seen] == ["MODIFIED", "MODIFIED", "MODIFIED", "DELETED"]
+    with pytest.raises(NotFoundError):
+        await cluster.remove_finalizer(CISM, "", "m", FINALIZER)
+
+
+async def test_secrets_only_kuik_copies_cached_others_on_demand(world: World) -> None:
+    await world.put(secret("team", "registry-creds", token="dG9rZW4="))
+    await world.put(secret("team", "kuik-old", labels={OWNER_UID_LABEL: "u1"}, a="YQ=="))
+    cluster = await world.open()
+    assert [s["metadata"]["name"] for s in cluster.store.secrets()] == ["kuik-old"]
+    fetched = await cluster.get_secret("team", "registry-creds")
+    assert fetched is not None
+    assert fetched["data"] == {"token": "dG9rZW4="}
+    assert await cluster.get_secret("team", "nope") is None
+
+    copy_ = secret(
+        "apps",
+        "kuik-registry-creds-0123456789abcdef",
+        labels={OWNER_UID_LABEL: "u2"},
+        token="dG9rZW4=",
+    )
+    copy_["type"] = "kubernetes.io/dockerconfigjson"
+    stored = await cluster.apply_secret(copy_)
+    assert stored["metadata"]["uid"]
+    assert view(stored)["data"] == {"token": "dG9rZW4="}
+    await eventually(lambda: len(cluster.store.secrets_by_owner("u2")) == 1)
+    assert cluster.store.secrets_by_owner("u2")[0]["type"] == "kubernetes.io/dockerconfigjson"
+    copy_["data"] = {"token": "bmV3"}
+    await cluster.apply_secret(copy_)
+    await eventually(lambda: cluster.store.secrets_by_owner("u2")[0]["data"] == {"token": "bmV3"})
+    assert await cluster.delete_secret("apps", copy_["metadata"]["name"]) is True
+    assert await cluster.delete_secret("apps", copy_["metadata"]["name"]) is False
+    await eventually(lambda: cluster.store.secrets_by_owner("u2") == [])
+
+
+async def test_invalid_resource_reported_without_stopping(world: World) -> None:
+    bad = cism("bad")
+    bad["spec"]["priority"] = "urgent"
+    await world.put(bad)
+    await world.put(cism("good"))
+    cluster = await world.open()
+    assert [r.name for r in cluster.store.resources(CISM)] == ["good"]
+    problems = [p for p in cluster.problems() if p.name == "bad"]
+    assert len(problems) == 1
+    assert problems[0].kind == CISM
+    assert "spec.priority" in problems[0].reason
+    await world.put(cism("bad"))
+    await eventually(lambda: cluster.store.resource(CISM, "", "bad") is not None)
+    assert cluster.problems() == []
+
+
+async def test_events(world: World) -> None:
+    await world.put(cisa("avail"))
+    cluster = await world.open()
+    key = ObjectKey(CISA, "", "avail")
+    await cluster.emit_event(key, EventType.WARNING, "ImageUnavailable", "nginx is NotFound")
+    await cluster.emit_event(key, EventType.WARNING, "ImageUnavailable", "nginx is NotFound")
+    await cluster.emit_event(key, EventType.NORMAL, "ImageAvailable", "nginx is back")
+    await cluster.emit_event(ObjectKey(CISM, "", "other"), EventType.NORMAL, "X", "y")
+    events = await cluster.list_events(key)
+    assert [(e["type"], e["reason"], e["note"], e["action"]) for e in events] == [
+        ("Warning", "ImageUnavailable", "nginx is NotFound", "ImageUnavailable"),
+        ("Normal", "ImageAvailable", "nginx is back", "ImageAvailable"),
+    ]
+    regarding = events[0]["regarding"]
+    assert {k: regarding[k] for k in ("apiVersion", "kind", "name")} == {
+        "apiVersion": KUIK,
+        "kind": CISA,
+        "name": "avail",
+    }
+    assert regarding["uid"] == cluster.store.resource(CISA, "", "avail").metadata.uid
+    assert len(await cluster.list_events()) == 3
+
+
+async def test_cluster_id_is_stable(world: World) -> None:
+    if isinstance(world, KubernetesWorld):
+        world.server.create(
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kube-system"}}
+        )
+    first, second = await world.open(), await world.open()
+    assert await first.cluster_id() == await second.cluster_id()
+    assert await first.cluster_id()
