@@ -26,6 +26,11 @@ FENCE_TTL_MS = 30 * 86_400 * 1000
 
 # KEYS: lock, fence. ARGV: token, ttl ms, fence ttl ms. Returns the new fence, or 0 when held.
 _ACQUIRE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  -- this very call, retried after a lost reply: the lock is already ours
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return tonumber(redis.call('GET', KEYS[2]))
+end
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   local fence = redis.call('INCR', KEYS[2])
   redis.call('PEXPIRE', KEYS[2], ARGV[3])

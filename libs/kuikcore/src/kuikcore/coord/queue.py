@@ -6,9 +6,10 @@ Layout, per queue and lane (`expedite` is read before `routine`):
   (XACK + XDEL in one script), so the stream length *is* the backlog and bounding it never trims
   unprocessed work (producers get `QueueFull` instead);
 - a ZSET of jobs waiting for their retry time, moved back into the stream when due;
-- one string per pending job key (de-duplication), holding `<lane rank>:<enqueue token>`; a job
-  enqueued again on a higher-priority lane while pending is *promoted*: the new entry gets a new
-  token and the older entry, whose token no longer matches, is dropped when a worker reads it.
+- one string per pending job key (de-duplication), holding `<lane rank>:<enqueue token>:<entry id>`.
+  A job enqueued again on a higher-priority lane while pending is *promoted*: its lower-lane entry
+  is deleted if no worker has it yet, and any older entry still around (in flight, or waiting for
+  a retry) carries a token that no longer matches, so it is dropped when a worker reads it.
 
 Workers own what they read until they ack or fail it; a heartbeat keeps their entries' idle time
 low, so only the entries of a dead or stuck worker get idle long enough (the visibility timeout)
@@ -52,18 +53,25 @@ EXPEDITE = "expedite"
 ROUTINE = "routine"
 GROUP = "workers"
 
-# KEYS: job key, stream. ARGV: token, envelope, pending ttl ms, lane rank, backlog bound.
+# KEYS: job key, target stream, then every lane's stream by rank.
+# ARGV: token, envelope, pending ttl ms, lane rank, backlog bound, group.
+# The job key holds `<rank>:<token>:<entry id>` (entry id empty while waiting for a retry).
 _ENQUEUE = """
 local cur = redis.call('GET', KEYS[1])
 if cur then
-  local sep = string.find(cur, ':', 1, true)
-  if string.sub(cur, sep + 1) == ARGV[1] then return {'queued', ''} end
-  if tonumber(string.sub(cur, 1, sep - 1)) <= tonumber(ARGV[4]) then return {'duplicate', ''} end
+  local rank, token, id = string.match(cur, '^(%d+):([^:]*):(.*)$')
+  if token == ARGV[1] then return {'queued', ''} end
+  if tonumber(rank) <= tonumber(ARGV[4]) then return {'duplicate', ''} end
+  local older = KEYS[3 + tonumber(rank)]
+  if older and id ~= '' then
+    -- promotion: drop the lower-lane entry unless a worker already has it
+    if #redis.call('XPENDING', older, ARGV[6], id, id, 1) == 0 then redis.call('XDEL', older, id) end
+  end
 end
 local bound = tonumber(ARGV[5])
 if bound > 0 and redis.call('XLEN', KEYS[2]) >= bound then return {'full', ''} end
 local id = redis.call('XADD', KEYS[2], '*', 'e', ARGV[2])
-redis.call('SET', KEYS[1], ARGV[4] .. ':' .. ARGV[1], 'PX', ARGV[3])
+redis.call('SET', KEYS[1], ARGV[4] .. ':' .. ARGV[1] .. ':' .. id, 'PX', ARGV[3])
 if cur then return {'promoted', id} end
 return {'queued', id}
 """
@@ -75,7 +83,7 @@ if #p == 0 or p[1][2] ~= ARGV[3] then return -1 end
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
 local cur = redis.call('GET', KEYS[2])
-local mine = cur and string.sub(cur, string.find(cur, ':', 1, true) + 1) == ARGV[4]
+local mine = cur and string.match(cur, '^%d+:([^:]*)') == ARGV[4]
 """
 
 # KEYS: stream, job key. ARGV: group, id, consumer, token.
@@ -99,7 +107,7 @@ if delay >= 0 then
   local t = redis.call('TIME')
   local due = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + delay
   redis.call('ZADD', KEYS[3], due, ARGV[5])
-  redis.call('SET', KEYS[2], ARGV[9] .. ':' .. ARGV[4], 'PX', ARGV[7])
+  redis.call('SET', KEYS[2], ARGV[9] .. ':' .. ARGV[4] .. ':', 'PX', ARGV[7])
   return 1
 end
 redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[8], '*', 'e', ARGV[5], 'error', ARGV[10])
@@ -245,7 +253,15 @@ class JobQueue:
         token = os.urandom(8).hex()
         envelope = Envelope.wrap(job, token=token, now_ms=int(time.time() * 1000))
         keys = [self.coord.keys.job(self.name, envelope.key), self.stream(lane)]
-        args = [token, envelope.dumps(), self.pending_ttl_ms, self._rank(lane), self.max_backlog]
+        keys += [self.stream(each) for each in self.lanes]
+        args = [
+            token,
+            envelope.dumps(),
+            self.pending_ttl_ms,
+            self._rank(lane),
+            self.max_backlog,
+            GROUP,
+        ]
         return keys, args
 
     async def enqueue(self, job: Job, *, lane: str = ROUTINE) -> Enqueued:
@@ -557,7 +573,7 @@ class Worker:
             token = delivery.envelope.token
             if not token:
                 await delivery.fail("malformed envelope", retry=False)
-            elif value is not None and value.partition(":")[2] != token:
+            elif value is not None and value.split(":")[1] != token:
                 await delivery.ack()  # superseded by a promotion: the newer entry does the work
             else:
                 try:

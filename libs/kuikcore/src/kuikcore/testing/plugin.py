@@ -7,13 +7,17 @@ the function-scoped variant instead.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+import os
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 
+from kuikcore.coord import Coord, connect
 from kuikcore.testing.apiserver import FakeApiServer
 from kuikcore.testing.redis import RedisServer
+from kuikcore.testing.registry import RegistryServer
 
 
 @pytest.fixture(scope="session")
@@ -57,3 +61,63 @@ async def apiserver() -> AsyncIterator[FakeApiServer]:
     server = await FakeApiServer(bookmark_interval=0.5).start()
     yield server
     await server.stop()
+
+
+# ---------------------------------------------------------------------------------------------
+# Redis coordination layer (owner: coord helper; kuikcore.coord)
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def coord(redis_server: RedisServer) -> AsyncIterator[Coord]:
+    """A `Coord` on the shared redis-server, under a key prefix of the test's own."""
+    client = connect(redis_server.url, prefix=f"kuik-test-{os.urandom(4).hex()}:")
+    yield client
+    await client.aclose()
+
+
+# ---------------------------------------------------------------------------------------------
+# Registries (owner: fixtures helper; kuikcore.testing.registry, kuikcore.testing.images)
+# Session registries are shared by every test of a worker: use a repository name of the test's
+# own, and `log_offset()` before counting requests. Tests that stop, kill or reconfigure a
+# registry make their own with `registry_factory`.
+# ---------------------------------------------------------------------------------------------
+
+REGISTRY_USERNAME = "kuik"
+REGISTRY_PASSWORD = "kuik-test-password"  # a throwaway fixture secret
+
+
+@pytest.fixture(scope="session")
+def registry() -> Iterator[RegistryServer]:
+    """A plain-HTTP docker-registry shared by the session (per xdist worker)."""
+    with RegistryServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def registry_tls() -> Iterator[RegistryServer]:
+    """An HTTPS docker-registry whose certificate comes from a throwaway CA (`.ca_file`)."""
+    with RegistryServer(tls=True) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def registry_auth() -> Iterator[RegistryServer]:
+    """HTTPS plus htpasswd basic auth; credentials in `.username` / `.password`."""
+    with RegistryServer(tls=True, username=REGISTRY_USERNAME, password=REGISTRY_PASSWORD) as server:
+        yield server
+
+
+@pytest.fixture
+def registry_factory() -> Iterator[Callable[..., RegistryServer]]:
+    """`registry_factory(**RegistryServer options)` -> a started registry, torn down after the test."""
+    made: list[RegistryServer] = []
+
+    def make(**options: Any) -> RegistryServer:
+        server = RegistryServer(**options)
+        made.append(server)
+        return server.start()
+
+    yield make
+    for server in made:
+        server.cleanup()
