@@ -1,0 +1,200 @@
+"""`kuik route`: the documented routing examples, text output, invalid manifests (exit 2)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from kuikcore.cli import main
+
+DATA = Path(__file__).parent.parent / "data" / "routing"
+
+
+def run(*args: str) -> Any:
+    return CliRunner().invoke(main, ["route", *args], catch_exceptions=False)
+
+
+@pytest.mark.parametrize("example", ["nginx-unprivileged", "team-and-global-mirror"])
+def test_documented_examples_as_json(example: str) -> None:
+    result = run(
+        str(DATA / example / "pod.yaml"), "--cluster", f"dir:{DATA / example / 'cluster'}", "--json"
+    )
+    assert result.exit_code == 0, result.output
+    expected = json.loads((DATA / example / "expected.json").read_text())
+    assert json.loads(result.stdout) == expected
+
+
+def test_text_output_lists_alternatives_and_sources() -> None:
+    example = DATA / "team-and-global-mirror"
+    result = run(str(example / "pod.yaml"), "--cluster", f"dir:{example / 'cluster'}")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == "container api: docker-registry.example.com/my-app/api:v2"
+    assert lines[1].split() == [
+        "1.",
+        "fast-registry.internal/my-app-cache/my-app/api:v2",
+        "ImageSetMirror/my-app/team-mirror",
+        "(pull",
+        "secret",
+        "my-app/fast-registry-secret)",
+    ]
+    assert lines[4].split()[:3] == ["4.", "docker-registry.example.com/my-app/api:v2", "original"]
+
+
+def write(path: Path, *docs: Any) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump_all(docs))
+    return path
+
+
+POD = {
+    "apiVersion": "v1",
+    "kind": "Pod",
+    "metadata": {"name": "p", "namespace": "default"},
+    "spec": {
+        "initContainers": [
+            {"name": "setup", "image": "busybox:1.36", "imagePullPolicy": "IfNotPresent"}
+        ],
+        "containers": [
+            {"name": "app", "image": "nginx:1.29", "imagePullPolicy": "IfNotPresent"},
+            {"name": "local", "image": "app:dev", "imagePullPolicy": "Never"},
+        ],
+    },
+}
+
+
+def cism(name: str, registry: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "kuik.enix.io/v1alpha1",
+        "kind": "ClusterImageSetMirror",
+        "metadata": {"name": name},
+        "spec": {"mirrors": [{"registry": registry, "path": "/m"}], **spec},
+    }
+
+
+def test_init_containers_skips_and_broken_filter(tmp_path: Path) -> None:
+    pod = write(tmp_path / "pod.yaml", POD)
+    cluster = tmp_path / "cluster"
+    write(
+        cluster / "a.yaml",
+        cism("good", "good.example", priority=-1, filter={"include": [{"image": ".*"}]}),
+    )
+    # label selectors cannot be checked by the API server: such a CR is skipped, not fatal
+    write(
+        cluster / "deep" / "er" / "b.yml",
+        cism("broken", "broken.example", filter={"include": [{"label": "==="}]}),
+    )
+    result = run(str(pod), "--cluster", f"dir:{cluster}", "--json")
+    assert result.exit_code == 0, result.output
+    containers = json.loads(result.stdout)["containers"]
+    assert [(c["name"], c["type"]) for c in containers] == [
+        ("app", "container"),
+        ("local", "container"),
+        ("setup", "init"),
+    ]
+    assert [a["image"] for a in containers[0]["alternatives"]] == [
+        "good.example/m/library/nginx:1.29",
+        "docker.io/library/nginx:1.29",
+    ]
+    assert containers[1]["alternatives"] == []
+    assert "Never" in containers[1]["skipped"]
+    assert containers[2]["alternatives"][0] == {
+        "image": "good.example/m/library/busybox:1.36",
+        "source": "ClusterImageSetMirror/good",
+    }
+    assert (
+        "warning: skipping ClusterImageSetMirror/broken: spec.filter.include[0].label"
+        in result.stderr
+    )
+
+
+def test_config_file_options(tmp_path: Path) -> None:
+    pod = write(tmp_path / "pod.yaml", POD)
+    cluster = tmp_path / "cluster"
+    write(cluster / "a.yaml", cism("good", "good.example", imageFilter={"include": [".*"]}))
+    config = tmp_path / "config.yaml"
+    config.write_text("routing:\n  rewriteOnNeverImagePullPolicy: true\n")
+    result = run(str(pod), "--cluster", f"dir:{cluster}", "--config", str(config), "--json")
+    assert result.exit_code == 0, result.output
+    local = json.loads(result.stdout)["containers"][1]
+    assert "skipped" not in local
+    assert [a["image"] for a in local["alternatives"]] == [
+        "docker.io/library/app:dev",
+        "good.example/m/library/app:dev",
+    ]
+
+
+def test_without_cluster_only_the_original(tmp_path: Path) -> None:
+    result = run(str(write(tmp_path / "pod.yaml", POD)), "--json")
+    assert result.exit_code == 0
+    first = json.loads(result.stdout)["containers"][0]
+    assert first["alternatives"] == [
+        {"image": "docker.io/library/nginx:1.29", "source": "original"}
+    ]
+
+
+def test_invalid_cr_names_file_and_document(tmp_path: Path) -> None:
+    pod = write(tmp_path / "pod.yaml", POD)
+    cluster = tmp_path / "cluster"
+    bad = cism("bad", "x.example", imageFilter={"include": ["["]})
+    crs = write(
+        cluster / "crs.yaml",
+        cism("ok", "ok.example"),
+        {"apiVersion": "v1", "kind": "ConfigMap"},
+        bad,
+    )
+    result = run(str(pod), "--cluster", f"dir:{cluster}")
+    assert result.exit_code == 2
+    assert f"{crs}, document 3" in result.stderr
+    assert "ClusterImageSetMirror bad" in result.stderr
+    assert "spec.imageFilter.include[0]" in result.stderr
+    assert result.stdout == ""
+
+
+def test_invalid_yaml_names_file_and_document(tmp_path: Path) -> None:
+    pod = write(tmp_path / "pod.yaml", POD)
+    cluster = tmp_path / "cluster"
+    cluster.mkdir()
+    (cluster / "broken.yaml").write_text("a: 1\n---\nb: [unclosed\n")
+    result = run(str(pod), "--cluster", f"dir:{cluster}")
+    assert result.exit_code == 2
+    assert f"{cluster / 'broken.yaml'}, document 2: invalid YAML" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("", "expected exactly one Pod document, found 0"),
+        (yaml.safe_dump_all([POD, POD]), "expected exactly one Pod document, found 2"),
+        (
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: x}\nspec: {}\n",
+            "document 1: a Pod needs spec.containers",
+        ),
+        ("- just\n- a list\n", "document 1: expected a mapping, got list"),
+    ],
+)
+def test_invalid_pod_manifest(tmp_path: Path, content: str, message: str) -> None:
+    pod = tmp_path / "pod.yaml"
+    pod.write_text(content)
+    result = run(str(pod))
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert str(pod) in result.stderr
+
+
+@pytest.mark.parametrize("cluster", ["kubernetes", "dir:", "nowhere"])
+def test_unsupported_cluster_source(tmp_path: Path, cluster: str) -> None:
+    result = run(str(write(tmp_path / "pod.yaml", POD)), "--cluster", cluster)
+    assert result.exit_code == 2
+    assert "dir:PATH" in result.stderr
+
+
+def test_missing_cluster_directory(tmp_path: Path) -> None:
+    result = run(str(write(tmp_path / "pod.yaml", POD)), "--cluster", f"dir:{tmp_path / 'missing'}")
+    assert result.exit_code == 2
+    assert "no such file or directory" in result.stderr
