@@ -428,6 +428,11 @@ _LEGACY = "metrics.imageLastMonitorAgeMinutes.legacy"
             'image references (e.g. "quay.io", "registry:5000"), without scheme or path',
         ),
         (
+            "monitoring: {registries: {items: {index.docker.io: {maxPerInterval: 3}}}}",
+            'monitoring.registries.items.index.docker.io: write "docker.io": image references name '
+            "Docker Hub that way",
+        ),
+        (
             "routing: {activeCheck: {timeout: 1d}}",
             "routing.activeCheck.timeout: invalid duration '1d': unknown unit 'd' (ns, us, ms, s, m, h)",
         ),

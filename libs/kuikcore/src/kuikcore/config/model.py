@@ -167,6 +167,9 @@ def _check_hosts(mapping: dict[str, Any]) -> None:
                 "must be a registry host as written in image references "
                 '(e.g. "quay.io", "registry:5000"), without scheme or path',
             )
+        if host in ("index.docker.io", "registry-1.docker.io"):
+            # Normalised references call Docker Hub "docker.io": this key would never match.
+            raise FieldIssue(host, 'write "docker.io": image references name Docker Hub that way')
 
 
 class _Model(BaseModel):
