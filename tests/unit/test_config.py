@@ -428,6 +428,11 @@ _LEGACY = "metrics.imageLastMonitorAgeMinutes.legacy"
             'image references (e.g. "quay.io", "registry:5000"), without scheme or path',
         ),
         (
+            "registries: {'[::1]/v2': {insecure: true}}",
+            "registries.[::1]/v2: must be a registry host as written in image references "
+            '(e.g. "quay.io", "registry:5000"), without scheme or path',
+        ),
+        (
             "monitoring: {registries: {items: {index.docker.io: {maxPerInterval: 3}}}}",
             'monitoring.registries.items.index.docker.io: write "docker.io": image references name '
             "Docker Hub that way",

@@ -258,7 +258,7 @@ def _message(error: Any) -> tuple[list[str | int], str]:
     if kind == "value_error":
         cause = ctx.get("error")
         if isinstance(cause, FieldIssue):
-            return _split_path(cause.field), str(cause)
+            return list(cause.at), str(cause)
         return [], str(cause) if cause is not None else error["msg"]
     if kind in _TYPE_MESSAGES:
         message = _TYPE_MESSAGES[kind]
@@ -282,17 +282,6 @@ def _message(error: Any) -> tuple[list[str | int], str]:
     if kind == "literal_error":
         return [], f"must be one of {ctx.get('expected')}"
     return [], error["msg"]
-
-
-def _split_path(field: str) -> list[str | int]:
-    parts: list[str | int] = []
-    for piece in field.split("."):
-        name, _, index = piece.partition("[")
-        if name:
-            parts.append(name)
-        if index:
-            parts.append(int(index.rstrip("]")))
-    return parts
 
 
 def _format_path(loc: Sequence[str | int]) -> str:

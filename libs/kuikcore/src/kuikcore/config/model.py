@@ -59,10 +59,13 @@ DEFAULT_CONFIG_PATH = Path("/etc/kube-image-keeper/config.yaml")
 
 
 class FieldIssue(ValueError):
-    """A validation problem located `field` (dotted, relative) below the value being validated."""
+    """A validation problem located below the value being validated.
 
-    def __init__(self, field: str, message: str) -> None:
-        self.field = field
+    `at` is the relative location: a key, a list index, or a tuple of them (`("custom", 2)`).
+    """
+
+    def __init__(self, at: str | int | tuple[str | int, ...], message: str) -> None:
+        self.at: tuple[str | int, ...] = at if isinstance(at, tuple) else (at,)
         super().__init__(message)
 
 
@@ -381,7 +384,7 @@ class LegacyHistogram(_Model):
                 raise FieldIssue("custom", "must contain at least one bucket boundary")
             for i in range(1, len(self.custom)):
                 if self.custom[i] <= self.custom[i - 1]:
-                    raise FieldIssue(f"custom[{i}]", "must be greater than the previous boundary")
+                    raise FieldIssue(("custom", i), "must be greater than the previous boundary")
         return self
 
     @property
@@ -435,9 +438,9 @@ class RedisSentinel(_Model):
             try:
                 listen = parse_listen(address)
             except ValueError as exc:
-                raise FieldIssue(f"[{i}]", str(exc)) from None
+                raise FieldIssue(i, str(exc)) from None
             if not listen.host or listen.port == 0:
-                raise FieldIssue(f"[{i}]", f"must be HOST:PORT, got {address!r}")
+                raise FieldIssue(i, f"must be HOST:PORT, got {address!r}")
         return value
 
 
@@ -536,7 +539,7 @@ class Config(_Model):
             try:
                 parse_selector(text)
             except InvalidSelector as exc:
-                raise FieldIssue(f"[{i}]", str(exc)) from None
+                raise FieldIssue(i, str(exc)) from None
         return value
 
     @field_validator("cluster_id")
