@@ -282,6 +282,8 @@ def test_namespace_dimension_on_cluster_kinds() -> None:
         )
     )
     assert not excluded.matches_pod(pod("kube-system"))
+    assert not excluded.selects(pod("kube-system"), "quay.io/a/b:1")
+    assert excluded.selects(pod("apps"), "quay.io/a/b:1")
     assert excluded.matches_pod(pod("kube"))
     # the CISM with only an exclude item selects every image
     assert excluded.matches_image("quay.io/a/b:1")

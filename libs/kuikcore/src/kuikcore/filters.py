@@ -469,6 +469,10 @@ class ResourceFilter:
         """`image` is a normalised reference (`docker.io/library/nginx:1.27`)."""
         return self.images is not None and self.images.match(image)
 
+    def selects(self, pod: Mapping[str, Any], image: str) -> bool:
+        """Both: the CR applies to `pod` and picks `image` (normalised) from it."""
+        return self.matches_pod(pod) and self.matches_image(image)
+
 
 @dataclass(frozen=True, slots=True)
 class UpstreamFilter:
