@@ -5,8 +5,12 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+import pytest
+from redis.exceptions import ConnectionError
+
 from kuikcore.api import AvailabilityStatus
-from kuikcore.coord import AvailabilityBoard, Coord, ImageAvailability, UsageRecords
+from kuikcore.coord import AvailabilityBoard, Coord, ImageAvailability, UsageRecords, connect
+from kuikcore.testing import RedisServer
 
 NGINX = "docker.io/library/nginx:1.27"
 MIRROR = "mirror.example/docker.io/library/nginx:1.27"
@@ -146,3 +150,25 @@ async def test_usage_records_are_bounded_by_retention(coord: Coord) -> None:
     assert members == ["mirror.example/new:1"]
     assert 0 < await coord.redis.pttl(coord.keys.usage("east")) <= 3600 * 1000
     assert 0 < await coord.redis.pttl(coord.keys.usage_clusters()) <= 3600 * 1000
+
+
+async def test_read_with_a_deadline_never_waits_on_a_slow_or_dead_redis(
+    redis_server_private: RedisServer,
+) -> None:
+    coord = connect(redis_server_private.url, retries=0)
+    board = AvailabilityBoard(coord)
+    try:
+        await board.publish_image(NGINX, AvailabilityStatus.AVAILABLE)
+        assert (await board.read([NGINX], deadline=1.0)).complete
+        await coord.redis.client_pause(1000)  # Redis stops answering anyone for a second
+        slow = await board.read([NGINX], ["docker.io"], deadline=0.05)
+        assert not slow.complete
+        assert slow.images == {NGINX: None}
+        assert slow.registries == {"docker.io": None}
+        redis_server_private.kill()
+        dead = await board.read([NGINX], deadline=0.5)
+        assert not dead.complete
+        with pytest.raises(ConnectionError):
+            await board.read([NGINX])  # without a deadline the caller sees the outage
+    finally:
+        await coord.aclose()

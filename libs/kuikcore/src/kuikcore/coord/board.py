@@ -7,6 +7,7 @@ One JSON string per image reference and per registry host, each with a TTL: a mi
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Iterable, Mapping
@@ -15,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kuikcore.api import AvailabilityStatus
-from kuikcore.coord.connection import Coord
+from kuikcore.coord.connection import OUTAGE_ERRORS, Coord
 
 __all__ = [
     "AvailabilityBoard",
@@ -25,6 +26,8 @@ __all__ = [
     "decode_image",
     "decode_registry",
 ]
+
+_READ_ERRORS: tuple[type[Exception], ...] = (*OUTAGE_ERRORS, TimeoutError)
 
 # KEYS: registry key. ARGV: reachable (1/0), now (unix s), error, failures before down, ttl ms.
 _REPORT_REGISTRY = """
@@ -152,6 +155,7 @@ class BoardSnapshot:
 
     images: dict[str, ImageAvailability | None]
     registries: dict[str, RegistryHealth | None]
+    complete: bool = True  # False when the board could not be read in time: all unknown
 
     def registry_down(self, host: str) -> bool:
         health = self.registries.get(host)
@@ -178,13 +182,30 @@ class AvailabilityBoard:
         self._report_registry = coord.redis.register_script(_REPORT_REGISTRY)
 
     async def read(
-        self, references: Iterable[str] = (), hosts: Iterable[str] = ()
+        self,
+        references: Iterable[str] = (),
+        hosts: Iterable[str] = (),
+        *,
+        deadline: float | None = None,
     ) -> BoardSnapshot:
-        """Every candidate image and registry host of an admission in one MGET."""
+        """Every candidate image and registry host of an admission in one MGET.
+
+        With `deadline` (seconds) the read never raises: Redis slow or down gives an all-unknown
+        snapshot with `complete=False`, so an admission never waits on Redis longer than that."""
         refs, hosts_ = list(dict.fromkeys(references)), list(dict.fromkeys(hosts))
         keys = [self.coord.keys.board_image(r) for r in refs]
         keys += [self.coord.keys.board_registry(h) for h in hosts_]
-        values: list[str | None] = await self.coord.redis.mget(keys) if keys else []  # type: ignore[assignment]
+        if not keys:
+            return BoardSnapshot(images={}, registries={})
+        try:
+            async with asyncio.timeout(deadline):
+                values: list[str | None] = await self.coord.redis.mget(keys)  # type: ignore[assignment]
+        except _READ_ERRORS:
+            if deadline is None:
+                raise
+            return BoardSnapshot(
+                images=dict.fromkeys(refs), registries=dict.fromkeys(hosts_), complete=False
+            )
         return BoardSnapshot(
             images={r: decode_image(v) for r, v in zip(refs, values, strict=False)},
             registries={
