@@ -665,3 +665,20 @@ def test_mirror_destination_and_prefixes() -> None:
     assert is_under_mirror_prefix("c.example/m/library/nginx", ["c.example/m"])
     assert not is_under_mirror_prefix("c.example/mx/library/nginx", ["c.example/m"])
     assert not is_under_mirror_prefix("c.example.evil/m/x", ["c.example"])
+
+
+def test_routing_options_from_config(tmp_path: Path) -> None:
+    from kuikcore.config import load_config
+
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "skipLabels: ['team=infra']\n"
+        "skipAnnotations: ['kuik/skip']\n"
+        "routing:\n  honorPrioritiesOnAlwaysImagePullPolicy: true\n"
+    )
+    options = RoutingOptions.from_config(load_config(config, env={}))
+    assert options.honor_priorities_on_always_image_pull_policy is True
+    assert options.rewrite_on_never_image_pull_policy is False
+    assert options.skip.reason(make_pod(NGINX, labels={"team": "infra"})) is not None
+    assert options.skip.reason(make_pod(NGINX, annotations={"kuik/skip": "1"})) is not None
+    assert RoutingOptions.from_config(load_config(None, env={})) == RoutingOptions()
