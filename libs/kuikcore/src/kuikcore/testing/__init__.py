@@ -4,7 +4,35 @@ The pytest plugin (`kuikcore.testing.plugin`) exposes them as fixtures; the
 classes here can also be used directly by benchmarks and the demo.
 """
 
+from kuikcore.testing.images import (
+    Layer,
+    Platform,
+    PushError,
+    SyntheticImage,
+    get_manifest,
+    make_layer,
+    push_image,
+    synthetic_image,
+    synthetic_index,
+)
 from kuikcore.testing.ports import free_port, wait_for_port
 from kuikcore.testing.redis import RedisServer
+from kuikcore.testing.registry import RegistryHTTP, RegistryRequest, RegistryServer
 
-__all__ = ["RedisServer", "free_port", "wait_for_port"]
+__all__ = [
+    "Layer",
+    "Platform",
+    "PushError",
+    "RedisServer",
+    "RegistryHTTP",
+    "RegistryRequest",
+    "RegistryServer",
+    "SyntheticImage",
+    "free_port",
+    "get_manifest",
+    "make_layer",
+    "push_image",
+    "synthetic_image",
+    "synthetic_index",
+    "wait_for_port",
+]
