@@ -103,8 +103,7 @@ def test_every_kuik_default() -> None:
     c = load_config(None, env={})
     assert c.redis.url is None
     assert c.redis.key_prefix == "kuik:"
-    assert (c.redis.username, c.redis.password, c.redis.sentinel) == (None, None, None)
-    assert (c.redis.ca_file, c.redis.cert_file, c.redis.key_file) == (None, None, None)
+    assert (c.redis.username, c.redis.password, c.redis.ca_file) == (None, None, None)
     assert c.cluster == "kubernetes"
     assert c.cluster_id is None
     assert c.registries == {}
@@ -534,15 +533,15 @@ _LEGACY = "metrics.imageLastMonitorAgeMinutes.legacy"
         ),
         (
             "redis: {url: 'http://user:hunter2@redis:6379'}",
-            "redis.url: must start with redis://, rediss://, unix://, redis+sentinel://, "
-            "rediss+sentinel://",
+            "redis.url: invalid Redis URL 'http://user:***@redis:6379': scheme must be one of "
+            "redis, redis+sentinel, rediss, rediss+sentinel, got 'http'",
+        ),
+        (
+            "redis: {url: 'redis://redis:6379?timeout=3'}",
+            "redis.url: invalid Redis URL 'redis://redis:6379?timeout=3': unknown query parameter "
+            "'timeout'",
         ),
         ("redis: {keyPrefix: ''}", "redis.keyPrefix: must not be empty"),
-        (
-            "redis: {sentinel: {masterName: mymaster, addresses: ['s1:26379', 's2']}}",
-            "redis.sentinel.addresses[1]: must be HOST:PORT (e.g. \"0.0.0.0:8080\"), got 's2'",
-        ),
-        ("redis: {sentinel: {addresses: ['s1:26379']}}", "redis.sentinel.masterName: is required"),
         ("cluster: k8s", 'cluster: must be "kubernetes" or "dir:PATH", got \'k8s\''),
         (
             "clusterID: 'prod cluster'",
@@ -668,8 +667,6 @@ def test_env_overrides_kuik_keys(tmp_path: Path) -> None:
             "KUIK_REDIS_URL": "redis://127.0.0.1:6379/0",
             "KUIK_REDIS_KEY_PREFIX": "test:",
             "KUIK_REDIS_PASSWORD": "s3cret",
-            "KUIK_REDIS_SENTINEL_MASTER_NAME": "mymaster",
-            "KUIK_REDIS_SENTINEL_ADDRESSES": "s1:26379, s2:26379",
             "KUIK_CLUSTER": "dir:/srv/manifests",
             "KUIK_CLUSTER_ID": "prod-1",
             "KUIK_METRICS_LISTEN": ":9090",
@@ -683,8 +680,6 @@ def test_env_overrides_kuik_keys(tmp_path: Path) -> None:
     assert c.redis.password is not None
     assert c.redis.password.get_secret_value() == "s3cret"
     assert "s3cret" not in repr(c)
-    assert c.redis.sentinel is not None
-    assert c.redis.sentinel.addresses == ["s1:26379", "s2:26379"]
     assert c.cluster == "dir:/srv/manifests"
     assert c.cluster_id == "prod-1"
     assert c.metrics.listen == ListenAddress("", 9090)
@@ -722,9 +717,10 @@ def test_errors_name_the_variable_or_option_that_set_the_value(tmp_path: Path) -
         )
     assert str(info.value).startswith("built-in defaults: metrics.listen (--metrics-listen): ")
     with pytest.raises(ConfigError) as info:
-        load_config(None, env={"KUIK_REDIS_SENTINEL_ADDRESSES": "s1:1,nowhere"})
-    assert "redis.sentinel.addresses[1] (KUIK_REDIS_SENTINEL_ADDRESSES): must be HOST:PORT" in str(
-        info.value
+        load_config(None, env={"KUIK_REDIS_URL": "redis://kuik:hunter2@redis:6379/x"})
+    assert str(info.value) == (
+        "built-in defaults: redis.url (KUIK_REDIS_URL): invalid Redis URL "
+        "'redis://kuik:***@redis:6379/x': database number must be an integer, got 'x'"
     )
 
 
@@ -741,7 +737,7 @@ def test_every_env_override_names_a_real_key() -> None:
             assert isinstance(node, dict)
             node = node.get(part) or {}
         assert isinstance(node, dict)
-        assert leaf in node or parents == ["redis", "sentinel"], path
+        assert leaf in node, path
 
 
 def test_default_env_is_the_process_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -33,11 +33,6 @@ ENV_OVERRIDES: dict[str, str] = {
     "KUIK_REDIS_USERNAME": "redis.username",
     "KUIK_REDIS_PASSWORD": "redis.password",
     "KUIK_REDIS_CA_FILE": "redis.caFile",
-    "KUIK_REDIS_CERT_FILE": "redis.certFile",
-    "KUIK_REDIS_KEY_FILE": "redis.keyFile",
-    "KUIK_REDIS_SENTINEL_MASTER_NAME": "redis.sentinel.masterName",
-    "KUIK_REDIS_SENTINEL_ADDRESSES": "redis.sentinel.addresses",
-    "KUIK_REDIS_SENTINEL_PASSWORD": "redis.sentinel.password",
     "KUIK_CLUSTER": "cluster",
     "KUIK_CLUSTER_ID": "clusterID",
     "KUIK_METRICS_LISTEN": "metrics.listen",
@@ -47,7 +42,6 @@ ENV_OVERRIDES: dict[str, str] = {
     "KUIK_MIRRORING_WORKERS": "mirroring.workers",
     "KUIK_MIRRORING_MAX_CONCURRENT_PER_REGISTRY": "mirroring.maxConcurrentPerRegistry",
 }
-_LIST_KEYS = {"redis.sentinel.addresses"}  # comma-separated in the environment
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,10 +172,7 @@ def env_overrides(env: Mapping[str, str]) -> list[Override]:
         raw = env.get(name, "")
         if raw == "":
             continue
-        value: object = raw
-        if path in _LIST_KEYS:
-            value = [item.strip() for item in raw.split(",") if item.strip()]
-        found.append(Override(path, value, name))
+        found.append(Override(path, raw, name))
     return found
 
 

@@ -43,7 +43,6 @@ __all__ = [
     "Monitoring",
     "Platform",
     "Redis",
-    "RedisSentinel",
     "RegistryMonitoring",
     "RegistryMonitoringOverride",
     "RegistryTLS",
@@ -420,58 +419,32 @@ class Metrics(_Model):
 
 # --- kuik's own keys ---------------------------------------------------------------------------
 
-_REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel")
 _CLUSTER_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
-class RedisSentinel(_Model):
-    """Find the Redis master through Sentinel (the config-key form of `redis+sentinel://`)."""
-
-    master_name: str = Field(min_length=1)
-    addresses: list[str] = Field(min_length=1)
-    password: SecretStr | None = None
-
-    @field_validator("addresses")
-    @classmethod
-    def _host_ports(cls, value: list[str]) -> list[str]:
-        for i, address in enumerate(value):
-            try:
-                listen = parse_listen(address)
-            except ValueError as exc:
-                raise FieldIssue(i, str(exc)) from None
-            if not listen.host or listen.port == 0:
-                raise FieldIssue(i, f"must be HOST:PORT, got {address!r}")
-        return value
-
-
 class Redis(_Model):
-    """The coordination store. No URL: services that can run without Redis do so."""
+    """The coordination store. No URL: services that can run without Redis do so.
+
+    Everything else about the connection (TLS options, Sentinel, timeouts) is written in the URL,
+    which `kuikcore.coord` parses; the separate keys exist so secrets can come from their own
+    environment variables and a CA bundle from a mounted file.
+    """
 
     url: str | None = None
     key_prefix: str = Field(default="kuik:", min_length=1)
     username: str | None = None
     password: SecretStr | None = None
     ca_file: ExistingFile | None = None
-    cert_file: ExistingFile | None = None
-    key_file: ExistingFile | None = None
-    sentinel: RedisSentinel | None = None
 
     @field_validator("url")
     @classmethod
-    def _scheme(cls, value: str | None) -> str | None:
-        # Never echo the URL: it may carry a password.
+    def _parseable(cls, value: str | None) -> str | None:
         if value is not None:
-            scheme = value.partition("://")[0] if "://" in value else ""
-            if scheme not in _REDIS_SCHEMES:
-                raise ValueError("must start with " + ", ".join(f"{s}://" for s in _REDIS_SCHEMES))
-        return value
+            # Lazy: the coordination package pulls in redis-py, which `kuik` commands rarely need.
+            from kuikcore.coord.settings import parse_redis_url
 
-    @model_validator(mode="after")
-    def _client_pair(self) -> Redis:
-        if (self.cert_file is None) != (self.key_file is None):
-            missing = "keyFile" if self.key_file is None else "certFile"
-            raise FieldIssue(missing, "is required when certFile or keyFile is set")
-        return self
+            parse_redis_url(value)  # InvalidRedisURL: its message never holds the password
+        return value
 
 
 class RegistryTLS(_Model):
