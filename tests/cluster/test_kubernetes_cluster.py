@@ -490,3 +490,19 @@ async def test_cluster_id_is_the_kube_system_uid(
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kube-system"}}
     )
     assert await k8s_cluster.cluster_id() == ns["metadata"]["uid"]
+
+
+async def test_lists_are_paged_and_an_expired_page_token_restarts_the_list(
+    apiserver: FakeApiServer, k8s_cluster_factory: ClusterFactory
+) -> None:
+    for i in range(250):
+        apiserver.create(pod(f"ns{i % 7}", f"p{i:03d}", f"registry.example/app:{i % 5}"))
+    apiserver.fail_requests(1, status=410, match="continue=")
+    settings = InformerSettings(page_size=40, backoff_initial=0.05, backoff_max=0.2)
+    cluster = await k8s_cluster_factory(settings=settings, kinds=[POD])
+    assert len(cluster.store.pods()) == 250
+    assert len(cluster.store.pods_by_image("registry.example/app:3")) == 50
+    pages = [p for m, p in apiserver.requests if p.startswith("/api/v1/pods?") and "watch" not in p]
+    assert all("limit=40" in p for p in pages)
+    assert sum("continue=" in p for p in pages) >= 7  # 250 / 40 -> 6 follow-up pages, plus a retry
+    assert converged(apiserver, cluster)

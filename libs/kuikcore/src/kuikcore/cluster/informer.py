@@ -37,6 +37,7 @@ class InformerSettings:
     resync_period: float = 600.0
     watch_timeout: float = 300.0  # server-side timeoutSeconds, jittered up to 2x
     request_timeout: float = 60.0  # for lists
+    page_size: int = 500
     backoff_initial: float = 0.2
     backoff_max: float = 30.0
 
@@ -124,23 +125,38 @@ class Informer:
             self.relists += 1
 
     async def _list(self) -> str:
-        response = await self._list_function(
-            _preload_content=False,
-            _request_timeout=self._settings.request_timeout,
-            **self._selector(),
-        )
-        async with response:
-            body = await response.text()
-            if response.status >= 300:
-                raise _HttpError(response.status, body)
-        data = json.loads(body)
-        items = data.get("items") or []
-        for item in items:  # list items of core kinds come without kind/apiVersion
-            item.setdefault("apiVersion", self.api_version)
-            item.setdefault("kind", self.kind)
+        """List in pages of `page_size`, compacting each page at once, so a relist of a big
+        cluster never holds every full object in memory. Returns the list's resourceVersion."""
+        items: list[JSON] = []
+        token = ""
+        version = ""
+        while True:
+            paging: JSON = {"limit": self._settings.page_size}
+            if token:
+                paging["_continue"] = token
+            response = await self._list_function(
+                _preload_content=False,
+                _request_timeout=self._settings.request_timeout,
+                **paging,
+                **self._selector(),
+            )
+            async with response:
+                body = await response.text()
+                if response.status >= 300:
+                    raise _HttpError(response.status, body)  # 410 on a stale token: relist
+            data = json.loads(body)
+            for item in data.get("items") or []:
+                item.setdefault("apiVersion", self.api_version)  # core list items lack them
+                item.setdefault("kind", self.kind)
+                items.append(self._store.compact(self.kind, item))
+            metadata = data.get("metadata") or {}
+            version = version or str(metadata["resourceVersion"])  # the first page's snapshot
+            token = metadata.get("continue") or ""
+            if not token:
+                break
         self._store.replace_kind(self.kind, items)
         self.synced.set()
-        return str(data["metadata"]["resourceVersion"])
+        return version
 
     async def _watch_until_resync(self) -> None:
         loop = asyncio.get_running_loop()

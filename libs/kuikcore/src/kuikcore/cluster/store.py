@@ -134,7 +134,9 @@ class Store:
         self._parse_resource = parse_resource
         self._objects: dict[str, dict[tuple[str, str], Any]] = defaultdict(dict)
         self._versions: dict[ObjectKey, str] = {}
-        self._pods_by_image: dict[str, set[tuple[str, str]]] = defaultdict(set)
+        # dicts used as insertion-ordered sets: lookups return Pods in the order first seen
+        self._pods_by_image: dict[str, dict[tuple[str, str], None]] = defaultdict(dict)
+        self._sorted_keys: dict[str, list[tuple[str, str]]] = {}
         self._images_of_pod: dict[tuple[str, str], frozenset[str]] = {}
         self._secrets_by_owner: dict[str, set[tuple[str, str]]] = defaultdict(set)
         self._subscribers: list[ChangeCallback] = []
@@ -149,13 +151,22 @@ class Store:
         """The resourceVersion the store holds for `key` (backends use it for writes)."""
         return self._versions.get(key)
 
+    def _keys_in_order(self, kind: str) -> list[tuple[str, str]]:
+        """Sorted (namespace, name) keys, cached until an object of `kind` comes or goes."""
+        cached = self._sorted_keys.get(kind)
+        if cached is None:
+            cached = self._sorted_keys[kind] = sorted(self._objects.get(kind, {}))
+        return cached
+
     def keys(self, kind: str) -> list[ObjectKey]:
-        return [ObjectKey(kind, ns, name) for ns, name in sorted(self._objects.get(kind, {}))]
+        return [ObjectKey(kind, ns, name) for ns, name in self._keys_in_order(kind)]
 
     def objects(self, kind: str, namespace: str | None = None) -> list[Any]:
         """Objects of `kind` (all namespaces when `namespace` is None), sorted by key."""
         bucket = self._objects.get(kind, {})
-        return [bucket[k] for k in sorted(bucket) if namespace is None or k[0] == namespace]
+        return [
+            bucket[k] for k in self._keys_in_order(kind) if namespace is None or k[0] == namespace
+        ]
 
     def pods(self, namespace: str | None = None) -> list[JSON]:
         return self.objects(POD, namespace)
@@ -165,9 +176,10 @@ class Store:
         return pod
 
     def pods_by_image(self, image: str) -> list[JSON]:
-        """Pods whose containers (or recorded originals) use `image`, compared normalised."""
+        """Pods whose containers (or recorded originals) use `image`, compared normalised,
+        in the order they were first seen."""
         pods = self._objects.get(POD, {})
-        return [pods[k] for k in sorted(self._pods_by_image.get(_normalized(image), ()))]
+        return [pods[k] for k in self._pods_by_image.get(_normalized(image), ())]
 
     def images(self) -> list[str]:
         """Every normalised image some Pod references."""
@@ -230,6 +242,8 @@ class Store:
         bucket = self._objects[kind]
         old = bucket.get((key.namespace, key.name))
         bucket[(key.namespace, key.name)] = obj
+        if old is None:
+            self._sorted_keys.pop(kind, None)
         self._versions[key] = version
         self._reindex(key, old, obj)
         change = Change(ChangeType.MODIFIED if old is not None else ChangeType.ADDED, key, old, obj)
@@ -241,6 +255,7 @@ class Store:
         self._versions.pop(key, None)
         if old is None:
             return None
+        self._sorted_keys.pop(key.kind, None)
         self._reindex(key, old, None)
         change = Change(ChangeType.DELETED, key, old, None)
         self._notify(change)
@@ -279,6 +294,15 @@ class Store:
             del self._problems[key]
         return changes
 
+    def compact(self, kind: str, raw: JSON) -> JSON:
+        """`raw` reduced to what the store keeps of it, still in API shape (an informer calls
+        it per list page so full objects do not pile up); kuik resources are kept whole."""
+        if kind == POD:
+            return slim_pod(raw)
+        if kind == SECRET:
+            return clean_secret(raw)
+        return raw
+
     def _convert(self, kind: str, raw: JSON) -> Any:
         if kind == POD:
             return slim_pod(raw)
@@ -295,14 +319,14 @@ class Store:
             for image in self._images_of_pod.pop(ident, frozenset()):
                 holders = self._pods_by_image.get(image)
                 if holders is not None:
-                    holders.discard(ident)
+                    holders.pop(ident, None)
                     if not holders:
                         del self._pods_by_image[image]
             if new is not None:
                 images = frozenset(sys.intern(_normalized(i)) for i in pod_images(new))
                 self._images_of_pod[ident] = images
                 for image in images:
-                    self._pods_by_image[image].add(ident)
+                    self._pods_by_image[image][ident] = None
         elif key.kind == SECRET:
             for secret in (old, new):
                 if secret is None:
@@ -310,12 +334,12 @@ class Store:
                 uid = (secret["metadata"].get("labels") or {}).get(_OWNER_UID_LABEL)
                 if uid is None:
                     continue
-                holders = self._secrets_by_owner[uid]
+                copies = self._secrets_by_owner[uid]
                 if secret is new:
-                    holders.add(ident)
+                    copies.add(ident)
                 else:
-                    holders.discard(ident)
-                if not holders:
+                    copies.discard(ident)
+                if not copies:
                     del self._secrets_by_owner[uid]
 
     def _notify(self, change: Change) -> None:

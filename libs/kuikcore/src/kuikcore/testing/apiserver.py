@@ -606,7 +606,18 @@ class FakeApiServer:
     def _list(
         self, request: web.Request, rtype: ResourceType, namespace: str | None
     ) -> web.Response:
-        items = copy.deepcopy(self._filtered(rtype, namespace, request))
+        items = self._filtered(rtype, namespace, request)
+        list_rv, offset = str(self._rv), 0
+        token = request.query.get("continue", "")
+        if token:  # "<list resourceVersion>:<offset>"; expires with compaction, like etcd's
+            list_rv, _, start = token.partition(":")
+            if int(list_rv) < self._compacted_rv:
+                raise ApiError(410, "Expired", "the provided continue parameter is too old")
+            offset = int(start)
+        limit = int(request.query.get("limit", "0") or 0)
+        end = offset + limit if limit > 0 else len(items)
+        more = end < len(items)
+        items = copy.deepcopy(items[offset:end])
         if not rtype.group:  # like the real server: core list items carry no kind/apiVersion
             for item in items:
                 item.pop("kind", None)
@@ -614,7 +625,10 @@ class FakeApiServer:
         body = {
             "kind": f"{rtype.kind}List",
             "apiVersion": rtype.api_version,
-            "metadata": {"resourceVersion": str(self._rv)},
+            "metadata": {
+                "resourceVersion": list_rv,
+                **({"continue": f"{list_rv}:{end}"} if more else {}),
+            },
             "items": items,
         }
         return web.json_response(body)
