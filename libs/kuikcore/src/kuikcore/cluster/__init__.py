@@ -21,7 +21,7 @@ from kuikcore.cluster.interface import (
     ObjectKey,
     StatusMutator,
 )
-from kuikcore.cluster.store import Store, pod_images, slim_pod
+from kuikcore.cluster.store import Store, slim_pod
 
 __all__ = [
     "POD",
@@ -38,6 +38,5 @@ __all__ = [
     "ObjectKey",
     "StatusMutator",
     "Store",
-    "pod_images",
     "slim_pod",
 ]

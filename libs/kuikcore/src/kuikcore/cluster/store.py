@@ -7,7 +7,6 @@ the Secrets a backend chose to cache are here (label-selected copies, never ever
 
 from __future__ import annotations
 
-import json
 import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -15,6 +14,7 @@ from typing import Any
 
 import structlog
 
+from kuikcore.api import OWNER_UID_LABEL
 from kuikcore.cluster.interface import (
     POD,
     SECRET,
@@ -25,16 +25,15 @@ from kuikcore.cluster.interface import (
     ObjectKey,
 )
 from kuikcore.reference import InvalidReference, parse
+from kuikcore.routing import pod_images
 
-__all__ = ["Store", "clean_secret", "object_key", "pod_images", "slim_pod"]
+__all__ = ["Store", "clean_secret", "object_key", "slim_pod"]
 
 log = structlog.get_logger("kuikcore.cluster")
 
 JSON = dict[str, Any]
 ResourceParser = Callable[[JSON], Any]
 
-_OWNER_UID_LABEL = "kuik.enix.io/owner-uid"
-_ORIGINAL_IMAGES_ANNOTATION = "kuik.enix.io/original-images"
 # Large, never read by kuik, present on every `kubectl apply`-ed object.
 _DROPPED_ANNOTATIONS = frozenset({"kubectl.kubernetes.io/last-applied-configuration"})
 _CONTAINER_LISTS = ("initContainers", "containers", "ephemeralContainers")
@@ -85,22 +84,6 @@ def slim_pod(pod: JSON) -> JSON:
     if phase:
         slim["status"] = {"phase": sys.intern(str(phase))}
     return slim
-
-
-def pod_images(pod: JSON) -> set[str]:
-    """Every image a Pod references: containers of all three lists, and the originals
-    recorded by the webhook (`kuik.enix.io/original-images`)."""
-    spec = pod.get("spec") or {}
-    images = {c["image"] for f in _CONTAINER_LISTS for c in spec.get(f) or [] if c.get("image")}
-    raw = ((pod.get("metadata") or {}).get("annotations") or {}).get(_ORIGINAL_IMAGES_ANNOTATION)
-    if raw:
-        try:
-            originals = json.loads(raw)
-        except ValueError:
-            originals = None
-        if isinstance(originals, dict):
-            images.update(v for v in originals.values() if isinstance(v, str) and v)
-    return images
 
 
 def clean_secret(secret: JSON) -> JSON:
@@ -323,7 +306,7 @@ class Store:
                     if not holders:
                         del self._pods_by_image[image]
             if new is not None:
-                images = frozenset(sys.intern(_normalized(i)) for i in pod_images(new))
+                images = frozenset(sys.intern(_normalized(i.image)) for i in pod_images(new))
                 self._images_of_pod[ident] = images
                 for image in images:
                     self._pods_by_image[image][ident] = None
@@ -331,7 +314,7 @@ class Store:
             for secret in (old, new):
                 if secret is None:
                     continue
-                uid = (secret["metadata"].get("labels") or {}).get(_OWNER_UID_LABEL)
+                uid = (secret["metadata"].get("labels") or {}).get(OWNER_UID_LABEL)
                 if uid is None:
                     continue
                 copies = self._secrets_by_owner[uid]
