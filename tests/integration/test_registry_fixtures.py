@@ -256,3 +256,11 @@ def test_urllib_without_credentials_gets_401(registry_auth: RegistryServer) -> N
             f"{registry_auth.url}/v2/", timeout=10, context=registry_auth.ssl_context()
         )
     assert caught.value.code == 401
+
+
+def test_ipv6_loopback_registry(registry_factory: Factory) -> None:
+    server = registry_factory(address="::1", tls=True)
+    assert server.host == f"[::1]:{server.port}"
+    image = synthetic_image("v6")
+    assert push_image(server, "v6/app", "v1", image) == image.digest
+    assert get_manifest(server, "v6/app", "v1").body == image.manifest_bytes

@@ -17,6 +17,7 @@ import re
 import secrets
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import tempfile
@@ -256,6 +257,15 @@ def _scope_for(method: str, target: str) -> str | None:
     return f"repository:{match.group(1)}:{actions}"
 
 
+def _free_port(address: str) -> int:
+    if ":" not in address:
+        return free_port(address)
+    with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as sock:  # IPv6 loopback
+        sock.bind((address, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
 @dataclass
 class RegistryServer:
     """One throwaway `docker-registry serve` process; see the module docstring.
@@ -281,7 +291,7 @@ class RegistryServer:
         if (self.username is None) != (self.password is None):
             raise ValueError("RegistryServer: username and password go together")
         if self.port == 0:
-            self.port = free_port(self.address)
+            self.port = _free_port(self.address)
         self._prepared = False
 
     # -- addresses -------------------------------------------------------------------------------
