@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import shutil
-import signal
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from kuikcore.testing.ports import free_port, wait_for_port
+from kuikcore.testing.server import ServerProcess
 
 
 @dataclass
-class RedisServer:
+class RedisServer(ServerProcess):
     """One throwaway redis-server. `aof=True` keeps writes across `restart()`.
 
     The process can be stopped, killed and restarted on the same port and data
@@ -61,26 +61,6 @@ class RedisServer:
             log = (self.workdir / "redis.log").read_text(errors="replace")
             raise RuntimeError(f"redis-server did not start: {log[-2000:]}") from None
         return self
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
-
-    def kill(self) -> None:
-        """SIGKILL: what a crash looks like to clients."""
-        self.stop(signal.SIGKILL)
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
 
     def cleanup(self) -> None:
         self.stop()

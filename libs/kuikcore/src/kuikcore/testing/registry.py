@@ -16,7 +16,6 @@ import json
 import re
 import secrets
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
@@ -31,6 +30,7 @@ from urllib.parse import urlencode, urlsplit
 import yaml
 
 from kuikcore.testing.ports import free_port
+from kuikcore.testing.server import ServerProcess
 
 __all__ = [
     "USER_AGENT",
@@ -267,7 +267,7 @@ def _free_port(address: str) -> int:
 
 
 @dataclass
-class RegistryServer:
+class RegistryServer(ServerProcess):
     """One throwaway `docker-registry serve` process; see the module docstring.
 
     `tls=True` serves HTTPS with a certificate from a throwaway trustme CA (`ca_file`,
@@ -434,40 +434,6 @@ class RegistryServer:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.01)
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        """Terminate (or send `sig`), then kill if it has not exited within 5 s."""
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
-
-    def kill(self) -> None:
-        """SIGKILL: what a crash looks like to clients."""
-        self.stop(signal.SIGKILL)
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    def freeze(self) -> None:
-        """SIGSTOP: the port stays open but nothing answers (timeouts, not refusals)."""
-        if self.process is not None:
-            self.process.send_signal(signal.SIGSTOP)
-
-    def thaw(self) -> None:
-        if self.process is not None:
-            self.process.send_signal(signal.SIGCONT)
 
     def cleanup(self) -> None:
         self.thaw()
