@@ -84,7 +84,11 @@ async def api_client_from_environment() -> k8s.ApiClient:
     if os.environ.get("KUBERNETES_SERVICE_HOST"):
         k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
     else:
-        await k8s_config.load_kube_config(client_configuration=configuration)
+        # read $KUBECONFIG now: the library's default was fixed when it was imported
+        await k8s_config.load_kube_config(
+            config_file=os.environ.get("KUBECONFIG", "~/.kube/config"),
+            client_configuration=configuration,
+        )
     return k8s.ApiClient(configuration)
 
 
@@ -102,8 +106,10 @@ class KubernetesCluster:
         secret_cache_ttl: float = 30.0,
         secret_cache_size: int = 256,
         event_dedup_window: float = 600.0,
+        close_client: bool = False,
     ) -> None:
         self._api = api_client
+        self._close_client = close_client  # stop() closes a client this object was given to own
         # Typed Any: every call passes `_preload_content=False` and gets the raw aiohttp
         # response (JSON parsed by us, no model deserialisation), which the stubs do not model.
         self._core: Any = k8s.CoreV1Api(api_client)
@@ -150,6 +156,8 @@ class KubernetesCluster:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        if self._close_client:
+            await self._api.close()
 
     def subscribe(self, callback: ChangeCallback) -> Callable[[], None]:
         return self._store.subscribe(callback)

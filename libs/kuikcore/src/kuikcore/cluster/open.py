@@ -33,7 +33,7 @@ async def open_cluster(
 
         client = await api_client_from_environment()
         return KubernetesCluster(
-            client, field_manager=field_manager, kinds=kinds, settings=settings
+            client, field_manager=field_manager, kinds=kinds, settings=settings, close_client=True
         )
     if spec.startswith(LOCAL_PREFIX) and len(spec) > len(LOCAL_PREFIX):
         from kuikcore.cluster.local import LocalCluster

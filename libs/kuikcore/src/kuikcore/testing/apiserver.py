@@ -699,3 +699,33 @@ class FakeApiServer:
                 continue
             with contextlib.suppress(ConnectionResetError):
                 await response.write(json.dumps({"type": kind, "object": obj}).encode() + b"\n")
+
+
+async def _serve(host: str, port: int, kubeconfig: Path | None) -> None:
+    server = await FakeApiServer().start(host, port)
+    if kubeconfig is not None:
+        server.write_kubeconfig(kubeconfig)
+    print(server.url, flush=True)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await server.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m kuikcore.testing.apiserver [--port N] [--kubeconfig PATH]`: serve the fake
+    until interrupted, for running kuik services as processes against it (state is then
+    driven over HTTP, e.g. with kubectl or kubernetes-asyncio)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m kuikcore.testing.apiserver")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--kubeconfig", type=Path, default=None)
+    args = parser.parse_args(argv)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(args.host, args.port, args.kubeconfig))
+
+
+if __name__ == "__main__":
+    main()
