@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 from collections.abc import AsyncIterator
@@ -214,3 +215,36 @@ async def test_delete_by_digest_when_no_other_tag_shares_it(
     assert (await client.check(f"{registry.host}/del/solo:other")).available
     again = await client.delete(f"{registry.host}/del/solo:v1")
     assert (again.deleted, again.method) == (True, "absent")
+
+
+async def test_blobs_known_in_another_destination_repository_are_mounted(
+    client: RegistryClient, registry: RegistryServer, registry_factory: Any
+) -> None:
+    destination = registry_factory()
+    index = synthetic_index("s32")
+    push_image(registry, "copy/known", "v1", index)
+    src = f"{registry.host}/copy/known:v1"
+    await client.copy(src, f"{destination.host}/team-a/app:v1", all_platforms=True)
+    again = await client.copy(src, f"{destination.host}/team-b/app:v1", all_platforms=True)
+    assert again.bytes_moved == 0
+    assert again.blobs_mounted == len(index.blobs)
+
+
+async def test_concurrent_copies_upload_a_shared_base_layer_once(
+    client: RegistryClient, registry: RegistryServer, registry_factory: Any
+) -> None:
+    destination = registry_factory()
+    base = synthetic_image("s33", layers=1, layer_size=400_000)
+    images = [synthetic_image(f"s34-{i}", layers=1, base_layers=base.layers) for i in range(3)]
+    for i, image in enumerate(images):
+        push_image(registry, f"copy/burst{i}", "v1", image)
+    results = await asyncio.gather(
+        *(
+            client.copy(f"{registry.host}/copy/burst{i}:v1", f"{destination.host}/m/burst{i}:v1")
+            for i in range(3)
+        )
+    )
+    base_size = base.layers[0].blob.size
+    own = sum(b.size for image in images for b in image.blobs) - 3 * base_size
+    assert sum(r.bytes_moved for r in results) == own + base_size
+    assert sum(r.blobs_mounted for r in results) == 2

@@ -2,8 +2,6 @@
 
 Statuses and error texts are the ones the monitor writes into ClusterImageSetAvailability
 status (upstream's). Exit status 0 when every image is Available, 1 otherwise, 2 on bad input.
-Also home of the registry options `kuik copy` shares (`--authfile`, `--insecure-registry`,
-`--config`).
 """
 
 from __future__ import annotations
@@ -11,115 +9,26 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal, NoReturn, TypeVar
+from typing import Any, Literal
 
 import click
 
-from kuikcore.reference import InvalidReference, Reference, parse
-from kuikcore.registry import CheckResult, Credentials, Keyring, RegistryClient, RegistryTLS
-from kuikcore.registry.client import tls_from_config
-from kuikcore.registry.keyring import InvalidDockerConfig
+from kuikcore.cli.copy import (
+    build_client,
+    credentials_for,
+    load_authfile,
+    parse_creds,
+    parse_refs,
+    registry_options,
+)
+from kuikcore.reference import Reference
+from kuikcore.registry import Credentials, Keyring, RegistryClient
+from kuikcore.registry.check import CheckResult
 
-__all__ = ["build_client", "command", "credentials_for", "load_authfile", "registry_options"]
+__all__ = ["command"]
 
 EXIT_UNAVAILABLE = 1
-EXIT_INVALID = 2
-_F = TypeVar("_F", bound=Callable[..., Any])
-
-
-def fail(prog: str, message: str, code: int = EXIT_INVALID) -> NoReturn:
-    click.echo(f"kuik {prog}: {message}", err=True)
-    sys.exit(code)
-
-
-def registry_options(function: _F) -> _F:
-    """The options every registry-talking subcommand takes."""
-    options = [
-        click.option(
-            "--authfile",
-            type=click.Path(exists=True, dir_okay=False, path_type=Path),
-            help="Docker config (config.json / auth.json) to take credentials from, "
-            "matched like kubelet matches pull secrets.",
-        ),
-        click.option(
-            "--insecure-registry",
-            "insecure",
-            multiple=True,
-            metavar="HOST",
-            help="Talk plain HTTP to HOST (repeatable). Loopback hosts need no flag.",
-        ),
-        click.option(
-            "--config",
-            "config_path",
-            type=click.Path(dir_okay=False, path_type=Path),
-            help="Operator config file: per-registry TLS options (registries.<host>).",
-        ),
-    ]
-    for option in reversed(options):
-        function = option(function)
-    return function
-
-
-def load_authfile(prog: str, path: Path | None) -> Keyring | None:
-    if path is None:
-        return None
-    try:
-        doc = json.loads(path.read_text())
-        if not isinstance(doc, dict):
-            raise InvalidDockerConfig(f"{path}: not a JSON object")
-        return Keyring.from_docker_config(doc, str(path))
-    except (OSError, ValueError) as exc:
-        fail(prog, f"--authfile {path}: {exc}")
-
-
-def build_client(
-    prog: str, insecure: tuple[str, ...], config_path: Path | None, **kwargs: Any
-) -> RegistryClient:
-    """A client with `--insecure-registry` hosts on plain HTTP, else the config's TLS options."""
-    lookup: Callable[[str], RegistryTLS | None] = lambda host: None  # noqa: E731
-    if config_path is not None:
-        from kuikcore.config import ConfigError, load_config
-
-        try:
-            config = load_config(config_path)
-        except ConfigError as exc:
-            fail(prog, str(exc))
-        lookup = tls_from_config(config)
-    plain = set(insecure)
-    return RegistryClient(
-        tls=lambda host: RegistryTLS(insecure=True) if host in plain else lookup(host),
-        **kwargs,
-    )
-
-
-def credentials_for(
-    ref: Reference, explicit: Credentials | None, keyring: Keyring | None
-) -> list[Credentials]:
-    """`--*-creds` wins; else every authfile credential matching the image, best first."""
-    if explicit is not None:
-        return [explicit]
-    return keyring.lookup(ref) if keyring is not None else []
-
-
-def parse_creds(prog: str, option: str, text: str | None) -> Credentials | None:
-    if text is None:
-        return None
-    try:
-        return Credentials.parse(text)
-    except ValueError as exc:
-        fail(prog, f"{option}: {exc}")
-
-
-def parse_refs(prog: str, texts: tuple[str, ...]) -> list[Reference]:
-    refs = []
-    for text in texts:
-        try:
-            refs.append(parse(text))
-        except InvalidReference as exc:
-            fail(prog, str(exc))
-    return refs
 
 
 def _row(ref: Reference, result: CheckResult) -> dict[str, Any]:

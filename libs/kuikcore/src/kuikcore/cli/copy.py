@@ -2,6 +2,8 @@
 
 Index filtered to `--platform`s (upstream's rule), or copied verbatim with `--all` (digests
 identical). A progress bar on a terminal; otherwise one summary line: digest, bytes, seconds.
+Also home of the registry options `kuik check` shares (`--authfile`, `--insecure-registry`,
+`--config`): `kuik copy` must not import `kuik check`'s dependencies (the API models).
 """
 
 from __future__ import annotations
@@ -10,35 +12,138 @@ import asyncio
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TransferSpeedColumn,
-)
 
-from kuikcore.cli.check import (
-    build_client,
-    credentials_for,
-    fail,
-    load_authfile,
-    parse_creds,
-    parse_refs,
-    registry_options,
+from kuikcore.reference import InvalidReference, Reference, parse
+from kuikcore.registry import (
+    CopyResult,
+    Credentials,
+    Deadline,
+    Keyring,
+    Platform,
+    RegistryClient,
+    RegistryError,
+    RegistryTLS,
+    parse_platform,
 )
-from kuikcore.registry import CopyResult, Deadline, Platform, RegistryError, parse_platform
+from kuikcore.registry.client import tls_from_config
 from kuikcore.registry.copy import BlobOutcome
+from kuikcore.registry.keyring import InvalidDockerConfig
 
-__all__ = ["command", "summary"]
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
+__all__ = [
+    "build_client",
+    "command",
+    "credentials_for",
+    "load_authfile",
+    "parse_creds",
+    "parse_refs",
+    "registry_options",
+    "summary",
+]
 
 EXIT_FAILED = 1
+EXIT_INVALID = 2
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def fail(prog: str, message: str, code: int = EXIT_INVALID) -> NoReturn:
+    click.echo(f"kuik {prog}: {message}", err=True)
+    sys.exit(code)
+
+
+def registry_options(function: _F) -> _F:
+    """The options every registry-talking subcommand takes."""
+    options = [
+        click.option(
+            "--authfile",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="Docker config (config.json / auth.json) to take credentials from, "
+            "matched like kubelet matches pull secrets.",
+        ),
+        click.option(
+            "--insecure-registry",
+            "insecure",
+            multiple=True,
+            metavar="HOST",
+            help="Talk plain HTTP to HOST (repeatable). Loopback hosts need no flag.",
+        ),
+        click.option(
+            "--config",
+            "config_path",
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="Operator config file: per-registry TLS options (registries.<host>).",
+        ),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def load_authfile(prog: str, path: Path | None) -> Keyring | None:
+    if path is None:
+        return None
+    try:
+        doc = json.loads(path.read_text())
+        if not isinstance(doc, dict):
+            raise InvalidDockerConfig(f"{path}: not a JSON object")
+        return Keyring.from_docker_config(doc, str(path))
+    except (OSError, ValueError) as exc:
+        fail(prog, f"--authfile {path}: {exc}")
+
+
+def build_client(
+    prog: str, insecure: tuple[str, ...], config_path: Path | None, **kwargs: Any
+) -> RegistryClient:
+    """A client with `--insecure-registry` hosts on plain HTTP, else the config's TLS options."""
+    lookup: Callable[[str], RegistryTLS | None] = lambda host: None  # noqa: E731
+    if config_path is not None:
+        from kuikcore.config import ConfigError, load_config
+
+        try:
+            config = load_config(config_path)
+        except ConfigError as exc:
+            fail(prog, str(exc))
+        lookup = tls_from_config(config)
+    plain = set(insecure)
+    return RegistryClient(
+        tls=lambda host: RegistryTLS(insecure=True) if host in plain else lookup(host),
+        **kwargs,
+    )
+
+
+def credentials_for(
+    ref: Reference, explicit: Credentials | None, keyring: Keyring | None
+) -> list[Credentials]:
+    """`--*-creds` wins; else every authfile credential matching the image, best first."""
+    if explicit is not None:
+        return [explicit]
+    return keyring.lookup(ref) if keyring is not None else []
+
+
+def parse_creds(prog: str, option: str, text: str | None) -> Credentials | None:
+    if text is None:
+        return None
+    try:
+        return Credentials.parse(text)
+    except ValueError as exc:
+        fail(prog, f"{option}: {exc}")
+
+
+def parse_refs(prog: str, texts: tuple[str, ...]) -> list[Reference]:
+    refs = []
+    for text in texts:
+        try:
+            refs.append(parse(text))
+        except InvalidReference as exc:
+            fail(prog, str(exc))
+    return refs
 
 
 class _Bar:
@@ -152,6 +257,15 @@ def command(
     interactive = sys.stderr.isatty() and not as_json
     try:
         if interactive:
+            from rich.progress import (  # only on a terminal: rich costs ~80 ms to import
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TransferSpeedColumn,
+            )
+
             columns = (
                 TextColumn("{task.description}"),
                 BarColumn(),

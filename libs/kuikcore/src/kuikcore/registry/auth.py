@@ -9,13 +9,14 @@ import base64
 import hashlib
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 __all__ = [
     "Challenge",
     "Credentials",
     "TokenCache",
+    "credential_attempts",
     "parse_challenges",
     "scope_for",
 ]
@@ -155,3 +156,14 @@ class TokenCache:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+def credential_attempts(
+    credentials: Sequence[Credentials] | Credentials | None,
+) -> list[Credentials | None]:
+    """Each credential in turn; anonymous when there is none (upstream's default keychain)."""
+    if credentials is None:
+        return [None]
+    if isinstance(credentials, Credentials):
+        return [credentials]
+    return list(credentials) or [None]

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Literal
 
 from kuikcore.api import AvailabilityStatus
 from kuikcore.reference import Reference
-from kuikcore.registry.auth import Credentials
+from kuikcore.registry.auth import Credentials, credential_attempts
 from kuikcore.registry.errors import (
     InvalidAuth,
     NotFound,
@@ -28,7 +28,7 @@ from kuikcore.registry.transport import Deadline
 if TYPE_CHECKING:
     from kuikcore.registry.client import RegistryClient
 
-__all__ = ["CheckResult", "check", "classify", "credential_attempts"]
+__all__ = ["CheckResult", "check", "classify"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,17 +56,6 @@ def classify(error: RegistryError) -> CheckResult:
     if isinstance(error, InvalidAuth):
         return CheckResult(AvailabilityStatus.INVALID_AUTH, f"authentication failed: {error}")
     return CheckResult(AvailabilityStatus.UNREACHABLE, f"registry unreachable: {error}")
-
-
-def credential_attempts(
-    credentials: Sequence[Credentials] | Credentials | None,
-) -> list[Credentials | None]:
-    """Each credential in turn; anonymous when there is none (upstream's default keychain)."""
-    if credentials is None:
-        return [None]
-    if isinstance(credentials, Credentials):
-        return [credentials]
-    return list(credentials) or [None]
 
 
 async def check(

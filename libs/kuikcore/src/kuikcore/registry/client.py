@@ -21,6 +21,7 @@ from yarl import URL
 from kuikcore.reference import Reference, parse
 from kuikcore.registry.auth import Credentials, scope_for
 from kuikcore.registry.errors import DigestMismatch, RegistryError
+from kuikcore.registry.locations import BlobLocations
 from kuikcore.registry.mediatypes import MANIFEST_ACCEPT, Manifest, digest_of, parse_manifest
 from kuikcore.registry.transport import (
     Deadline,
@@ -172,6 +173,7 @@ class RegistryClient:
         )
         self.blob_concurrency = blob_concurrency
         self.chunk_size = chunk_size
+        self.locations = BlobLocations()
 
     @classmethod
     def from_config(cls, config: _ConfigLike, **kwargs: Any) -> RegistryClient:

@@ -17,8 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from kuikcore.reference import Reference
-from kuikcore.registry.auth import Credentials
-from kuikcore.registry.check import credential_attempts
+from kuikcore.registry.auth import Credentials, credential_attempts
 from kuikcore.registry.errors import InvalidAuth, NotFound, RegistryError
 from kuikcore.registry.transport import Deadline
 

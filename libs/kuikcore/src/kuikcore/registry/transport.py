@@ -49,6 +49,9 @@ __all__ = [
 # upstream's list (408, 5xx and the proxies' 499/522); 429 is handled apart (Retry-After)
 RETRY_STATUSES: Final = frozenset({408, 499, 500, 502, 503, 504, 522})
 _MAX_ERROR_BODY: Final = 64 * 1024
+# socket reads land in a buffer of this size: aiohttp's 64 KiB default pauses and resumes
+# the transport for every few chunks of a blob stream
+READ_BUFSIZE = 1024 * 1024
 
 
 def api_host(host: str) -> str:
@@ -202,6 +205,7 @@ class Transport:
                 auto_decompress=False,
                 headers={"User-Agent": self.user_agent},
                 trust_env=True,
+                read_bufsize=READ_BUFSIZE,
             )
             self._sessions[host] = session
         return session
