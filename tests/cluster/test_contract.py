@@ -380,3 +380,19 @@ async def test_cluster_id_is_stable(world: World) -> None:
     first, second = await world.open(), await world.open()
     assert await first.cluster_id() == await second.cluster_id()
     assert await first.cluster_id()
+
+
+async def test_a_failing_subscriber_does_not_stop_the_others(world: World) -> None:
+    cluster = await world.open()
+
+    def broken(change: Change) -> None:
+        raise RuntimeError("subscriber bug")
+
+    cluster.subscribe(broken)
+    seen = recorder(cluster)
+    unsubscribe = cluster.subscribe(broken)
+    unsubscribe()
+    await world.put(pod("a", "p1", "nginx"))
+    await world.put(pod("a", "p2", "nginx"))
+    await eventually(lambda: len(seen) == 2)
+    assert len(cluster.store.pods_by_image("nginx")) == 2

@@ -119,9 +119,17 @@ class Informer:
             except _TRANSIENT as error:
                 await self._pause("list failed", error)
                 continue
+            except Exception as error:  # a bug must not silently end the informer
+                log.exception("informer list crashed", kind=self.kind)
+                await self._pause("list crashed", error)
+                continue
             self._backoff.reset()
             self.version = version
-            await self._watch_until_resync()
+            try:
+                await self._watch_until_resync()
+            except Exception as error:
+                log.exception("informer watch crashed, relisting", kind=self.kind)
+                await self._pause("watch crashed", error)
             self.relists += 1
 
     async def _list(self) -> str:

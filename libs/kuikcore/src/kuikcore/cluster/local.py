@@ -247,18 +247,22 @@ class LocalCluster:
         if not self.state.root.is_relative_to(self.root):
             self.state.root.mkdir(parents=True, exist_ok=True)
             paths.append(self.state.root)
-        async for _ in watchfiles.awatch(
-            *paths,
-            watch_filter=self._interesting,
-            debounce=100,
-            step=20,
-            stop_event=self._stop_watching,
-            recursive=True,
-        ):
+        while not self._stop_watching.is_set():
             try:
-                await self.reload()
-            except Exception:
-                log.exception("local cluster reload failed", path=str(self.root))
+                async for _ in watchfiles.awatch(
+                    *paths,
+                    watch_filter=self._interesting,
+                    debounce=100,
+                    step=20,
+                    stop_event=self._stop_watching,
+                    recursive=True,
+                ):
+                    await self.reload()
+            except Exception:  # a reload bug or a vanished directory: keep watching
+                log.exception("local cluster watch failed, retrying", path=str(self.root))
+                await asyncio.sleep(1.0)
+                with contextlib.suppress(Exception):
+                    await self.reload()  # catch up with what changed meanwhile
 
     async def reload(self) -> None:
         """Read everything again and update the store with the differences."""
