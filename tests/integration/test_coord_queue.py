@@ -225,9 +225,11 @@ def _worker_process(url: str, prefix: str, mode: str, concurrency: int) -> None:
                 await asyncio.sleep(0.005)
                 await coord.redis.sadd(f"{prefix}done", d.job.source)
             else:  # count, rescue
+                await asyncio.sleep(0.002)  # a little work, so no single process takes it all
                 await coord.redis.hincrby(f"{prefix}done", d.job.source, 1)
                 await coord.redis.hset(f"{prefix}by", d.job.source, os.getpid())
 
+        await coord.redis.incr(f"{prefix}ready")
         await queue.run(handler, concurrency=concurrency)
 
     asyncio.run(main())
@@ -277,6 +279,11 @@ async def test_many_worker_processes_do_each_job_exactly_once(
     n = 600
     procs = spawn_workers(redis_server.url, coord.keys.prefix, "count", 4)
     try:
+
+        async def all_ready() -> bool:
+            return int(await coord.redis.get(f"{coord.keys.prefix}ready") or 0) == 4
+
+        await wait_for(all_ready, procs)
         for start in range(0, n, 100):
             results = await queue.enqueue_many(
                 [Copy(source=str(i)) for i in range(start, start + 100)]

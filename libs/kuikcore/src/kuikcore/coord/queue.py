@@ -49,6 +49,9 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 
+#: (lane, entry id, envelope text, reclaimed from a dead or stuck worker)
+_Entry = tuple[str, str, str, bool]
+
 EXPEDITE = "expedite"
 ROUTINE = "routine"
 GROUP = "workers"
@@ -87,13 +90,28 @@ local mine = cur and string.match(cur, '^%d+:([^:]*)') == ARGV[4]
 """
 
 # KEYS: stream, job key. ARGV: group, id, consumer, token.
-_ACK = (
-    _OWNED
-    + """
-if mine then redis.call('DEL', KEYS[2]) end
-return 1
+# Acks of many entries of one stream at once (concurrent handlers finishing together).
+# KEYS: stream, then one job key per entry. ARGV: group, consumer, then (id, token) per entry.
+# Returns 1 per entry acked, -1 per entry this consumer no longer owned.
+_ACK_MANY = """
+local out = {}
+for i = 2, #KEYS do
+  local id, token = ARGV[2 * i - 1], ARGV[2 * i]
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1)
+  if #p == 0 or p[1][2] ~= ARGV[2] then
+    out[i - 1] = -1
+  else
+    redis.call('XACK', KEYS[1], ARGV[1], id)
+    redis.call('XDEL', KEYS[1], id)
+    local cur = redis.call('GET', KEYS[i])
+    if cur and string.match(cur, '^%d+:([^:]*)') == token then redis.call('DEL', KEYS[i]) end
+    out[i - 1] = 1
+  end
+end
+return out
 """
-)
+#: Most entries acked by one script call (keeps each call short on the server).
+_ACK_CHUNK = 256
 
 # KEYS: stream, job key, delayed zset, dead stream.
 # ARGV: group, id, consumer, token, envelope, delay ms (-1: dead-letter), pending ttl ms,
@@ -116,16 +134,43 @@ return 3
 """
 )
 
-# KEYS: delayed zset, stream. ARGV: max entries to move.
+# KEYS: (delayed zset, stream) per lane. ARGV: max entries to move per lane.
 _MOVE_DUE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
-for _, member in ipairs(due) do
-  redis.call('XADD', KEYS[2], '*', 'e', member)
-  redis.call('ZREM', KEYS[1], member)
+local moved = 0
+for i = 1, #KEYS, 2 do
+  local due = redis.call('ZRANGEBYSCORE', KEYS[i], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
+  for _, member in ipairs(due) do
+    redis.call('XADD', KEYS[i + 1], '*', 'e', member)
+    redis.call('ZREM', KEYS[i], member)
+  end
+  moved = moved + #due
 end
-return #due
+return moved
+"""
+
+# Strict lane priority in one round trip: read the first lane, then the next only for what is
+# still missing. KEYS: lane streams by rank. ARGV: group, consumer, count.
+# Returns {rank, id, envelope} triples (every entry has the single field `e`).
+_READ = """
+local left = tonumber(ARGV[3])
+local out = {}
+for rank, stream in ipairs(KEYS) do
+  if left <= 0 then break end
+  local reply = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', left, 'STREAMS', stream, '>')
+  if reply then
+    for _, entry in ipairs(reply[1][2]) do
+      local fields, envelope = entry[2], ''
+      for f = 1, #fields, 2 do
+        if fields[f] == 'e' then envelope = fields[f + 1] end
+      end
+      table.insert(out, {rank - 1, entry[1], envelope})
+      left = left - 1
+    end
+  end
+end
+return out
 """
 
 # KEYS: stream. ARGV: group, consumer, ids... Returns the ids this consumer no longer owns.
@@ -216,9 +261,10 @@ class JobQueue:
         self.pending_ttl_ms = int(pending_ttl * 1000)
         redis = coord.redis
         self._enqueue = redis.register_script(_ENQUEUE)
-        self._ack = redis.register_script(_ACK)
+        self._ack_many = redis.register_script(_ACK_MANY)
         self._fail = redis.register_script(_FAIL)
         self._move_due = redis.register_script(_MOVE_DUE)
+        self._read = redis.register_script(_READ)
         self._touch = redis.register_script(_TOUCH)
         self._groups_ready = False
 
@@ -352,7 +398,7 @@ class JobQueue:
         job_key = self.coord.keys.job(self.name, envelope.key)
         common: list[str | int] = [GROUP, delivery.id, delivery.consumer, envelope.token]
         if error is None:
-            return int(await self._ack(keys=[stream, job_key], args=common))
+            return await delivery.worker.ack(delivery)
         keys = [
             stream,
             job_key,
@@ -441,6 +487,8 @@ class Worker:
     _next_reclaim: float = 0.0
     _next_move: float = 0.0
     _reclaim_from: dict[str, str] = field(default_factory=dict)
+    _acks: list[tuple[Delivery, asyncio.Future[int]]] = field(default_factory=list)
+    _ack_flusher: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Worker:
         self.block = min(self.block, self.queue.coord.settings.socket_timeout / 2)
@@ -459,6 +507,42 @@ class Worker:
 
     def forget(self, delivery: Delivery) -> None:
         self.in_flight.pop((delivery.lane, delivery.id), None)
+
+    # acknowledging -------------------------------------------------------------------------
+    async def ack(self, delivery: Delivery) -> int:
+        """Ack through one script call shared by every handler finishing in the same loop turn:
+        1 when acked, -1 when this worker no longer owned the entry."""
+        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._acks.append((delivery, done))
+        if self._ack_flusher is None or self._ack_flusher.done():
+            self._ack_flusher = asyncio.create_task(self._flush_acks())
+        return await done
+
+    async def _flush_acks(self) -> None:
+        await asyncio.sleep(0)  # let handlers finishing in this loop turn join the batch
+        while self._acks:
+            batch, self._acks = self._acks[:_ACK_CHUNK], self._acks[_ACK_CHUNK:]
+            by_lane: dict[str, list[tuple[Delivery, asyncio.Future[int]]]] = {}
+            for item in batch:
+                by_lane.setdefault(item[0].lane, []).append(item)
+            for lane, items in by_lane.items():
+                keys = [self.queue.stream(lane)]
+                keys += [
+                    self.queue.coord.keys.job(self.queue.name, d.envelope.key) for d, _ in items
+                ]
+                args: list[str] = [GROUP, self.name]
+                for d, _ in items:
+                    args += [d.id, d.envelope.token]
+                try:
+                    results = await self.queue._ack_many(keys=keys, args=args)
+                except Exception as exc:
+                    for _, done in items:
+                        if not done.done():
+                            done.set_exception(exc)
+                    continue
+                for (_, done), result in zip(items, results, strict=True):
+                    if not done.done():
+                        done.set_result(int(result))
 
     async def _with_redis(self, call: Callable[[], Awaitable[Any]]) -> Any:
         """Retry `call` through a Redis outage with capped backoff: a worker never dies of one."""
@@ -493,43 +577,43 @@ class Worker:
             return []
 
     async def _read(self, count: int, block: bool) -> list[Delivery]:
-        redis = self.queue.coord.redis
+        queue = self.queue
         now = time.monotonic()
         if now >= self._next_move:
-            self._next_move = now + min(0.5, self.queue.visibility_timeout / 4)
-            await self._move_due()
-        entries: list[tuple[str, str, dict[str, str]]] = []
+            self._next_move = now + min(0.5, queue.visibility_timeout / 4)
+            keys = []
+            for lane in queue.lanes:
+                keys += [queue.coord.keys.delayed(queue.name, lane), queue.stream(lane)]
+            await queue._move_due(keys=keys, args=[1000])
+        entries: list[_Entry] = []
         if now >= self._next_reclaim:
-            self._next_reclaim = now + self.queue.visibility_timeout / 2
+            self._next_reclaim = now + queue.visibility_timeout / 2
             entries += await self._reclaim(count)
-        for lane in self.queue.lanes:
-            if len(entries) >= count:
-                break
-            reply: Any = await redis.xreadgroup(
-                GROUP, self.name, {self.queue.stream(lane): ">"}, count=count - len(entries)
-            )
-            entries += [(lane, i, f) for _, items in reply for i, f in items]
+        if len(entries) < count:
+            streams = [queue.stream(lane) for lane in queue.lanes]
+            reply = await queue._read(keys=streams, args=[GROUP, self.name, count - len(entries)])
+            entries += [(queue.lanes[int(r)], i, e, False) for r, i, e in reply]
         if not entries and block:
-            streams: Any = {self.queue.stream(lane): ">" for lane in self.queue.lanes}
-            reply = await redis.xreadgroup(
-                GROUP, self.name, streams, count=count, block=int(self.block * 1000)
+            by_stream = {queue.stream(lane): lane for lane in queue.lanes}
+            waited: Any = await queue.coord.redis.xreadgroup(
+                GROUP,
+                self.name,
+                dict.fromkeys(by_stream, ">"),
+                count=count,
+                block=int(self.block * 1000),
             )
-            by_stream = {self.queue.stream(lane): lane for lane in self.queue.lanes}
-            entries += [(by_stream[s], i, f) for s, items in reply for i, f in items]
-            entries.sort(key=lambda e: self.queue._rank(e[0]))
+            entries += [
+                (by_stream[s], i, f.get("e", ""), False) for s, items in waited for i, f in items
+            ]
+            entries.sort(key=lambda e: queue._rank(e[0]))
         return await self._admit(entries)
 
-    async def _move_due(self) -> None:
-        for lane in self.queue.lanes:
-            keys = [self.queue.coord.keys.delayed(self.queue.name, lane), self.queue.stream(lane)]
-            await self.queue._move_due(keys=keys, args=[1000])
-
-    async def _reclaim(self, count: int) -> list[tuple[str, str, dict[str, str]]]:
+    async def _reclaim(self, count: int) -> list[_Entry]:
         """XAUTOCLAIM entries idle past the visibility timeout (their worker died or hung);
         entries delivered too often (they keep killing workers) are dead-lettered instead."""
         redis = self.queue.coord.redis
         idle_ms = int(self.queue.visibility_timeout * 1000)
-        claimed: list[tuple[str, str, dict[str, str]]] = []
+        claimed: list[_Entry] = []
         for lane in self.queue.lanes:
             stream = self.queue.stream(lane)
             start = self._reclaim_from.get(lane, "0-0")
@@ -548,7 +632,7 @@ class Worker:
                     delivery = self._delivery(lane, entry_id, fields.get("e", ""))
                     await delivery.fail(f"abandoned by {times - 1} workers", retry=False)
                 else:
-                    claimed.append((lane, entry_id, fields))
+                    claimed.append((lane, entry_id, fields.get("e", ""), True))
         return claimed
 
     def _delivery(self, lane: str, entry_id: str, raw: str) -> Delivery:
@@ -560,20 +644,33 @@ class Worker:
         self.in_flight[(lane, entry_id)] = delivery
         return delivery
 
-    async def _admit(self, entries: list[tuple[str, str, dict[str, str]]]) -> list[Delivery]:
+    async def _admit(self, entries: list[_Entry]) -> list[Delivery]:
         """Turn entries into deliveries: drop superseded ones (promoted elsewhere), send the ones
-        this process cannot decode back (retry) or to the dead letters."""
+        this process cannot decode back (retry) or to the dead letters.
+
+        Only entries that went through a retry, a release or a reclaim can be superseded (a
+        promotion deletes an undelivered first-try entry), so only those cost a look-up."""
         if not entries:
             return []
-        deliveries = [self._delivery(lane, i, f.get("e", "")) for lane, i, f in entries]
-        job_keys = [self.queue.coord.keys.job(self.queue.name, d.envelope.key) for d in deliveries]
-        current: list[str | None] = await self.queue.coord.redis.mget(job_keys)  # type: ignore[assignment]
+        deliveries = [self._delivery(lane, i, raw) for lane, i, raw, _ in entries]
+        suspects = [
+            d
+            for d, (_, _, _, reclaimed) in zip(deliveries, entries, strict=True)
+            if reclaimed or d.envelope.error is not None
+        ]
+        superseded: set[int] = set()
+        if suspects:
+            keys = [self.queue.coord.keys.job(self.queue.name, d.envelope.key) for d in suspects]
+            current: list[str | None] = await self.queue.coord.redis.mget(keys)  # type: ignore[assignment]
+            for delivery, value in zip(suspects, current, strict=True):
+                parts = (value or "").split(":")
+                if value is not None and len(parts) > 1 and parts[1] != delivery.envelope.token:
+                    superseded.add(id(delivery))
         ready = []
-        for delivery, value in zip(deliveries, current, strict=True):
-            token = delivery.envelope.token
-            if not token:
+        for delivery in deliveries:
+            if not delivery.envelope.token:
                 await delivery.fail("malformed envelope", retry=False)
-            elif value is not None and value.split(":")[1] != token:
+            elif id(delivery) in superseded:
                 await delivery.ack()  # superseded by a promotion: the newer entry does the work
             else:
                 try:
