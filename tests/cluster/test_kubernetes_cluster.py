@@ -15,6 +15,7 @@ from kuikcore.cluster import (
     SECRET,
     Change,
     ChangeType,
+    ClusterError,
     ConflictError,
     EventType,
     NotFoundError,
@@ -506,3 +507,18 @@ async def test_lists_are_paged_and_an_expired_page_token_restarts_the_list(
     assert all("limit=40" in p for p in pages)
     assert sum("continue=" in p for p in pages) >= 7  # 250 / 40 -> 6 follow-up pages, plus a retry
     assert converged(apiserver, cluster)
+
+
+async def test_writes_ride_out_a_5xx_burst(
+    apiserver: FakeApiServer, k8s_cluster: KubernetesCluster
+) -> None:
+    apiserver.create(cisa("avail"))
+    apiserver.fail_requests(3, status=503, match="clusterimagesetavailabilities/avail")
+    result = await k8s_cluster.update_status(CISA, "", "avail", lambda s: {**s, "imageCount": 0})
+    assert result.status.image_count == 0
+    apiserver.fail_requests(2, status=500, match="/secrets")
+    await k8s_cluster.apply_secret(secret("a", "kuik-x", labels={OWNER_UID_LABEL: "u"}))
+    assert apiserver.get("v1", "Secret", "a", "kuik-x") is not None
+    apiserver.fail_requests(50, status=500, match="clusterimagesetavailabilities/avail")
+    with pytest.raises(ClusterError, match="HTTP 500"):
+        await k8s_cluster.update_status(CISA, "", "avail", lambda s: {**s, "imageCount": 1})

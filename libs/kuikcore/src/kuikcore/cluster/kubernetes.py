@@ -52,9 +52,6 @@ log = structlog.get_logger("kuikcore.cluster")
 
 JSON = dict[str, Any]
 MERGE_PATCH = "application/merge-patch+json"
-CLUSTER_SCOPED_EVENT_NAMESPACE = (
-    "default"  # where client-go records Events of cluster-scoped objects
-)
 
 
 class _ApiError(ClusterError):
@@ -103,6 +100,7 @@ class KubernetesCluster:
         kinds: Collection[str] = ALL_KINDS,
         settings: InformerSettings | None = None,
         write_attempts: int = 8,
+        transient_attempts: int = 5,
         secret_cache_ttl: float = 30.0,
         secret_cache_size: int = 256,
         event_dedup_window: float = 600.0,
@@ -118,6 +116,7 @@ class KubernetesCluster:
         self._field_manager = field_manager
         self._settings = settings or InformerSettings()
         self._write_attempts = write_attempts
+        self._transient_attempts = transient_attempts
         self._secret_cache: OrderedDict[tuple[str, str], tuple[float, JSON | None]] = OrderedDict()
         self._secret_cache_ttl, self._secret_cache_size = secret_cache_ttl, secret_cache_size
         self._dedup = EventDeduplicator(event_dedup_window)
@@ -190,32 +189,63 @@ class KubernetesCluster:
             label_selector=selector,
         )
 
-    # ------------------------------------------------------------------ kuik resources
+    # ------------------------------------------------------------------ requests
 
-    def _custom_call(
-        self, verb: str, info: WatchedKind, namespace: str, name: str, *args: Any, **kwargs: Any
-    ) -> Awaitable[aiohttp.ClientResponse]:
-        """Dispatch to the namespaced or cluster variant of a CustomObjectsApi method."""
+    async def _request(
+        self, what: str, method: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any
+    ) -> JSON:
+        """One API call, retried after a 5xx, a 429 or a connection error (an API server
+        restarting or overloaded); other errors are raised at once as `_ApiError`."""
+        for attempt in range(1, self._transient_attempts + 1):
+            try:
+                return await _call(
+                    method(
+                        *args,
+                        _preload_content=False,
+                        _request_timeout=self._settings.request_timeout,
+                        **kwargs,
+                    ),
+                    what,
+                )
+            except _ApiError as error:
+                if (
+                    error.status < 500 and error.status != 429
+                ) or attempt == self._transient_attempts:
+                    raise
+                reason = str(error)
+            except (aiohttp.ClientError, TimeoutError) as error:
+                if attempt == self._transient_attempts:
+                    raise ClusterError(f"{what}: {error or type(error).__name__}") from error
+                reason = str(error) or type(error).__name__
+            log.debug("API request failed, retrying", request=what, error=reason, attempt=attempt)
+            await asyncio.sleep(random.uniform(0, 0.1 * 2**attempt))
+        raise AssertionError("unreachable")
+
+    def _custom_object(
+        self,
+        what: str,
+        verb: str,
+        info: WatchedKind,
+        namespace: str,
+        name: str,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Awaitable[JSON]:
+        """The namespaced or cluster variant of a CustomObjectsApi method, as `_request`."""
         scope = "namespaced" if info.namespaced else "cluster"
         method = getattr(self._custom, verb.format(scope=scope))
         where = (namespace,) if info.namespaced else ()
-        result: Awaitable[aiohttp.ClientResponse] = method(
-            info.group,
-            info.version,
-            *where,
-            info.plural,
-            name,
-            *args,
-            _preload_content=False,
-            **kwargs,
+        return self._request(
+            what, method, info.group, info.version, *where, info.plural, name, *args, **kwargs
         )
-        return result
+
+    # ------------------------------------------------------------------ kuik resources
 
     async def _get_resource(self, info: WatchedKind, namespace: str, name: str) -> JSON:
         key = ObjectKey(info.kind, namespace, name)
         try:
-            return await _call(
-                self._custom_call("get_{scope}_custom_object", info, namespace, name), f"get {key}"
+            return await self._custom_object(
+                f"get {key}", "get_{scope}_custom_object", info, namespace, name
             )
         except _ApiError as error:
             if error.status == 404:
@@ -226,7 +256,8 @@ class KubernetesCluster:
         self, info: WatchedKind, namespace: str, name: str, patch: JSON, *, status: bool
     ) -> JSON:
         verb = "patch_{scope}_custom_object_status" if status else "patch_{scope}_custom_object"
-        request = self._custom_call(
+        return await self._custom_object(
+            f"patch {ObjectKey(info.kind, namespace, name)}",
             verb,
             info,
             namespace,
@@ -235,7 +266,6 @@ class KubernetesCluster:
             _content_type=MERGE_PATCH,
             field_manager=self._field_manager,
         )
-        return await _call(request, f"patch {ObjectKey(info.kind, namespace, name)}")
 
     async def _read_modify_write(
         self,
@@ -313,9 +343,11 @@ class KubernetesCluster:
         if hit is not None and hit[0] > now:
             return hit[1]
         try:
-            secret: JSON | None = await _call(
-                self._core.read_namespaced_secret(name, namespace, _preload_content=False),
+            secret: JSON | None = await self._request(
                 f"read Secret {namespace}/{name}",
+                self._core.read_namespaced_secret,
+                name,
+                namespace,
             )
         except _ApiError as error:
             if error.status != 404:
@@ -351,19 +383,19 @@ class KubernetesCluster:
         what = f"Secret {namespace}/{name}"
         for attempt in range(self._write_attempts):
             try:
-                return await _call(
-                    self._core.create_namespaced_secret(
-                        namespace, body, _preload_content=False, field_manager=self._field_manager
-                    ),
+                return await self._request(
                     f"create {what}",
+                    self._core.create_namespaced_secret,
+                    namespace,
+                    body,
+                    field_manager=self._field_manager,
                 )
             except _ApiError as error:
                 if error.status != 409:
                     raise
             try:
-                current = await _call(
-                    self._core.read_namespaced_secret(name, namespace, _preload_content=False),
-                    f"read {what}",
+                current = await self._request(
+                    f"read {what}", self._core.read_namespaced_secret, name, namespace
                 )
             except _ApiError as error:
                 if error.status == 404:
@@ -377,15 +409,13 @@ class KubernetesCluster:
             if wanted == current:
                 return current
             try:
-                return await _call(
-                    self._core.replace_namespaced_secret(
-                        name,
-                        namespace,
-                        wanted,
-                        _preload_content=False,
-                        field_manager=self._field_manager,
-                    ),
+                return await self._request(
                     f"replace {what}",
+                    self._core.replace_namespaced_secret,
+                    name,
+                    namespace,
+                    wanted,
+                    field_manager=self._field_manager,
                 )
             except _ApiError as error:
                 if error.status not in (404, 409):
@@ -396,9 +426,11 @@ class KubernetesCluster:
     async def delete_secret(self, namespace: str, name: str) -> bool:
         self._secret_cache.pop((namespace, name), None)
         try:
-            await _call(
-                self._core.delete_namespaced_secret(name, namespace, _preload_content=False),
+            await self._request(
                 f"delete Secret {namespace}/{name}",
+                self._core.delete_namespaced_secret,
+                name,
+                namespace,
             )
         except _ApiError as error:
             if error.status == 404:
@@ -431,8 +463,13 @@ class KubernetesCluster:
         )
         namespace = body["metadata"]["namespace"]
         try:
-            await _call(
-                self._events.create_namespaced_event(namespace, body, _preload_content=False),
+            await _call(  # one attempt: Events are best effort and must not hold the caller
+                self._events.create_namespaced_event(
+                    namespace,
+                    body,
+                    _preload_content=False,
+                    _request_timeout=self._settings.request_timeout,
+                ),
                 "create Event",
             )
         except (ClusterError, aiohttp.ClientError, TimeoutError) as error:
@@ -442,9 +479,7 @@ class KubernetesCluster:
             )
 
     async def list_events(self, regarding: ObjectKey | None = None) -> list[JSON]:
-        data = await _call(
-            self._events.list_event_for_all_namespaces(_preload_content=False), "list Events"
-        )
+        data = await self._request("list Events", self._events.list_event_for_all_namespaces)
         events = [
             e
             for e in data.get("items") or []
@@ -456,9 +491,8 @@ class KubernetesCluster:
         )
 
     async def cluster_id(self) -> str:
-        namespace = await _call(
-            self._core.read_namespace("kube-system", _preload_content=False),
-            "read Namespace kube-system",
+        namespace = await self._request(
+            "read Namespace kube-system", self._core.read_namespace, "kube-system"
         )
         uid: str = namespace["metadata"]["uid"]
         return uid

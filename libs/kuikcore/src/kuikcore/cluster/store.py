@@ -111,7 +111,11 @@ def _normalized(image: str) -> str:
 
 
 class Store:
-    """Objects by kind and key, indexes, subscribers. Only backends write to it."""
+    """Objects by kind and key, indexes, subscribers. Only backends write to it.
+
+    Readers get the stored objects themselves, not copies: treat them as read-only (copy
+    before changing), and never log Secrets (their `data` is credentials).
+    """
 
     def __init__(self, parse_resource: ResourceParser | None = None) -> None:
         self._parse_resource = parse_resource
