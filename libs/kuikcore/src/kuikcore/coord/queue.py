@@ -56,28 +56,47 @@ EXPEDITE = "expedite"
 ROUTINE = "routine"
 GROUP = "workers"
 
-# KEYS: job key, target stream, then every lane's stream by rank.
-# ARGV: token, envelope, pending ttl ms, lane rank, backlog bound, group.
+# Enqueue a batch. KEYS: every lane's stream by rank, then one job key per job.
+# ARGV: lane rank, pending ttl ms, backlog bound, group, then (token, envelope) per job.
 # The job key holds `<rank>:<token>:<entry id>` (entry id empty while waiting for a retry).
+# Returns one of queued / promoted / duplicate / full per job.
 _ENQUEUE = """
-local cur = redis.call('GET', KEYS[1])
-if cur then
-  local rank, token, id = string.match(cur, '^(%d+):([^:]*):(.*)$')
-  if token == ARGV[1] then return {'queued', ''} end
-  if tonumber(rank) <= tonumber(ARGV[4]) then return {'duplicate', ''} end
-  local older = KEYS[3 + tonumber(rank)]
-  if older and id ~= '' then
-    -- promotion: drop the lower-lane entry unless a worker already has it
-    if #redis.call('XPENDING', older, ARGV[6], id, id, 1) == 0 then redis.call('XDEL', older, id) end
+local lanes = #KEYS - (#ARGV - 4) / 2
+local rank = tonumber(ARGV[1])
+local target = KEYS[rank + 1]
+local bound = tonumber(ARGV[3])
+local out = {}
+for j = 1, #KEYS - lanes do
+  local key, token, envelope = KEYS[lanes + j], ARGV[3 + 2 * j], ARGV[4 + 2 * j]
+  local cur = redis.call('GET', key)
+  local result = nil
+  if cur then
+    local held, held_token, id = string.match(cur, '^(%d+):([^:]*):(.*)$')
+    if held_token == token then
+      result = 'queued'  -- this very call, retried after a lost reply
+    elseif tonumber(held) <= rank then
+      result = 'duplicate'
+    elseif id ~= '' and KEYS[tonumber(held) + 1] then
+      -- promotion: drop the lower-lane entry unless a worker already has it
+      local older = KEYS[tonumber(held) + 1]
+      if #redis.call('XPENDING', older, ARGV[4], id, id, 1) == 0 then redis.call('XDEL', older, id) end
+    end
   end
+  if not result then
+    if bound > 0 and redis.call('XLEN', target) >= bound then
+      result = 'full'
+    else
+      local id = redis.call('XADD', target, '*', 'e', envelope)
+      redis.call('SET', key, rank .. ':' .. token .. ':' .. id, 'PX', ARGV[2])
+      if cur then result = 'promoted' else result = 'queued' end
+    end
+  end
+  out[j] = result
 end
-local bound = tonumber(ARGV[5])
-if bound > 0 and redis.call('XLEN', KEYS[2]) >= bound then return {'full', ''} end
-local id = redis.call('XADD', KEYS[2], '*', 'e', ARGV[2])
-redis.call('SET', KEYS[1], ARGV[4] .. ':' .. ARGV[1] .. ':' .. id, 'PX', ARGV[3])
-if cur then return {'promoted', id} end
-return {'queued', id}
+return out
 """
+#: Most jobs enqueued by one script call (keeps each call short on the server).
+_ENQUEUE_CHUNK = 500
 
 # Shared head of the settle scripts: only the consumer owning the entry may settle it.
 _OWNED = """
@@ -293,40 +312,33 @@ class JobQueue:
         self._groups_ready = True
 
     # producing -----------------------------------------------------------------------------
-    def _enqueue_args(self, job: Job, lane: str) -> tuple[list[str], list[Any]]:
-        if type(job) not in self.types:
-            raise TypeError(f"queue {self.name!r} does not accept {type(job).__name__} jobs")
-        token = os.urandom(8).hex()
-        envelope = Envelope.wrap(job, token=token, now_ms=int(time.time() * 1000))
-        keys = [self.coord.keys.job(self.name, envelope.key), self.stream(lane)]
-        keys += [self.stream(each) for each in self.lanes]
-        args = [
-            token,
-            envelope.dumps(),
-            self.pending_ttl_ms,
-            self._rank(lane),
-            self.max_backlog,
-            GROUP,
-        ]
-        return keys, args
-
     async def enqueue(self, job: Job, *, lane: str = ROUTINE) -> Enqueued:
         """Queue `job` unless the same job key is already pending; raise `QueueFull` at the bound."""
         return (await self.enqueue_many([job], lane=lane))[0]
 
     async def enqueue_many(self, jobs: Iterable[Job], *, lane: str = ROUTINE) -> list[Enqueued]:
-        """`enqueue` for many jobs in one round trip. Jobs refused for the bound raise `QueueFull`
-        after the others are queued."""
-        calls = [self._enqueue_args(job, lane) for job in jobs]
-        if not calls:
+        """`enqueue` for many jobs, a few hundred per round trip. Jobs refused for the bound
+        raise `QueueFull` after the others are queued."""
+        rank = self._rank(lane)
+        now_ms = int(time.time() * 1000)
+        envelopes = []
+        for job in jobs:
+            if type(job) not in self.types:
+                raise TypeError(f"queue {self.name!r} does not accept {type(job).__name__} jobs")
+            envelopes.append(Envelope.wrap(job, token=os.urandom(8).hex(), now_ms=now_ms))
+        if not envelopes:
             return []
         if not self._groups_ready:
             await self.ensure_groups()
-        async with self.coord.redis.pipeline(transaction=False) as pipe:
-            for keys, args in calls:
-                await self._enqueue(keys=keys, args=args, client=pipe)
-            replies = await pipe.execute()
-        results = [str(reply[0]) for reply in replies]
+        streams = [self.stream(each) for each in self.lanes]
+        results: list[str] = []
+        for first in range(0, len(envelopes), _ENQUEUE_CHUNK):
+            chunk = envelopes[first : first + _ENQUEUE_CHUNK]
+            keys = streams + [self.coord.keys.job(self.name, e.key) for e in chunk]
+            args: list[str | int] = [rank, self.pending_ttl_ms, self.max_backlog, GROUP]
+            for envelope in chunk:
+                args += [envelope.token, envelope.dumps()]
+            results += [str(r) for r in await self._enqueue(keys=keys, args=args)]
         if "full" in results:
             raise QueueFull(self.name, lane, self.max_backlog)
         return [Enqueued(r) for r in results]
