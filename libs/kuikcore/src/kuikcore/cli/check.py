@@ -2,6 +2,8 @@
 
 Statuses and error texts are the ones the monitor writes into ClusterImageSetAvailability
 status (upstream's). Exit status 0 when every image is Available, 1 otherwise, 2 on bad input.
+Also `kuik route --check`: the same checks over a Pod's alternatives, showing the webhook's
+choice (the first Available in order) and why the earlier ones were rejected.
 """
 
 from __future__ import annotations
@@ -22,11 +24,11 @@ from kuikcore.cli.copy import (
     parse_refs,
     registry_options,
 )
-from kuikcore.reference import Reference
+from kuikcore.reference import Reference, parse
 from kuikcore.registry import Credentials, Keyring, RegistryClient
 from kuikcore.registry.check import CheckResult
 
-__all__ = ["command"]
+__all__ = ["check_route", "command", "print_checked_route"]
 
 EXIT_UNAVAILABLE = 1
 
@@ -123,3 +125,129 @@ def command(
             click.echo(line)
     if any(not r.available for r in results):
         sys.exit(EXIT_UNAVAILABLE)
+
+
+# --- kuik route --check ------------------------------------------------------------------
+
+
+def _secrets_by_name(cluster: str | None) -> dict[tuple[str, str], dict[str, Any]]:
+    """(namespace, name) -> Secret documents found under `--cluster dir:PATH`."""
+    if cluster is None or not cluster.startswith("dir:"):
+        return {}
+    from kuikcore.manifests import read_manifests
+
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for manifest in read_manifests(cluster.removeprefix("dir:")):
+        obj = manifest.obj
+        if obj.get("kind") == "Secret" and str(obj.get("apiVersion", "")) == "v1":
+            meta = obj.get("metadata") or {}
+            found[(str(meta.get("namespace") or "default"), str(meta.get("name")))] = obj
+    return found
+
+
+def _route_keyring(
+    pod: dict[str, Any], secret_ref: Any, secrets: dict[tuple[str, str], dict[str, Any]]
+) -> Keyring:
+    """Pod pull secrets then the alternative's credential secret (what the webhook tries)."""
+    namespace = str((pod.get("metadata") or {}).get("namespace") or "default")
+    wanted = [
+        (namespace, str(ref.get("name")))
+        for ref in (pod.get("spec") or {}).get("imagePullSecrets") or []
+        if isinstance(ref, dict)
+    ]
+    if secret_ref is not None:
+        wanted.append((secret_ref.namespace, secret_ref.name))
+    keyring = Keyring()
+    for key in wanted:
+        if key in secrets:
+            try:
+                keyring.add_secret(secrets[key])
+            except ValueError as exc:
+                click.echo(f"warning: {exc}", err=True)
+    return keyring
+
+
+def check_route(
+    route: Any,
+    pod: dict[str, Any],
+    *,
+    cluster: str | None,
+    config_path: Path | None,
+) -> list[list[CheckResult | None]]:
+    """Check every alternative of every container (HEAD, `routing.activeCheck` settings).
+
+    Returns, per container, one result per alternative (None for skipped containers).
+    """
+    timeout, resolve_digest = 1.0, False
+    if config_path is not None:
+        from kuikcore.config import load_config
+
+        active = load_config(config_path).routing.active_check
+        timeout, resolve_digest = active.timeout.total_seconds(), active.resolve_digest
+    secrets = _secrets_by_name(cluster)
+    client = build_client("route", (), config_path)
+
+    async def run() -> list[list[CheckResult | None]]:
+        async with client:
+            out: list[list[CheckResult | None]] = []
+            for container in route.containers:
+                checks = []
+                for alternative in container.alternatives:
+                    ref = parse(alternative.image)
+                    keyring = _route_keyring(pod, alternative.credential_secret, secrets)
+                    checks.append(
+                        client.check(
+                            ref,
+                            method="HEAD",
+                            timeout=timeout,
+                            credentials=keyring.lookup(ref),
+                            resolve_digest=resolve_digest,
+                        )
+                    )
+                out.append(list(await asyncio.gather(*checks)))
+            return out
+
+    return asyncio.run(run())
+
+
+def chosen_index(results: list[CheckResult | None]) -> int | None:
+    return next((i for i, r in enumerate(results) if r is not None and r.available), None)
+
+
+def print_checked_route(route: Any, results: list[list[CheckResult | None]], as_json: bool) -> None:
+    """Each alternative with its status; the first Available is what the webhook picks."""
+    if as_json:
+        containers = []
+        for container, checks in zip(route.containers, results, strict=True):
+            doc = container.to_dict()
+            for alternative, result in zip(doc["alternatives"], checks, strict=True):
+                if result is not None:
+                    alternative["status"] = result.status.value
+                    alternative["error"] = result.error
+            chosen = chosen_index(checks)
+            doc["chosen"] = None if chosen is None else doc["alternatives"][chosen]["image"]
+            containers.append(doc)
+        click.echo(json.dumps({"containers": containers}, indent=2, ensure_ascii=False))
+        return
+    for container, checks in zip(route.containers, results, strict=True):
+        click.echo(f"{container.type.value} {container.name}: {container.image}")
+        if container.skipped:
+            click.echo(f"  skipped: {container.skipped}")
+            continue
+        chosen = chosen_index(checks)
+        width = max((len(a.image) for a in container.alternatives), default=0)
+        for i, (alternative, result) in enumerate(
+            zip(container.alternatives, checks, strict=True), start=1
+        ):
+            assert result is not None
+            if chosen is not None and i - 1 == chosen:
+                verdict = "Available  <- chosen"
+            elif chosen is not None and i - 1 > chosen:
+                verdict = f"{result.status.value} (not needed)"
+            else:
+                verdict = f"{result.status.value}" + (f": {result.error}" if result.error else "")
+            click.echo(f"  {i}. {alternative.image:<{width}}  {alternative.source}  {verdict}")
+        if not container.alternatives:
+            click.echo("  no alternative: the image is left as it is")
+        elif chosen is None:
+            click.echo("  no alternative is available: the image is left as it is")

@@ -108,7 +108,15 @@ def _print_text(route: PodRoute) -> None:
     help="Operator config file (routing.*, skipLabels, skipAnnotations).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
-def command(pod_file: Path, cluster: str | None, config_path: Path | None, as_json: bool) -> None:
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Check each alternative in its registry (routing.activeCheck settings, pull secrets "
+    "from --cluster) and show which one the webhook would choose.",
+)
+def command(
+    pod_file: Path, cluster: str | None, config_path: Path | None, as_json: bool, check: bool
+) -> None:
     """Show each container's alternatives, in the order the webhook tries them.
 
     Invalid manifests are reported with the file and document and exit with status 2.
@@ -123,6 +131,12 @@ def command(pod_file: Path, cluster: str | None, config_path: Path | None, as_js
     route = route_pod(pod, resources, options)
     for problem in route.problems:
         click.echo(f"warning: skipping {problem}", err=True)
+    if check:  # registry access lives with `kuik check` (kuikcore.cli.check)
+        from kuikcore.cli.check import check_route, print_checked_route
+
+        results = check_route(route, pod, cluster=cluster, config_path=config_path)
+        print_checked_route(route, results, as_json)
+        return
     if as_json:
         document = {"containers": [c.to_dict() for c in route.containers]}
         click.echo(json.dumps(document, indent=2, ensure_ascii=False))
