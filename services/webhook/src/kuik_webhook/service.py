@@ -1,20 +1,143 @@
-"""The webhook service's body. Today: nothing beyond the shared health and metrics server.
+"""The webhook service's body: wire the cluster cache, Redis (optional), the registry client and
+the admission server, then serve until cancelled.
 
-Extension point for the webhook issue (issue 7): build the routing state here, start the HTTPS
-admission server on `ctx.config.webhook.listen` with `webhook.tlsCert`/`tlsKey`, register its
-readiness checks on `ctx.health`, then call `ctx.mark_started()`. Cancellation is the stop signal.
+Readiness is the CR cache's first complete listing; Redis is optional (no URL, or Redis down:
+active checks only), so it never makes the webhook unready.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
+from kuik_webhook.admit import Admitter
+from kuik_webhook.chooser import Chooser
+from kuik_webhook.metrics import WebhookMetrics
+from kuik_webhook.secrets import SecretReader
+from kuik_webhook.server import AdmissionServer, CertReloader, build_app
+from kuik_webhook.stale import StaleMirrorReporter
+from kuikcore.api.models import (
+    ClusterImageSetMirror,
+    ClusterReplicatedImageSet,
+    ImageSetMirror,
+    ReplicatedImageSet,
+)
+from kuikcore.cluster import SECRET, ClusterSource
+from kuikcore.cluster.open import open_cluster
+from kuikcore.coord import AvailabilityBoard, Coord, connect
+from kuikcore.registry import RegistryClient
+from kuikcore.routing import RoutingOptions
 from kuikcore.service import ServiceContext
 
-__all__ = ["run"]
+__all__ = ["WATCHED_KINDS", "run"]
+
+WATCHED_KINDS = (
+    SECRET,
+    ClusterImageSetMirror.KIND,
+    ImageSetMirror.KIND,
+    ClusterReplicatedImageSet.KIND,
+    ReplicatedImageSet.KIND,
+)
+
+
+def _coord(ctx: ServiceContext) -> Coord | None:
+    redis = ctx.config.redis
+    if not redis.url:
+        ctx.log.info("no Redis configured: availability from active checks only")
+        return None
+    return connect(
+        redis.url,
+        prefix=redis.key_prefix,
+        retries=1,
+        client_name="kuik-webhook",
+        username=redis.username,
+        password=redis.password.get_secret_value() if redis.password else None,
+        ca_file=str(redis.ca_file) if redis.ca_file else None,
+    )
+
+
+async def _cluster_id(ctx: ServiceContext, cluster: ClusterSource) -> str | None:
+    """The replicator's queue is per cluster: use the id the replicator computes."""
+    if ctx.config.cluster_id:
+        return ctx.config.cluster_id
+    try:
+        async with asyncio.timeout(5):
+            return await cluster.cluster_id()
+    except Exception as exc:
+        ctx.log.warning("no cluster id: stale mirrors will not be reported", error=repr(exc))
+        return None
 
 
 async def run(ctx: ServiceContext) -> None:
-    ctx.mark_started()
-    ctx.log.info("no admission endpoint yet: serving health and metrics only")
-    await asyncio.Event().wait()  # until cancelled
+    config = ctx.config
+    metrics = WebhookMetrics(ctx.metrics)
+    cluster = await open_cluster(config.cluster, field_manager="kuik-webhook", kinds=WATCHED_KINDS)
+    coord = _coord(ctx)
+    client = RegistryClient.from_config(config, user_agent="kuik-webhook")
+    active = config.routing.active_check
+    chooser = Chooser(
+        client,
+        board=AvailabilityBoard(coord) if coord is not None else None,
+        metrics=metrics,
+        check_timeout=active.timeout.total_seconds(),
+        cache_ttl=config.webhook.cache_ttl.total_seconds(),
+        resolve_digest=active.resolve_digest,
+    )
+    cluster_id = await _cluster_id(ctx, cluster) if coord is not None else None
+    reporter = StaleMirrorReporter(
+        coord if cluster_id else None,
+        cluster_id or "",
+        metrics,
+        max_concurrent=active.stale_mirror_cleanup.max_concurrent,
+        timeout=active.stale_mirror_cleanup.timeout.total_seconds(),
+    )
+    admitter = Admitter(
+        cluster,
+        chooser,
+        SecretReader(cluster),
+        reporter,
+        metrics,
+        RoutingOptions.from_config(config),
+        deadline=config.webhook.deadline.total_seconds(),
+    )
+    reloader = None
+    if config.webhook.tls_cert is not None and config.webhook.tls_key is not None:
+        reloader = CertReloader(config.webhook.tls_cert, config.webhook.tls_key)
+    else:
+        ctx.log.warning(
+            "no serving certificate (webhook.tlsCert/tlsKey): plain HTTP, for local use only; "
+            "the Kubernetes API server only calls webhooks over HTTPS"
+        )
+    server = AdmissionServer(build_app(admitter))
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        await cluster.start()
+
+        async def cluster_synced() -> bool:
+            return cluster.synced
+
+        ctx.health.add_readiness_check("cluster", cluster_synced)
+        await server.start(config.webhook.listen, reloader.context if reloader else None)
+        if reloader is not None:
+            tasks.append(asyncio.create_task(reloader.run(), name="cert-reloader"))
+        ctx.log.info(
+            "admission endpoint listening",
+            listen=str(config.webhook.listen),
+            port=server.port,
+            tls=reloader is not None,
+        )
+        ctx.mark_started()
+        await asyncio.Event().wait()  # until cancelled
+    finally:
+        for task in tasks:
+            task.cancel()
+        with contextlib.suppress(Exception):
+            await server.stop()
+        await reporter.close()
+        await chooser.close()
+        await client.close()
+        with contextlib.suppress(Exception):
+            await cluster.stop()
+        if coord is not None:
+            with contextlib.suppress(Exception):
+                await coord.aclose()

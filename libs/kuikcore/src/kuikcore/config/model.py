@@ -232,6 +232,14 @@ class Mirroring(_Model):
     max_concurrent_per_registry: int = Field(default=4, gt=0)
     # kuik: concurrent copies per replicator process (`--workers`).
     workers: int = Field(default=4, gt=0)
+    # kuik (replicator): full re-plan period besides change-driven planning.
+    resync_interval: PositiveDuration = timedelta(minutes=1)
+    # kuik (replicator): a copy not heartbeating for this long is reclaimed by another worker.
+    job_timeout: PositiveDuration = timedelta(seconds=60)
+    # kuik (replicator): leader lease; a dead leader is replaced within it.
+    leader_ttl: PositiveDuration = Field(default=timedelta(seconds=15), alias="leaderTTL")
+    # kuik (replicator): images of Pods younger than this are copied on the expedite lane.
+    expedite_window: PositiveDuration = timedelta(minutes=5)
 
 
 class CredentialSecretRef(_Model):
@@ -470,6 +478,12 @@ class Webhook(_Model):
     listen: Listen = ListenAddress("0.0.0.0", 9443)
     tls_cert: ExistingFile | None = None
     tls_key: ExistingFile | None = None
+    # Every admission is answered within this, whatever the registries do (keep it below the
+    # MutatingWebhookConfiguration's timeoutSeconds, so a slow check never makes the API server
+    # give up on the webhook).
+    deadline: PositiveDuration = timedelta(seconds=3)
+    # How long the webhook trusts its own availability results (upstream: 1s, no credentials).
+    cache_ttl: PositiveDuration = timedelta(seconds=5)
 
     @model_validator(mode="after")
     def _pair(self) -> Webhook:

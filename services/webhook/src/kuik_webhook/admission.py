@@ -1,0 +1,135 @@
+"""AdmissionReview (`admission.k8s.io/v1`) in and out, and JSONPatch operations: pure, no I/O.
+
+Only a body that is not an AdmissionReview at all (not JSON, no `request`, no `uid`) is
+refused (`MalformedReview`, HTTP 400): everything inside the request is looked at later, and
+whatever is wrong there admits the Pod unchanged with a warning.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "ADMISSION_API_VERSION",
+    "MAX_WARNING_LENGTH",
+    "AdmissionRequest",
+    "MalformedReview",
+    "decode_review",
+    "encode_response",
+    "escape_pointer",
+]
+
+ADMISSION_API_VERSION = "admission.k8s.io/v1"
+MAX_WARNING_LENGTH = 240  # the API server keeps warnings short; longer ones are cut here
+_MAX_WARNINGS = 8
+
+
+class MalformedReview(ValueError):
+    """The body is not an `admission.k8s.io/v1` AdmissionReview with a request uid."""
+
+
+@dataclass(frozen=True, slots=True)
+class AdmissionRequest:
+    """The parts of `request` the webhook reads. `object`/`old_object` are None when absent."""
+
+    uid: str
+    operation: str = ""
+    namespace: str = ""
+    name: str = ""
+    resource: str = ""
+    sub_resource: str = ""
+    kind: str = ""
+    dry_run: bool = False
+    object: Any = field(default=None, repr=False)
+    old_object: Any = field(default=None, repr=False)
+
+    @property
+    def is_pod(self) -> bool:
+        return self.resource == "pods" and self.kind == "Pod"
+
+    @property
+    def is_ephemeral_containers(self) -> bool:
+        return self.sub_resource == "ephemeralcontainers"
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _group_kind(value: object, key: str) -> str:
+    return _text(value.get(key)) if isinstance(value, Mapping) else ""
+
+
+def decode_review(body: bytes | str) -> AdmissionRequest:
+    """Parse a request body; raises `MalformedReview` naming what is missing."""
+    try:
+        review = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MalformedReview(f"body is not JSON: {exc}") from None
+    if not isinstance(review, dict):
+        raise MalformedReview("body is not a JSON object")
+    api_version = review.get("apiVersion")
+    if api_version != ADMISSION_API_VERSION:
+        raise MalformedReview(
+            f"apiVersion must be {ADMISSION_API_VERSION!r}, got {api_version!r} "
+            "(register the webhook with admissionReviewVersions: [v1])"
+        )
+    if review.get("kind") != "AdmissionReview":
+        raise MalformedReview(f"kind must be 'AdmissionReview', got {review.get('kind')!r}")
+    request = review.get("request")
+    if not isinstance(request, dict):
+        raise MalformedReview("request is missing or not an object")
+    uid = request.get("uid")
+    if not isinstance(uid, str) or not uid:
+        raise MalformedReview("request.uid is missing or not a string")
+    dry_run = request.get("dryRun")
+    return AdmissionRequest(
+        uid=uid,
+        operation=_text(request.get("operation")),
+        namespace=_text(request.get("namespace")),
+        name=_text(request.get("name")),
+        resource=_group_kind(request.get("resource"), "resource"),
+        sub_resource=_text(request.get("subResource")),
+        kind=_group_kind(request.get("kind"), "kind"),
+        # anything but an explicit false is treated as a dry run: no side effect is the safe side
+        dry_run=dry_run is not None and dry_run is not False,
+        object=request.get("object"),
+        old_object=request.get("oldObject"),
+    )
+
+
+def _clean_warning(text: str) -> str:
+    flat = " ".join(text.split())
+    printable = "".join(c if c.isprintable() else "?" for c in flat)
+    if len(printable) > MAX_WARNING_LENGTH:
+        printable = printable[: MAX_WARNING_LENGTH - 3] + "..."
+    return printable
+
+
+def encode_response(
+    uid: str,
+    *,
+    patch: Sequence[Mapping[str, Any]] = (),
+    warnings: Sequence[str] = (),
+) -> bytes:
+    """An allowing AdmissionReview response; the JSONPatch only when there is something to do."""
+    response: dict[str, Any] = {"uid": uid, "allowed": True}
+    if patch:
+        response["patchType"] = "JSONPatch"
+        response["patch"] = base64.b64encode(
+            json.dumps(list(patch), separators=(",", ":")).encode()
+        ).decode()
+    cleaned = [_clean_warning(w) for w in warnings if w][:_MAX_WARNINGS]
+    if cleaned:
+        response["warnings"] = cleaned
+    review = {"apiVersion": ADMISSION_API_VERSION, "kind": "AdmissionReview", "response": response}
+    return json.dumps(review, separators=(",", ":")).encode()
+
+
+def escape_pointer(token: str) -> str:
+    """One JSON Pointer reference token (RFC 6901): `~` -> `~0`, `/` -> `~1`."""
+    return token.replace("~", "~0").replace("/", "~1")

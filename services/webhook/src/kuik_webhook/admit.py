@@ -1,0 +1,322 @@
+"""One admission, end to end, failing open: decode, plan, read secrets, choose, copy, patch.
+
+Only a body that is not an AdmissionReview gets HTTP 400. Everything else is answered
+`allowed: true`: an internal error (CR cache not ready, Redis down, unreadable secret, a bug)
+admits the Pod unchanged with a warning and a log line, and the whole admission is bounded by
+`webhook.deadline` (the choice itself must be done `_RESERVE` earlier, to leave room for the
+pull-secret copy and the answer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from kuik_webhook.admission import AdmissionRequest, MalformedReview, decode_review, encode_response
+from kuik_webhook.chooser import Candidate, Chooser, Decision
+from kuik_webhook.metrics import WebhookMetrics
+from kuik_webhook.plan import NotAPod, Plan, Slot, Target, build_patch, plan_admission
+from kuik_webhook.secrets import SecretReader, pull_secret_name
+from kuik_webhook.stale import StaleMirrorReporter, stale_mirror_job
+from kuikcore.api.models import (
+    ClusterImageSetMirror,
+    ClusterReplicatedImageSet,
+    ImageSetMirror,
+    ReplicatedImageSet,
+    Resource,
+)
+from kuikcore.cluster import ClusterSource
+from kuikcore.reference import InvalidReference, parse
+from kuikcore.registry import InvalidDockerConfig, Keyring
+from kuikcore.routing import RoutingOptions, SecretRef
+
+__all__ = ["Admitter", "Answer", "NotReady"]
+
+log = structlog.get_logger("kuik.webhook")
+
+_RESERVE = 0.3  # seconds kept after the choice for secret copies and the answer
+_KINDS: tuple[tuple[type[Resource], bool], ...] = (
+    (ClusterImageSetMirror, False),
+    (ImageSetMirror, True),
+    (ClusterReplicatedImageSet, False),
+    (ReplicatedImageSet, True),
+)
+
+
+class NotReady(RuntimeError):
+    """The CR cache has not completed its first listing yet."""
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status: int
+    body: bytes
+    result: str
+    operation: str = "unknown"
+
+
+@dataclass(slots=True)
+class _Outcome:
+    patch: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    result: str = "unchanged"
+
+
+def _pod_label(request: AdmissionRequest, namespace: str) -> str:
+    obj = request.object if isinstance(request.object, Mapping) else {}
+    found = obj.get("metadata")
+    meta: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
+    name = request.name or str(meta.get("name") or meta.get("generateName") or "")
+    return f"{namespace}/{name}"
+
+
+def _registry(image: str) -> str:
+    try:
+        return parse(image).registry_host
+    except InvalidReference:
+        return ""
+
+
+class Admitter:
+    def __init__(
+        self,
+        cluster: ClusterSource,
+        chooser: Chooser,
+        secrets: SecretReader,
+        reporter: StaleMirrorReporter,
+        metrics: WebhookMetrics,
+        options: RoutingOptions,
+        *,
+        deadline: float,
+    ) -> None:
+        self.cluster = cluster
+        self.chooser = chooser
+        self.secrets = secrets
+        self.reporter = reporter
+        self.metrics = metrics
+        self.options = options
+        self.deadline = deadline
+
+    async def handle(self, body: bytes) -> Answer:
+        """Answer one request body. Never raises."""
+        started = time.monotonic()
+        try:
+            request = decode_review(body)
+        except MalformedReview as exc:
+            self.metrics.admissions.labels(operation="unknown", result="malformed").inc()
+            log.warning("malformed AdmissionReview", error=str(exc))
+            body = json.dumps({"error": f"malformed AdmissionReview: {exc}"}).encode()
+            return Answer(400, body, "malformed")
+        operation = request.operation or "unknown"
+        try:
+            async with asyncio.timeout(self.deadline):
+                outcome = await self._admit(
+                    request, started + max(self.deadline - _RESERVE, self.deadline / 2)
+                )
+        except Exception as exc:
+            outcome = self._failed(request, exc, started)
+        answer = Answer(
+            200,
+            encode_response(request.uid, patch=outcome.patch, warnings=outcome.warnings),
+            outcome.result,
+            operation,
+        )
+        self.metrics.admissions.labels(operation=operation, result=outcome.result).inc()
+        self.metrics.admission_duration.observe(time.monotonic() - started)
+        return answer
+
+    def _failed(self, request: AdmissionRequest, exc: Exception, started: float) -> _Outcome:
+        if isinstance(exc, TimeoutError):
+            why = f"no decision within the {self.deadline:g}s deadline"
+        elif isinstance(exc, NotReady | NotAPod):
+            why = str(exc)
+        else:
+            why = f"internal error: {type(exc).__name__}: {exc}"
+        log.warning(
+            "admitted unchanged",
+            uid=request.uid,
+            pod=_pod_label(request, request.namespace),
+            operation=request.operation,
+            reason=why,
+            elapsed=round(time.monotonic() - started, 4),
+            exc_info=not isinstance(exc, TimeoutError | NotReady | NotAPod),
+        )
+        return _Outcome(warnings=[f"kuik: Pod admitted unchanged ({why})"], result="error")
+
+    # --- the admission ----------------------------------------------------------------------
+
+    def _resources(self, namespace: str) -> list[Resource]:
+        if not self.cluster.synced:
+            raise NotReady("kuik's cache of image routing resources is not ready yet")
+        store = self.cluster.store
+        out: list[Resource] = []
+        for kind, namespaced in _KINDS:
+            out.extend(store.resources(kind.KIND, namespace if namespaced else None))
+        return out
+
+    async def _admit(self, request: AdmissionRequest, choose_by: float) -> _Outcome:
+        if not request.is_pod:
+            return _Outcome(result="skipped")
+        namespace = request.namespace
+        obj = request.object
+        if isinstance(obj, Mapping) and isinstance(obj.get("metadata"), Mapping):
+            namespace = str(obj["metadata"].get("namespace") or namespace)
+        plan = plan_admission(request, self._resources(namespace), self.options)
+        outcome = _Outcome()
+        for problem in plan.problems:
+            log.warning("routing resource skipped", error=str(problem))
+        if plan.skipped is not None:
+            log.debug("pod skipped", pod=_pod_label(request, plan.namespace), reason=plan.skipped)
+            return _Outcome(result="skipped")
+        pod: Mapping[str, Any] = request.object
+        images: list[tuple[Slot, str]] = []
+        pull_secrets: list[str] = []
+        if plan.targets:
+            decisions, found = await self._choose(request, plan, outcome, choose_by)
+            for target, decision in zip(plan.targets, decisions, strict=True):
+                change = await self._apply(request, plan, target, decision, found, outcome)
+                if change is not None:
+                    images.append((target.slot, change[0]))
+                    if change[1] is not None:
+                        pull_secrets.append(change[1])
+        outcome.patch = build_patch(pod, images, plan.annotation, pull_secrets)
+        outcome.result = "rerouted" if images else "unchanged"
+        return outcome
+
+    async def _choose(
+        self, request: AdmissionRequest, plan: Plan, outcome: _Outcome, choose_by: float
+    ) -> tuple[list[Decision], dict[SecretRef, dict[str, Any]]]:
+        pod = request.object
+        listed = [
+            s.get("name")
+            for s in (pod["spec"].get("imagePullSecrets") or [])
+            if isinstance(s, Mapping) and isinstance(s.get("name"), str)
+        ]
+        pod_refs = [SecretRef(str(name), plan.namespace) for name in listed]
+        wanted = list(pod_refs)
+        if plan.can_add_pull_secrets:
+            wanted += [
+                a.credential_secret
+                for t in plan.targets
+                for a in t.route.alternatives
+                if a.credential_secret is not None
+            ]
+        found, problems = await self.secrets.read(wanted)
+        for pod_ref in pod_refs:
+            if pod_ref in problems:
+                log.info(
+                    "pod has invalid image pull secret",
+                    secret=f"{pod_ref.namespace}/{pod_ref.name}",
+                    reason=problems[pod_ref],
+                )
+        pod_secrets = [found[r] for r in pod_refs if r in found]
+        keyrings: dict[SecretRef | None, Keyring] = {None: _keyring(pod_secrets, outcome)}
+        lists = []
+        for target in plan.targets:
+            candidates = []
+            for alternative in target.route.alternatives:
+                ref = alternative.credential_secret
+                name = pull_secret_name(alternative, plan.namespace)
+                if ref is None or name in listed:
+                    keyring = keyrings[None]
+                    candidates.append(
+                        Candidate(alternative, tuple(keyring.lookup(alternative.image)))
+                    )
+                    continue
+                if not plan.can_add_pull_secrets:
+                    # cannot add it to this Pod: check with the Pod's own credentials only
+                    creds = tuple(keyrings[None].lookup(alternative.image))
+                    candidates.append(Candidate(alternative, creds, trust_board_available=False))
+                    continue
+                if ref not in found:
+                    candidates.append(
+                        Candidate(alternative, unusable=problems.get(ref, "unreadable"))
+                    )
+                    continue
+                if ref not in keyrings:
+                    keyrings[ref] = _keyring([*pod_secrets, found[ref]], outcome)
+                creds = tuple(keyrings[ref].lookup(alternative.image))
+                candidates.append(Candidate(alternative, creds, pull_secret=name))
+            lists.append(candidates)
+        return await self.chooser.decide(lists, choose_by), found
+
+    async def _apply(
+        self,
+        request: AdmissionRequest,
+        plan: Plan,
+        target: Target,
+        decision: Decision,
+        found: Mapping[SecretRef, Mapping[str, Any]],
+        outcome: _Outcome,
+    ) -> tuple[str, str | None] | None:
+        """(new image, pull secret to list) for a rerouted container, else None."""
+        if not request.dry_run:
+            self._report_stale(decision)
+        choice = decision.choice
+        if choice is None or choice.is_original:
+            return None
+        secret_name = choice.pull_secret if plan.can_add_pull_secrets else None
+        ref = choice.alternative.credential_secret
+        owner = choice.alternative.owner
+        if secret_name is not None and ref is not None and ref.namespace != plan.namespace:
+            if owner is None:  # pragma: no cover - routing gives every CR alternative its owner
+                return None
+            if not request.dry_run:
+                try:
+                    await self.secrets.ensure_copy(found[ref], plan.namespace, secret_name, owner)
+                except Exception as exc:
+                    log.warning(
+                        "pull secret copy failed, container kept",
+                        container=target.slot.key,
+                        secret=secret_name,
+                        error=repr(exc),
+                    )
+                    outcome.warnings.append(
+                        f"kuik: container {target.slot.key} not rerouted to {choice.image}: "
+                        f"could not copy pull secret {secret_name}: {type(exc).__name__}"
+                    )
+                    return None
+        original = target.route.image
+        self.metrics.reroutes.labels(
+            from_registry=_registry(original), to_registry=_registry(choice.image)
+        ).inc()
+        log.info(
+            "rerouting image",
+            pod=_pod_label(request, plan.namespace),
+            container=target.slot.key,
+            original=original,
+            image=choice.image,
+            source=choice.alternative.source,
+            reason=decision.reason,
+            rejected=decision.rejected(),
+            dry_run=request.dry_run,
+        )
+        return choice.image, secret_name
+
+    def _report_stale(self, decision: Decision) -> None:
+        for candidate, verdict in zip(decision.candidates, decision.verdicts, strict=True):
+            if verdict is None or verdict.status.value != "NotFound":
+                continue
+            alternative = candidate.alternative
+            job = stale_mirror_job(
+                alternative.owner, alternative.image, alternative.credential_secret
+            )
+            if job is not None:
+                self.reporter.report(job)
+
+
+def _keyring(secrets: Sequence[Mapping[str, Any]], outcome: _Outcome) -> Keyring:
+    keyring = Keyring()
+    for secret in secrets:
+        try:
+            keyring.add_secret(secret)
+        except InvalidDockerConfig as exc:
+            log.warning("unreadable pull secret ignored", error=str(exc))
+            outcome.warnings.append(f"kuik: {exc}")
+    return keyring

@@ -1,0 +1,112 @@
+"""The HTTPS admission endpoint: aiohttp app, and a serving certificate that follows its files.
+
+cert-manager (or a mounted Secret) replaces the certificate files in place; `CertReloader`
+polls them (inode, size, mtime, following symlinks as kubelet's `..data` swap needs) and loads
+the new pair into the same `ssl.SSLContext`, so new connections get it without a restart. A
+pair that does not load (caught mid-write) is retried at the next poll; the old one stays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import ssl
+from pathlib import Path
+
+import structlog
+from aiohttp import web
+
+from kuik_webhook.admit import Admitter
+from kuikcore.config import ListenAddress
+
+__all__ = ["MAX_BODY", "AdmissionServer", "CertReloader", "build_app"]
+
+log = structlog.get_logger("kuik.webhook")
+
+MAX_BODY = 16 * 1024 * 1024  # an AdmissionReview carries object and oldObject: a few MiB at most
+
+
+def _stamp(path: Path) -> tuple[int, int, int]:
+    st = os.stat(path)
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+class CertReloader:
+    """An `ssl.SSLContext` for serving, reloaded when the certificate or key file changes."""
+
+    def __init__(self, cert: Path, key: Path, *, interval: float = 1.0) -> None:
+        self.cert = Path(cert)
+        self.key = Path(key)
+        self.interval = interval
+        self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.context.minimum_version = ssl.TLSVersion.TLSv1_2
+        self.context.load_cert_chain(self.cert, self.key)  # a bad pair at startup is fatal
+        self._stamps = self._read_stamps()
+        self.reloads = 0
+
+    def _read_stamps(self) -> tuple[tuple[int, int, int], ...] | None:
+        try:
+            return (_stamp(self.cert), _stamp(self.key))
+        except OSError:
+            return None
+
+    def poll(self) -> bool:
+        """Reload if the files changed; True when a new pair was loaded."""
+        stamps = self._read_stamps()
+        if stamps is None or stamps == self._stamps:
+            return False
+        try:
+            self.context.load_cert_chain(self.cert, self.key)
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            log.warning("serving certificate not reloaded, keeping the current one", error=str(exc))
+            return False
+        self._stamps = stamps
+        self.reloads += 1
+        log.info("serving certificate reloaded", cert=str(self.cert))
+        return True
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            await asyncio.to_thread(self.poll)
+
+
+def build_app(admitter: Admitter) -> web.Application:
+    async def mutate(request: web.Request) -> web.Response:
+        body = await request.read()
+        answer = await admitter.handle(body)
+        return web.Response(body=answer.body, status=answer.status, content_type="application/json")
+
+    app = web.Application(client_max_size=MAX_BODY)
+    app.router.add_post("/mutate", mutate)
+    app.router.add_post("/mutate--v1-pod", mutate)  # upstream's path, so registrations carry over
+    return app
+
+
+class AdmissionServer:
+    def __init__(self, app: web.Application) -> None:
+        self.app = app
+        self._runner: web.AppRunner | None = None
+
+    async def start(self, listen: ListenAddress, ssl_context: ssl.SSLContext | None) -> None:
+        runner = web.AppRunner(self.app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, listen.host or None, listen.port, ssl_context=ssl_context)
+        try:
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+
+    @property
+    def port(self) -> int:
+        if self._runner is None:
+            raise RuntimeError("the admission server is not running")
+        port: int = self._runner.addresses[0][1]
+        return port
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
