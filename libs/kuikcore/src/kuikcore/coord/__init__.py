@@ -10,7 +10,7 @@ from kuikcore.coord.board import (
     ImageAvailability,
     RegistryHealth,
 )
-from kuikcore.coord.connection import Coord, connect, default_identity
+from kuikcore.coord.connection import OUTAGE_ERRORS, Coord, connect, default_identity
 from kuikcore.coord.errors import (
     CoordError,
     InvalidRedisURL,
@@ -43,6 +43,7 @@ from kuikcore.coord.usage import UsageRecords
 __all__ = [
     "DEFAULT_PREFIX",
     "EXPEDITE",
+    "OUTAGE_ERRORS",
     "ROUTINE",
     "AvailabilityBoard",
     "BoardSnapshot",
