@@ -1,21 +1,90 @@
-"""The monitor service's body. Today: nothing beyond the shared health and metrics server.
+"""`kuik-monitor`: wiring of the monitor's parts into one process.
 
-Extension point for the monitor issue (issue 10): connect to Redis, start the tracker and, under
-leadership, the per-registry scheduler (`ctx.config.monitoring.registry_config(host)`); add
-`/status/images` with `ctx.health.add_route`, register readiness checks, then call
-`ctx.mark_started()`. Cancellation is the stop signal.
+Every replica watches Pods and CISAs, serves `/status/images` and the monitoring metrics from
+that view (the statuses are the shared state), and campaigns for the `monitor` leadership in
+Redis; only the leader tracks and checks (`leader.Leader`). Readiness: the cluster view is synced
+and Redis answers.
 """
 
 from __future__ import annotations
 
-import asyncio
-
+from kuik_monitor.budget import Budget
+from kuik_monitor.checker import Checker
+from kuik_monitor.http import status_handler
+from kuik_monitor.leader import CISA, Leader
+from kuik_monitor.metrics import MonitoringCollector
+from kuikcore.api import ClusterImageSetAvailability
+from kuikcore.cluster import POD
+from kuikcore.cluster.open import open_cluster
+from kuikcore.coord import AvailabilityBoard, Leadership, RateLimiter, connect
+from kuikcore.registry import RegistryClient, RetryPolicy
 from kuikcore.service import ServiceContext
 
-__all__ = ["run"]
+__all__ = ["LEADER_ROLE", "MonitorConfigError", "run"]
+
+LEADER_ROLE = "monitor"
+
+
+class MonitorConfigError(RuntimeError):
+    """The configuration cannot run a monitor (e.g. no Redis URL)."""
 
 
 async def run(ctx: ServiceContext) -> None:
-    ctx.mark_started()
-    ctx.log.info("no tracker or scheduler yet: serving health and metrics only")
-    await asyncio.Event().wait()  # until cancelled
+    config = ctx.config
+    if not config.redis.url:
+        raise MonitorConfigError(
+            "kuik-monitor needs Redis for leadership and budgets: set redis.url "
+            "(--redis-url or KUIK_REDIS_URL)"
+        )
+    password = config.redis.password.get_secret_value() if config.redis.password else None
+    coord = connect(
+        config.redis.url,
+        prefix=config.redis.key_prefix,
+        client_name="kuik-monitor",
+        username=config.redis.username,
+        password=password,
+        ca_file=str(config.redis.ca_file) if config.redis.ca_file else None,
+    )
+    cluster = await open_cluster(config.cluster, field_manager="kuik-monitor", kinds=(POD, CISA))
+    # One request per check: retries (5xx, 429 waits) would spend budget the limiter never saw.
+    client = RegistryClient.from_config(
+        config, retry=RetryPolicy(attempts=1), user_agent="kuik-monitor"
+    )
+    store = cluster.store
+
+    def cisas() -> list[ClusterImageSetAvailability]:
+        return list(store.resources(CISA))
+
+    def not_listable() -> str | None:
+        return None if cluster.synced else "cluster view not synced yet"
+
+    buckets = config.metrics.image_last_monitor_age_minutes.legacy.buckets()
+    ctx.metrics.register(MonitoringCollector(cisas, buckets))
+    ctx.health.add_route("GET", "/status/images", status_handler(cisas, not_listable))
+
+    async def cluster_synced() -> bool:
+        return cluster.synced
+
+    ctx.health.add_readiness_check("cluster", cluster_synced)
+    ctx.health.add_readiness_check("redis", coord.ping)
+
+    leader = Leader(
+        config=config,
+        cluster=cluster,
+        checker=Checker(client=client, secrets=cluster, pods_using=store.pods_by_image),
+        budget=Budget(RateLimiter(coord)),
+        board=AvailabilityBoard(coord),
+    )
+    leadership = Leadership(coord, LEADER_ROLE, service="monitor", registry=ctx.metrics)
+    unsubscribe = cluster.subscribe(leader.on_change)
+    try:
+        await cluster.start()
+        ctx.mark_started()
+        await cluster.wait_synced()
+        ctx.log.info("cluster view synced, campaigning for leadership", role=LEADER_ROLE)
+        await leadership.run(leader.run)
+    finally:
+        unsubscribe()
+        await cluster.stop()
+        await client.close()
+        await coord.aclose()
