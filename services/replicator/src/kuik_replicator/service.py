@@ -1,20 +1,184 @@
-"""The replicator service's body. Today: nothing beyond the shared health and metrics server.
+"""The replicator service's body: wiring only (see docs/replicator.md).
 
-Extension point for the replicator issue (issue 9): connect to Redis (`ctx.config.redis`), start
-`ctx.config.mirroring.workers` copy workers and, under leadership, the planner and cleanup; register
-readiness checks on `ctx.health`, then call `ctx.mark_started()`. Cancellation is the stop signal.
+Every replica runs `mirroring.workers` copy workers on its cluster's queue; one replica at a
+time (coord `Leadership`, role `replicator:<cluster id>`) also runs the `Leader` loop (planning,
+status folding, cleanup, finalizers). Losing Redis pauses both and they resume by themselves;
+losing leadership cancels the leader loop within the lease TTL and campaigning resumes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
 
+from kuikcore.cluster import ClusterSource
+from kuikcore.cluster.open import open_cluster
+from kuikcore.coord import (
+    AvailabilityBoard,
+    Coord,
+    JobQueue,
+    Leadership,
+    UsageRecords,
+    Worker,
+    connect,
+    default_identity,
+)
+from kuikcore.coord.connection import OUTAGE_ERRORS
+from kuikcore.filters import SkipRules
+from kuikcore.mirroring import EXPEDITE, ROUTINE, copy_queue
+from kuikcore.registry import RegistryClient
 from kuikcore.service import ServiceContext
 
-__all__ = ["run"]
+from kuik_replicator.cleanup import Cleaner
+from kuik_replicator.leader import Leader
+from kuik_replicator.metrics import ReplicatorMetrics
+from kuik_replicator.status import ResultLog
+from kuik_replicator.worker import CopyWorker, platforms_from_config
+
+__all__ = ["resolve_cluster_id", "run"]
+
+_SYNC_TIMEOUT = 60.0
+_DEPTH_PERIOD = 2.0
+
+
+async def resolve_cluster_id(configured: str | None, cluster: ClusterSource) -> str:
+    """`--cluster-id` / config `clusterID`, else the backend's own (kube-system UID, or a
+    stable id derived from the local directory)."""
+    return configured or await cluster.cluster_id()
+
+
+def _coord(ctx: ServiceContext) -> Coord:
+    redis = ctx.config.redis
+    if not redis.url:
+        raise SystemExit("kuik-replicator needs Redis: set --redis-url (config redis.url)")
+    return connect(
+        redis.url,
+        prefix=redis.key_prefix,
+        client_name="kuik-replicator",
+        username=redis.username,
+        password=redis.password.get_secret_value() if redis.password else None,
+        ca_file=str(redis.ca_file) if redis.ca_file else None,
+    )
+
+
+async def _forever(name: str, body: Callable[[], Awaitable[None]], ctx: ServiceContext) -> None:
+    """Run `body` again after any Redis outage that escapes it."""
+    while True:
+        try:
+            await body()
+            return
+        except OUTAGE_ERRORS as exc:
+            ctx.log.warning(f"{name}: redis unavailable, restarting", error=str(exc))
+            await asyncio.sleep(1.0)
+
+
+async def _queue_depth(queue: JobQueue, metrics: ReplicatorMetrics) -> None:
+    while True:
+        with contextlib.suppress(*OUTAGE_ERRORS):
+            stats = await queue.stats()
+            for lane in (EXPEDITE, ROUTINE):
+                lane_stats = stats.lanes.get(lane)
+                if lane_stats is not None:
+                    metrics.queue_depth.labels(lane=lane).set(lane_stats.ready + lane_stats.delayed)
+        await asyncio.sleep(_DEPTH_PERIOD)
 
 
 async def run(ctx: ServiceContext) -> None:
-    ctx.mark_started()
-    ctx.log.info("no planner or workers yet: serving health and metrics only")
-    await asyncio.Event().wait()  # until cancelled
+    config = ctx.config
+    mirroring = config.mirroring
+    coord = _coord(ctx)
+    metrics = ReplicatorMetrics.create(ctx.metrics)
+    cluster = await open_cluster(config.cluster, field_manager="kuik-replicator")
+    client = RegistryClient.from_config(config, user_agent="kuik-replicator")
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        await cluster.start()
+        async with asyncio.timeout(_SYNC_TIMEOUT):
+            await cluster.wait_synced()
+        cluster_id = await resolve_cluster_id(config.cluster_id, cluster)
+        identity = default_identity()
+        queue = copy_queue(
+            coord,
+            cluster_id,
+            visibility_timeout=mirroring.job_timeout.total_seconds(),
+            max_attempts=1000,
+            retry_base=1.0,
+            retry_cap=300.0,
+        )
+        results = ResultLog(coord, cluster_id)
+        usage = UsageRecords(coord, cluster_id)
+        worker = CopyWorker(
+            cluster=cluster,
+            client=client,
+            coord=coord,
+            results=results,
+            metrics=metrics,
+            platforms=platforms_from_config(config),
+            per_registry=mirroring.max_concurrent_per_registry,
+            board=AvailabilityBoard(coord),
+        )
+        cleaner = Cleaner(
+            coord=coord,
+            client=client,
+            usage=usage,
+            secrets=cluster,
+            recent=max(3 * mirroring.resync_interval, mirroring.job_timeout),
+            on_result=lambda result: metrics.deletions.labels(result=result).inc(),
+        )
+        leader = Leader(
+            cluster=cluster,
+            queue=queue,
+            results=results,
+            usage=usage,
+            cleaner=cleaner,
+            skip=SkipRules.parse(config.skip_labels, config.skip_annotations),
+            resync=mirroring.resync_interval,
+            expedite_window=mirroring.expedite_window,
+        )
+        leadership = Leadership(
+            coord,
+            f"replicator:{cluster_id}",
+            service="replicator",
+            ttl=mirroring.leader_ttl.total_seconds(),
+            identity=identity,
+            registry=ctx.metrics,
+        )
+
+        async def work() -> None:
+            async with Worker(queue, identity) as consumer:
+                await consumer.run(worker.handle, concurrency=mirroring.workers)
+
+        async def lead() -> None:
+            await leadership.run(leader.run)
+
+        async def redis_ready() -> bool:
+            return await coord.ping()
+
+        async def cluster_ready() -> bool:
+            return cluster.synced
+
+        ctx.health.add_readiness_check("redis", redis_ready)
+        ctx.health.add_readiness_check("cluster", cluster_ready)
+        tasks = [
+            asyncio.create_task(_forever("workers", work, ctx), name="replicator-workers"),
+            asyncio.create_task(_forever("leader", lead, ctx), name="replicator-leader"),
+            asyncio.create_task(_queue_depth(queue, metrics), name="replicator-depth"),
+        ]
+        ctx.log.info(
+            "replicator started",
+            cluster_id=cluster_id,
+            identity=identity,
+            workers=mirroring.workers,
+        )
+        ctx.mark_started()
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            task.result()  # a crashed loop ends the process (status 1) instead of idling
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await client.close()
+        await cluster.stop()
+        await coord.aclose()

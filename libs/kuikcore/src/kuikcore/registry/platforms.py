@@ -39,8 +39,9 @@ class Platform:
         )
 
     def satisfies(self, spec: Platform) -> bool:
-        """True when this (image) platform meets `spec` (a requested platform)."""
-        if self.os != spec.os or self.architecture != spec.architecture:
+        """True when this (image) platform meets `spec` (a requested platform); an empty `os`
+        in `spec` matches any (config `mirroring.platforms[].os: ""`, as upstream)."""
+        if (spec.os and self.os != spec.os) or self.architecture != spec.architecture:
             return False
         if spec.variant and self.variant != spec.variant:
             return False

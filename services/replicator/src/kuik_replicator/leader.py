@@ -1,0 +1,369 @@
+"""The leader's loop: fold copy results, plan, enqueue, clean up, release finalizers.
+
+One replica at a time runs it (coord `Leadership`, role `replicator:<cluster id>`), so every
+(C)ISM status write comes from one process. A pass runs when the cluster changes (Pods, CRs,
+Secrets), when workers report results, when a retention falls due, and every
+`mirroring.resyncInterval`. Each pass is idempotent: it reads the cluster store and Redis and
+converges; a pass interrupted by a lost leadership is simply redone by the next leader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+
+from kuik_replicator.cleanup import Cleaner, CleanupOutcome, apply_cleanup, due_deletions
+from kuik_replicator.planner import (
+    MirrorResource,
+    copy_jobs,
+    expected_mirrors,
+    plan_status,
+    select_images,
+)
+from kuik_replicator.secrets_gc import reconcile_secret_owner
+from kuik_replicator.status import CopyOutcome, ResultLog, apply_outcomes
+from kuikcore.api import (
+    MIRROR_CLEANUP_FINALIZER,
+    ClusterImageSetMirror,
+    ClusterReplicatedImageSet,
+    ImageSetMirror,
+)
+from kuikcore.cluster import Change, ClusterError, ClusterSource, EventType, ObjectKey
+from kuikcore.coord import EXPEDITE, ROUTINE, FencedLock, JobQueue, QueueFull, UsageRecords
+from kuikcore.coord.connection import OUTAGE_ERRORS
+from kuikcore.filters import InvalidFilter, ResourceFilter, SkipRules, compile_filter
+from kuikcore.mirroring import CopyJob
+from kuikcore.routing import is_under_mirror_prefix
+
+__all__ = ["Leader"]
+
+log = structlog.get_logger("kuik.replicator.leader")
+
+_DEBOUNCE = 0.05
+_PASS_ERRORS: tuple[type[BaseException], ...] = (*OUTAGE_ERRORS, ClusterError)
+
+
+class Leader:
+    """Planner, status folding and cleanup for one cluster."""
+
+    def __init__(
+        self,
+        *,
+        cluster: ClusterSource,
+        queue: JobQueue,
+        results: ResultLog,
+        usage: UsageRecords,
+        cleaner: Cleaner,
+        skip: SkipRules,
+        resync: timedelta,
+        expedite_window: timedelta,
+    ) -> None:
+        self.cluster = cluster
+        self.queue = queue
+        self.results = results
+        self.usage = usage
+        self.cleaner = cleaner
+        self.skip = skip
+        self.resync = resync
+        self.expedite_window = expedite_window
+        self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.passes = 0
+
+    # wake-ups ------------------------------------------------------------------------------
+    def on_change(self, change: Change) -> None:
+        """Cluster callback (sync): ask for a pass."""
+        self.wake()
+
+    def wake(self) -> None:
+        loop = self._loop
+        if loop is None:
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._wake.set()
+        else:
+            loop.call_soon_threadsafe(self._wake.set)
+
+    async def _watch_results(self) -> None:
+        last = "$"
+        while True:
+            try:
+                newest = await self.results.wait(last, within=5.0)
+            except OUTAGE_ERRORS:
+                await asyncio.sleep(1.0)
+                continue
+            if newest is not None:
+                last = newest
+                self.wake()
+
+    # the loop ------------------------------------------------------------------------------
+    async def run(self, lock: FencedLock | None = None) -> None:
+        """Leadership work: runs until cancelled (leadership lost or shutdown)."""
+        self._loop = asyncio.get_running_loop()
+        unsubscribe = self.cluster.subscribe(self.on_change)
+        watcher = asyncio.create_task(self._watch_results(), name="replicator-results")
+        try:
+            pause = 0.1
+            while True:
+                self._wake.clear()
+                try:
+                    next_due = await self.run_pass(datetime.now(UTC))
+                    pause = 0.1
+                except _PASS_ERRORS as exc:
+                    log.warning("planning pass failed, retrying", error=str(exc), retry_in=pause)
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, 5.0)
+                    continue
+                wait = self.resync.total_seconds()
+                if next_due is not None:
+                    wait = min(wait, max(next_due.total_seconds(), 0.05))
+                try:
+                    async with asyncio.timeout(wait):
+                        await self._wake.wait()
+                except TimeoutError:
+                    pass
+                await asyncio.sleep(_DEBOUNCE)
+        finally:
+            unsubscribe()
+            watcher.cancel()
+
+    async def run_pass(self, now: datetime) -> timedelta | None:
+        """One full pass; returns the time until the next retention falls due."""
+        self.passes += 1
+        await self.fold_results()
+        store = self.cluster.store
+        for kind in (ClusterImageSetMirror.KIND, ClusterReplicatedImageSet.KIND):
+            for owner in store.resources(kind):
+                await reconcile_secret_owner(self.cluster, owner)
+        mirrors: list[MirrorResource] = [
+            *store.resources(ClusterImageSetMirror.KIND),
+            *store.resources(ImageSetMirror.KIND),
+        ]
+        jobs: dict[str, tuple[CopyJob, str]] = {}
+        used_destinations: set[str] = set()
+        next_due: timedelta | None = None
+        for resource in mirrors:
+            due = await self._reconcile(resource, mirrors, now, jobs, used_destinations)
+            if due is not None and (next_due is None or due < next_due):
+                next_due = due
+        await self._enqueue(jobs)
+        await self.usage.record(used_destinations)
+        return next_due
+
+    # results -------------------------------------------------------------------------------
+    async def fold_results(self) -> int:
+        """Apply every pending copy result to the CRs naming its pair; returns how many."""
+        batch = await self.results.read()
+        if not batch:
+            return 0
+        outcomes = [o for _, o in batch]
+        store = self.cluster.store
+        for kind in (ClusterImageSetMirror.KIND, ImageSetMirror.KIND):
+            for resource in store.resources(kind):
+                mine = [o for o in outcomes if (o.source, o.destination) in _pairs(resource)]
+                if not mine:
+                    continue
+                await self._update(resource, lambda s, mine=mine: apply_outcomes(s, mine))
+                await self._failure_events(resource, mine)
+        await self.results.done([i for i, _ in batch])
+        return len(batch)
+
+    async def _failure_events(
+        self, resource: MirrorResource, outcomes: Sequence[CopyOutcome]
+    ) -> None:
+        for outcome in outcomes:
+            if outcome.error is not None:
+                await self.cluster.emit_event(
+                    _key(resource),
+                    EventType.WARNING,
+                    "MirrorFailed",
+                    f"could not mirror {outcome.source} to {outcome.destination}: {outcome.error}",
+                    action="Mirror",
+                )
+
+    # one CR --------------------------------------------------------------------------------
+    async def _update(self, resource: MirrorResource, mutate: Any) -> MirrorResource | None:
+        try:
+            updated: MirrorResource = await self.cluster.update_status(
+                resource.KIND, resource.metadata.namespace or "", resource.name, mutate
+            )
+        except ClusterError as exc:
+            if "not found" in str(exc).lower() or type(exc).__name__ == "NotFoundError":
+                return None
+            raise
+        return updated
+
+    async def _reconcile(
+        self,
+        resource: MirrorResource,
+        mirrors: Sequence[MirrorResource],
+        now: datetime,
+        jobs: dict[str, tuple[CopyJob, str]],
+        used_destinations: set[str],
+    ) -> timedelta | None:
+        if resource.metadata.deletion_timestamp is not None:
+            await self._delete_resource(resource, mirrors, now)
+            return None
+        try:
+            filt = compile_filter(resource)
+        except InvalidFilter as exc:
+            await self.cluster.emit_event(
+                _key(resource),
+                EventType.WARNING,
+                "InvalidFilter",
+                f"filter is invalid: {exc}",
+                action="ReconcileSkipped",
+            )
+            return None
+        if MIRROR_CLEANUP_FINALIZER not in (resource.metadata.finalizers or []):
+            await self.cluster.add_finalizer(
+                resource.KIND,
+                resource.metadata.namespace or "",
+                resource.name,
+                MIRROR_CLEANUP_FINALIZER,
+            )
+        selection = select_images(
+            resource,
+            filt,
+            self.cluster.store.pods(),
+            mirrors,
+            skip=self.skip,
+            now=now,
+            expedite_window=self.expedite_window,
+        )
+        current = resource.status.to_dict()
+        wanted = plan_status(current, resource, filt, selection, now=now)
+        if wanted != current:
+            updated = await self._update(
+                resource, lambda s: plan_status(s, resource, filt, selection, now=now)
+            )
+            if updated is None:
+                return None
+            resource = updated
+            current = resource.status.to_dict()
+        for job in copy_jobs(current, resource):
+            lane = EXPEDITE if job.source in selection.recent else ROUTINE
+            known = jobs.get(job.job_key())
+            if known is None or (lane == EXPEDITE and known[1] == ROUTINE):
+                jobs[job.job_key()] = (job, lane)
+        for entry in current.get("matchingImages") or ():
+            if entry.get("unusedSince") is None:
+                used_destinations.update(d for _, d in expected_mirrors(resource, entry["image"]))
+        return await self._cleanup(resource, filt, mirrors, current, now)
+
+    async def _cleanup(
+        self,
+        resource: MirrorResource,
+        filt: ResourceFilter,
+        mirrors: Sequence[MirrorResource],
+        status: Mapping[str, Any],
+        now: datetime,
+    ) -> timedelta | None:
+        deletions, next_due = due_deletions(status, resource, now=now, others=mirrors)
+        if deletions:
+            log.debug("cleanup due", resource=resource.key, count=len(deletions))
+
+        def used_here(source: str, destination: str) -> bool:
+            selection = select_images(
+                resource,
+                filt,
+                self.cluster.store.pods(),
+                mirrors,
+                skip=self.skip,
+                now=datetime.now(UTC),
+            )
+            matches = filt.matches_image(source) and not is_under_mirror_prefix(
+                source, selection.prefixes
+            )
+            return (matches and source in selection.in_use) or destination in selection.in_use
+
+        outcomes = [await self.cleaner.delete(d, now=now, used_here=used_here) for d in deletions]
+        after = apply_cleanup(status, resource, outcomes, now=now)
+        if after != status:
+            await self._update(resource, lambda s: apply_cleanup(s, resource, outcomes, now=now))
+        for outcome in outcomes:
+            await self._deleted_event(resource, outcome)
+        return next_due
+
+    async def _deleted_event(self, resource: MirrorResource, outcome: CleanupOutcome) -> None:
+        if outcome.removed:
+            await self.cluster.emit_event(
+                _key(resource),
+                EventType.NORMAL,
+                "MirrorDeleted",
+                f"deleted {outcome.destination} (mirror of {outcome.source})",
+                action="Cleanup",
+            )
+
+    async def _delete_resource(
+        self, resource: MirrorResource, mirrors: Sequence[MirrorResource], now: datetime
+    ) -> None:
+        """CR deleted: delete its copies (finalizer `kuik.enix.io/mirror-cleanup`), then let it go."""
+        if MIRROR_CLEANUP_FINALIZER not in (resource.metadata.finalizers or []):
+            return
+        status = resource.status.to_dict()
+        others = [m for m in mirrors if m is not resource]
+        deletions, _ = due_deletions(status, resource, now=now, deleting=True, others=others)
+        shared = _mirrored_elsewhere(others)
+        pending = False
+        outcomes: list[CleanupOutcome] = []
+        for deletion in deletions:
+            if deletion.destination in shared:
+                continue  # another CR of this cluster still keeps that copy
+            outcome = await self.cleaner.delete(deletion, now=now, used_here=lambda s, d: False)
+            outcomes.append(outcome)
+            if not outcome.removed and (
+                outcome.note is None or outcome.note.startswith("deletion failed")
+            ):
+                pending = True
+            await self._deleted_event(resource, outcome)
+        if pending:
+            await self._update(resource, lambda s: apply_cleanup(s, resource, outcomes, now=now))
+            return
+        await self.cluster.remove_finalizer(
+            resource.KIND,
+            resource.metadata.namespace or "",
+            resource.name,
+            MIRROR_CLEANUP_FINALIZER,
+        )
+
+    async def _enqueue(self, jobs: Mapping[str, tuple[CopyJob, str]]) -> None:
+        for lane in (EXPEDITE, ROUTINE):
+            batch = [job for job, chosen in jobs.values() if chosen == lane]
+            if not batch:
+                continue
+            try:
+                await self.queue.enqueue_many(batch, lane=lane)
+            except QueueFull as exc:
+                log.warning("copy queue full, the next pass retries", error=str(exc))
+
+
+def _pairs(resource: MirrorResource) -> set[tuple[str, str]]:
+    return {
+        (str(entry.image), str(state.image))
+        for entry in resource.status.matching_images or ()
+        for state in entry.mirrors or ()
+    }
+
+
+def _mirrored_elsewhere(resources: Sequence[MirrorResource]) -> set[str]:
+    return {
+        str(state.image)
+        for resource in resources
+        if resource.metadata.deletion_timestamp is None
+        for entry in resource.status.matching_images or ()
+        for state in entry.mirrors or ()
+        if state.mirrored_at is not None
+    }
+
+
+def _key(resource: MirrorResource) -> ObjectKey:
+    return ObjectKey(resource.KIND, resource.metadata.namespace or "", resource.name)

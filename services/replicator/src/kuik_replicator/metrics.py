@@ -1,0 +1,58 @@
+"""The replicator's Prometheus metrics (names fixed by issue 9, prefix `kube_image_keeper_`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+__all__ = ["ReplicatorMetrics"]
+
+_P = "kube_image_keeper_replicator_"
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicatorMetrics:
+    copies: Counter
+    copy_bytes: Counter
+    copy_duration: Histogram
+    queue_depth: Gauge
+    jobs_in_flight: Gauge
+    deletions: Counter
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> ReplicatorMetrics:
+        return cls(
+            copies=Counter(
+                _P + "copies",
+                "Copy jobs finished, by result (copied, unchanged: already at the destination, "
+                "failed)",
+                ["result"],
+                registry=registry,
+            ),
+            copy_bytes=Counter(
+                _P + "copy_bytes", "Blob bytes uploaded to mirrors", registry=registry
+            ),
+            copy_duration=Histogram(
+                _P + "copy_duration_seconds",
+                "Time spent per copy job",
+                buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
+                registry=registry,
+            ),
+            queue_depth=Gauge(
+                _P + "queue_depth",
+                "Copy jobs waiting (ready or delayed for retry), by lane",
+                ["lane"],
+                registry=registry,
+            ),
+            jobs_in_flight=Gauge(
+                _P + "jobs_in_flight", "Copy jobs this process is running", registry=registry
+            ),
+            deletions=Counter(
+                _P + "deletions",
+                "Mirror cleanup attempts, by result (deleted, kept: a check refused it, "
+                "deferred: retried later)",
+                ["result"],
+                registry=registry,
+            ),
+        )
