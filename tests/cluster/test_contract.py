@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import pytest
 import yaml
 
-from kuikcore.api import OWNER_UID_LABEL
+from kuikcore.api import OWNER_UID_LABEL, InvalidResource
 from kuikcore.cluster import (
     POD,
     SECRET,
@@ -396,3 +396,14 @@ async def test_a_failing_subscriber_does_not_stop_the_others(world: World) -> No
     await world.put(pod("a", "p2", "nginx"))
     await eventually(lambda: len(seen) == 2)
     assert len(cluster.store.pods_by_image("nginx")) == 2
+
+
+async def test_an_invalid_status_is_refused_and_nothing_written(world: World) -> None:
+    await world.put(cisa("avail"))
+    cluster = await world.open()
+    await cluster.update_status(CISA, "", "avail", lambda s: {"imageCount": 1})
+    with pytest.raises(InvalidResource, match="imageCount"):
+        await cluster.update_status(CISA, "", "avail", lambda s: {"imageCount": "many"})
+    await asyncio.sleep(0.3)
+    assert cluster.store.resource(CISA, "", "avail").status.image_count == 1
+    assert cluster.problems() == []

@@ -43,7 +43,7 @@ from kuikcore.cluster.interface import (
     StatusMutator,
 )
 from kuikcore.cluster.kinds import ALL_KINDS, WatchedKind, watched_kind
-from kuikcore.cluster.patch import finalizers_after, merge_patch_between
+from kuikcore.cluster.patch import finalizers_after, merge_patch_between, status_after
 from kuikcore.cluster.store import Store
 
 __all__ = ["KubernetesCluster", "api_client_from_environment"]
@@ -304,9 +304,9 @@ class KubernetesCluster:
         self, kind: str, namespace: str, name: str, mutate: StatusMutator
     ) -> Any:
         def change(current: JSON) -> JSON | None:
+            new = status_after(current, mutate)
             old = current.get("status") or {}
-            new = mutate(copy.deepcopy(old))
-            return None if new == old else {"status": merge_patch_between(old, new)}
+            return None if new is None else {"status": merge_patch_between(old, new)}
 
         return parse_resource(
             await self._read_modify_write(kind, namespace, name, change, status=True)

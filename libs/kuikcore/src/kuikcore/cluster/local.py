@@ -50,7 +50,7 @@ from kuikcore.cluster.interface import (
     StatusMutator,
 )
 from kuikcore.cluster.kinds import ALL_KINDS, watched_kind
-from kuikcore.cluster.patch import finalizers_after
+from kuikcore.cluster.patch import finalizers_after, status_after
 from kuikcore.cluster.statedir import StateDir
 from kuikcore.cluster.store import Store
 from kuikcore.manifests import InvalidManifest, Manifest, manifest_files, read_manifests
@@ -478,12 +478,10 @@ class LocalCluster:
         key = self._resource_key(kind, namespace, name)
 
         def change(overlay: JSON, current: JSON) -> bool:
-            old = current.get("status") or {}
-            new = mutate(copy.deepcopy(old))
-            if new == old:
-                return False
-            overlay["status"] = new
-            return True
+            new = status_after(current, mutate)
+            if new is not None:
+                overlay["status"] = new
+            return new is not None
 
         await self._rewrite_overlay(key, change)
         resource = self._store.get(key)

@@ -3,9 +3,13 @@ minimal status writes, and finalizer list edits."""
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable
 from typing import Any
 
-__all__ = ["finalizers_after", "merge_patch_between"]
+from kuikcore.api import parse_resource
+
+__all__ = ["finalizers_after", "merge_patch_between", "status_after"]
 
 
 def merge_patch_between(old: Any, new: Any) -> Any:
@@ -36,3 +40,19 @@ def finalizers_after(current: list[str] | None, finalizer: str, present: bool) -
     if (finalizer in finalizers) == present:
         return None
     return [*finalizers, finalizer] if present else [f for f in finalizers if f != finalizer]
+
+
+def status_after(
+    current: dict[str, Any], mutate: Callable[[dict[str, Any]], dict[str, Any]]
+) -> dict[str, Any] | None:
+    """The status `mutate` wants for `current`, None when unchanged.
+
+    The result is validated as the CRD would (`InvalidResource` raised, nothing written), so a
+    caller's bug can never make a resource unreadable for everyone else.
+    """
+    old = current.get("status") or {}
+    new = mutate(copy.deepcopy(old))
+    if new == old:
+        return None
+    parse_resource({**current, "status": new})
+    return new
