@@ -151,7 +151,8 @@ class ClusterSource(Protocol):
     ) -> Any:
         """Read-modify-write the `status` subresource; returns the stored resource.
 
-        Raises NotFoundError, or ConflictError after repeated concurrent changes.
+        Raises NotFoundError, ConflictError after repeated concurrent changes, or
+        `kuikcore.api.InvalidResource` (nothing written) when the new status would not validate.
         """
 
     async def add_finalizer(self, kind: str, namespace: str, name: str, finalizer: str) -> bool:
