@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from pathlib import Path
 
 import pytest
 
 from kuikcore.api import AvailabilityStatus
+from kuikcore.config import load_config
 from kuikcore.registry import (
     Credentials,
     InvalidAuth,
@@ -22,6 +24,7 @@ from kuikcore.registry import (
     parse_platform,
 )
 from kuikcore.registry.auth import TokenCache, parse_challenges, scope_for
+from kuikcore.registry.client import tls_from_config
 from kuikcore.registry.copy import plan_index
 from kuikcore.registry.errors import error_from_response, is_rate_limited, parse_error_body
 from kuikcore.registry.mediatypes import (
@@ -33,7 +36,13 @@ from kuikcore.registry.mediatypes import (
     parse_manifest,
 )
 from kuikcore.registry.platforms import Platform, filter_children
-from kuikcore.registry.transport import Deadline, api_host, is_loopback, parse_retry_after
+from kuikcore.registry.transport import (
+    Deadline,
+    RegistryTLS,
+    api_host,
+    is_loopback,
+    parse_retry_after,
+)
 
 ERROR_BODY = json.dumps(
     {"errors": [{"code": "MANIFEST_UNKNOWN", "message": "manifest unknown", "detail": {}}]}
@@ -359,3 +368,16 @@ def test_deadline() -> None:
     assert deadline.allows(1)
     assert not deadline.allows(1000)
     assert Deadline(at=0.0).expired()
+
+
+def test_tls_options_come_from_the_operator_config(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not parsed here")
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        f'registries:\n  docker.io:\n    caFile: {ca}\n  "127.0.0.1:5000":\n    insecure: true\n'
+    )
+    lookup = tls_from_config(load_config(path, env={}))
+    assert lookup("registry-1.docker.io") == RegistryTLS(ca_file=str(ca))
+    assert lookup("127.0.0.1:5000") == RegistryTLS(insecure=True)
+    assert lookup("quay.io") == RegistryTLS()

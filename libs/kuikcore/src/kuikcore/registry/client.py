@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 import aiohttp
 from yarl import URL
 
-from kuikcore.reference import Reference, parse
+from kuikcore.reference import DEFAULT_DOMAIN, DOCKER_HUB_API_HOST, Reference, parse
 from kuikcore.registry.auth import Credentials, scope_for
 from kuikcore.registry.errors import DigestMismatch, RegistryError
 from kuikcore.registry.locations import BlobLocations
@@ -73,7 +73,8 @@ def tls_from_config(config: _ConfigLike) -> TLSLookup:
     """A TLS lookup over the operator config's `registries.<host>` entries."""
 
     def lookup(host: str) -> RegistryTLS | None:
-        options = config.registry_tls(host)
+        # requests go to Docker Hub's API host; the operator writes `docker.io`
+        options = config.registry_tls(DEFAULT_DOMAIN if host == DOCKER_HUB_API_HOST else host)
         if options is None:
             return None
         ca_file = getattr(options, "ca_file", None)
