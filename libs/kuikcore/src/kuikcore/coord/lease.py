@@ -15,14 +15,11 @@ from types import TracebackType
 
 import structlog
 
-from kuikcore.coord.connection import OUTAGE_ERRORS
 from kuikcore.coord.errors import LockLost
 
 __all__ = ["LeaseKeeper"]
 
 log = structlog.get_logger(__name__)
-
-_RENEW_ERRORS: tuple[type[Exception], ...] = (*OUTAGE_ERRORS, TimeoutError)
 
 
 class LeaseKeeper:
@@ -79,15 +76,17 @@ class LeaseKeeper:
             sent = time.monotonic()
             remaining = self.valid_until - sent
             if remaining <= 0:
-                self._lose(f"not renewed within its {self.ttl:g}s TTL (Redis unreachable)")
+                self._lose(
+                    f"not renewed within its {self.ttl:g}s TTL (Redis unreachable or failing)"
+                )
                 return
             try:
                 async with asyncio.timeout(remaining):
                     still_ours = await self.renew()
-            except _RENEW_ERRORS as exc:
-                log.warning(
-                    "lease renewal failed", lease=self.name, error=str(exc) or type(exc).__name__
-                )
+            except Exception as exc:
+                # an outage, or anything unexpected: keep trying until the lease would end, then
+                # stop the holder (a silently dead renewer would let it act past its lease)
+                log.warning("lease renewal failed", lease=self.name, error=repr(exc))
                 continue
             if not still_ours:
                 self._lose("taken over or expired")

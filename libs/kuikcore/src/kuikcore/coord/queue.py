@@ -706,8 +706,8 @@ class Worker:
             await asyncio.sleep(period)
             try:
                 await self.touch()
-            except OUTAGE_ERRORS as exc:
-                log.warning("heartbeat failed", queue=self.queue.name, error=str(exc))
+            except Exception as exc:  # never let the heartbeat die: entries would be reclaimed
+                log.warning("heartbeat failed", queue=self.queue.name, error=repr(exc))
 
     async def touch(self) -> None:
         """Reset the idle time of every entry this worker holds; mark the ones it lost."""
