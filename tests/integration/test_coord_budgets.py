@@ -144,9 +144,9 @@ async def test_semaphore_caps_holders_and_frees_a_dead_holders_slot(coord: Coord
 
 
 async def test_semaphore_slot_renews_and_times_out(coord: Coord) -> None:
-    sem = Semaphore(coord, "copies:busy.example", limit=1, lease=0.3)
+    sem = Semaphore(coord, "copies:busy.example", limit=1, lease=0.5)
     async with sem.slot() as holder:
-        await asyncio.sleep(0.9)  # three leases long: renewal keeps it
+        await asyncio.sleep(1.2)  # more than two leases long: renewal keeps it
         assert await sem.holders() == [holder]
         with pytest.raises(LockBusy):
             async with sem.slot(max_wait=0.2):

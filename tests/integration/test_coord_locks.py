@@ -72,11 +72,11 @@ async def test_expired_lock_refuses_writes_even_when_nobody_took_it(coord: Coord
 
 
 async def test_hold_renews_a_long_operation_and_releases_at_the_end(coord: Coord) -> None:
-    lock = FencedLock(coord, "gc:long", ttl=0.3)
+    lock = FencedLock(coord, "gc:long", ttl=0.5)
     async with lock.hold() as held:
         fence = held.fence
-        for _ in range(10):  # three TTLs of work
-            await asyncio.sleep(0.1)
+        for _ in range(8):  # more than two TTLs of work
+            await asyncio.sleep(0.15)
             await held.check()
         assert held.fence == fence
     assert not await coord.redis.exists(lock.name)

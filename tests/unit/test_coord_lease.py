@@ -49,9 +49,9 @@ async def test_a_healthy_lease_lets_the_work_finish() -> None:
         renewals += 1
         return True
 
-    async with LeaseKeeper("test", 0.15, ok, granted_at=time.monotonic()) as keeper:
+    async with LeaseKeeper("test", 0.6, ok, granted_at=time.monotonic()) as keeper:
         for _ in range(10):
-            await asyncio.sleep(0.03)
+            await asyncio.sleep(0.06)  # a whole TTL of work
     assert keeper.lost is None
     assert renewals >= 2
 
