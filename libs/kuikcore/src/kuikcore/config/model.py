@@ -483,7 +483,7 @@ class Webhook(_Model):
     # give up on the webhook).
     deadline: PositiveDuration = timedelta(seconds=3)
     # How long the webhook trusts its own availability results (upstream: 1s, no credentials).
-    cache_ttl: PositiveDuration = timedelta(seconds=5)
+    cache_ttl: PositiveDuration = Field(default=timedelta(seconds=5), alias="cacheTTL")
 
     @model_validator(mode="after")
     def _pair(self) -> Webhook:

@@ -1,0 +1,418 @@
+"""The webhook's pure parts: AdmissionReview in/out, the admission plan, JSONPatch, secret names."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonpatch
+import pytest
+
+from kuik_webhook.admission import (
+    AdmissionRequest,
+    MalformedReview,
+    decode_review,
+    encode_response,
+)
+from kuik_webhook.chooser import Candidate, Source, Verdict, pick
+from kuik_webhook.plan import NotAPod, Slot, build_patch, plan_admission
+from kuik_webhook.secrets import copy_name, copy_of, pull_secret_name
+from kuikcore.api import ORIGINAL_IMAGES_ANNOTATION, AvailabilityStatus, parse_resource
+from kuikcore.api.models import Resource
+from kuikcore.routing import ORIGINAL, Alternative, ContainerType, RoutingOptions, SecretRef
+
+FIXTURES = Path("/work/shared/fixtures/admissionreview")
+ANN = ORIGINAL_IMAGES_ANNOTATION
+
+
+def review(request: dict[str, Any]) -> bytes:
+    return json.dumps(
+        {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request}
+    ).encode()
+
+
+def pod(
+    containers: list[dict[str, Any]],
+    *,
+    init: list[dict[str, Any]] | None = None,
+    ephemeral: list[dict[str, Any]] | None = None,
+    annotations: dict[str, str] | None = None,
+    namespace: str | None = "apps",
+    pull_secrets: list[str] | None = None,
+) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": "p"}
+    if namespace:
+        meta["namespace"] = namespace
+    if annotations is not None:
+        meta["annotations"] = annotations
+    spec: dict[str, Any] = {"containers": containers}
+    if init:
+        spec["initContainers"] = init
+    if ephemeral:
+        spec["ephemeralContainers"] = ephemeral
+    if pull_secrets:
+        spec["imagePullSecrets"] = [{"name": n} for n in pull_secrets]
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}
+
+
+def request(
+    obj: Any, *, operation: str = "CREATE", old: Any = None, sub: str = ""
+) -> AdmissionRequest:
+    return AdmissionRequest(
+        uid="u1",
+        operation=operation,
+        namespace="apps",
+        resource="pods",
+        kind="Pod",
+        sub_resource=sub,
+        object=obj,
+        old_object=old,
+    )
+
+
+def cism(name: str = "mirrors", registry: str = "mirror.local:5000", **spec: Any) -> Resource:
+    return parse_resource(
+        {
+            "apiVersion": "kuik.enix.io/v1alpha1",
+            "kind": "ClusterImageSetMirror",
+            "metadata": {"name": name, "uid": f"uid-{name}"},
+            "spec": {
+                "filter": {"include": [{"image": ".*"}]},
+                "mirrors": [{"registry": registry, "path": "m"}],
+                **spec,
+            },
+        }
+    )
+
+
+# --- AdmissionReview -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"not json", "body is not JSON"),
+        (b"[1]", "body is not a JSON object"),
+        (
+            b'{"apiVersion": "admission.k8s.io/v1beta1", "kind": "AdmissionReview"}',
+            "apiVersion must be",
+        ),
+        (b'{"apiVersion": "admission.k8s.io/v1", "kind": "Pod"}', "kind must be 'AdmissionReview'"),
+        (b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}', "request is missing"),
+        (review({"operation": "CREATE"}), "request.uid is missing"),
+        (review({"uid": 5}), "request.uid is missing"),
+    ],
+)
+def test_malformed_reviews_name_the_problem(body: bytes, message: str) -> None:
+    with pytest.raises(MalformedReview, match=message):
+        decode_review(body)
+
+
+def test_real_admission_review_decodes() -> None:
+    req = decode_review((FIXTURES / "admissionreview-simple.json").read_bytes())
+    assert req.uid == "c78e0c58-7389-4838-b4f5-28d6005c1cc3"
+    assert (req.operation, req.resource, req.kind, req.dry_run) == ("CREATE", "pods", "Pod", False)
+    assert req.is_pod
+    assert not req.is_ephemeral_containers
+    assert req.object["metadata"]["namespace"] == "default"
+    assert req.old_object is None
+
+
+@pytest.mark.parametrize(
+    ("value", "dry"), [(False, False), (None, False), (True, True), ("yes", True)]
+)
+def test_dry_run_unless_explicitly_false(value: object, dry: bool) -> None:
+    assert decode_review(review({"uid": "x", "dryRun": value})).dry_run is dry
+
+
+def test_response_carries_patch_and_clean_warnings() -> None:
+    ops = [{"op": "replace", "path": "/spec/containers/0/image", "value": "a/b"}]
+    body = json.loads(encode_response("u", patch=ops, warnings=["line\nbreak\x00", "x" * 1000]))
+    assert body["apiVersion"] == "admission.k8s.io/v1"
+    assert body["kind"] == "AdmissionReview"
+    response = body["response"]
+    assert response["uid"] == "u"
+    assert response["allowed"] is True
+    assert response["patchType"] == "JSONPatch"
+    assert json.loads(base64.b64decode(response["patch"])) == ops
+    assert response["warnings"][0] == "line break?"
+    assert len(response["warnings"][1]) <= 240
+    assert response["warnings"][1].endswith("...")
+
+
+def test_response_without_changes_has_no_patch() -> None:
+    response = json.loads(encode_response("u"))["response"]
+    assert response == {"uid": "u", "allowed": True}
+
+
+# --- plan ---------------------------------------------------------------------------------
+
+
+def test_create_records_every_container_kind_and_targets_routed_ones() -> None:
+    obj = pod(
+        [
+            {"name": "web", "image": "registry.local/web:1"},
+            {"name": "never", "image": "registry.local/x:1", "imagePullPolicy": "Never"},
+        ],
+        init=[{"name": "setup", "image": "registry.local/setup:1"}],
+        ephemeral=[{"name": "debug", "image": "busybox"}],
+    )
+    plan = plan_admission(request(obj), [cism()], RoutingOptions())
+    assert plan.annotation == {
+        "web": "registry.local/web:1",
+        "never": "registry.local/x:1",
+        "init:setup": "registry.local/setup:1",
+        "ephemeral:debug": "busybox",
+    }
+    assert [t.slot.key for t in plan.targets] == ["web", "init:setup", "ephemeral:debug"]
+    web = plan.targets[0]
+    assert [a.image for a in web.route.alternatives] == [
+        "registry.local/web:1",
+        "mirror.local:5000/m/web:1",
+    ]
+    assert web.slot.image_path == "/spec/containers/0/image"
+    assert plan.targets[1].slot.image_path == "/spec/initContainers/0/image"
+    assert plan.can_add_pull_secrets
+
+
+def test_reinvocation_changes_nothing() -> None:
+    first = pod(
+        [{"name": "web", "image": "registry.local/web:1"}],
+        init=[{"name": "i", "image": "registry.local/i:1"}],
+    )
+    plan = plan_admission(request(first), [cism()], RoutingOptions())
+    assert plan.annotation is not None
+    patched = jsonpatch.apply_patch(first, build_patch(first, [], plan.annotation))
+    again = plan_admission(request(patched), [cism()], RoutingOptions())
+    assert again.targets == ()
+    assert again.annotation is None
+
+
+def test_namespace_comes_from_the_request_when_the_pod_has_none() -> None:
+    ism = parse_resource(
+        {
+            "apiVersion": "kuik.enix.io/v1alpha1",
+            "kind": "ImageSetMirror",
+            "metadata": {"name": "ns-mirror", "namespace": "apps"},
+            "spec": {
+                "filter": {"include": [{"image": ".*"}]},
+                "mirrors": [{"registry": "ns.local", "path": "m"}],
+            },
+        }
+    )
+    plan = plan_admission(
+        request(pod([{"name": "c", "image": "a.local/x:1"}], namespace=None)),
+        [ism],
+        RoutingOptions(),
+    )
+    assert plan.namespace == "apps"
+    assert [a.image for a in plan.targets[0].route.alternatives][-1] == "ns.local/m/x:1"
+
+
+def test_mirror_pod_and_skip_selectors_are_left_alone() -> None:
+    mirror_pod = pod(
+        [{"name": "c", "image": "a.local/x:1"}], annotations={"kubernetes.io/config.mirror": "x"}
+    )
+    plan = plan_admission(request(mirror_pod), [cism()], RoutingOptions())
+    assert plan.skipped
+    assert plan.annotation is None
+    assert plan.targets == ()
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [None, "pod", {"metadata": {}}, {"spec": {"containers": "x"}}, {"spec": {}, "metadata": []}],
+)
+def test_unreadable_objects_raise_not_a_pod(bad: object) -> None:
+    with pytest.raises(NotAPod):
+        plan_admission(request(bad), [], RoutingOptions())
+
+
+def test_update_reconsiders_only_changed_images() -> None:
+    old = pod(
+        [{"name": "a", "image": "mirror.local:5000/m/a:1"}, {"name": "b", "image": "b.local/b:1"}],
+        annotations={ANN: json.dumps({"a": "a.local/a:1", "b": "b.local/b:1"})},
+    )
+    new = copy.deepcopy(old)
+    new["spec"]["containers"][1]["image"] = "b.local/b:2"
+    plan = plan_admission(request(new, operation="UPDATE", old=old), [cism()], RoutingOptions())
+    assert [t.slot.key for t in plan.targets] == ["b"]
+    assert plan.annotation == {"a": "a.local/a:1", "b": "b.local/b:2"}
+    assert plan.can_add_pull_secrets is False  # Pod updates cannot change imagePullSecrets
+
+
+def test_update_without_changes_is_a_no_op_and_restores_a_dropped_annotation() -> None:
+    old = pod(
+        [{"name": "a", "image": "mirror.local:5000/m/a:1"}],
+        annotations={ANN: '{"a":"a.local/a:1"}'},
+    )
+    same = plan_admission(
+        request(copy.deepcopy(old), operation="UPDATE", old=old), [cism()], RoutingOptions()
+    )
+    assert same.targets == ()
+    assert same.annotation is None
+    dropped = copy.deepcopy(old)
+    dropped["metadata"]["annotations"] = {}
+    plan = plan_admission(request(dropped, operation="UPDATE", old=old), [cism()], RoutingOptions())
+    assert plan.targets == ()
+    assert plan.annotation == {"a": "a.local/a:1"}
+
+
+def test_ephemeral_subresource_routes_new_containers_without_annotation_or_secrets() -> None:
+    old = pod([{"name": "a", "image": "a.local/a:1"}], annotations={ANN: '{"a":"a.local/a:1"}'})
+    new = copy.deepcopy(old)
+    new["spec"]["ephemeralContainers"] = [{"name": "dbg", "image": "tools.local/dbg:1"}]
+    plan = plan_admission(
+        request(new, operation="UPDATE", old=old, sub="ephemeralcontainers"),
+        [cism()],
+        RoutingOptions(),
+    )
+    assert [t.slot.key for t in plan.targets] == ["ephemeral:dbg"]
+    assert plan.targets[0].slot.image_path == "/spec/ephemeralContainers/0/image"
+    assert plan.annotation is None
+    assert plan.can_add_pull_secrets is False
+
+
+# --- JSONPatch ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        None,
+        {"name": "p"},
+        {"name": "p", "annotations": {"other": "1"}},
+        {"annotations": {ANN: "{}"}},
+    ],
+)
+def test_patch_applies_whatever_the_metadata_looks_like(metadata: dict[str, Any] | None) -> None:
+    obj: dict[str, Any] = {"spec": {"containers": [{"name": "c", "image": "a"}]}}
+    if metadata is not None:
+        obj["metadata"] = metadata
+    slot = Slot(ContainerType.CONTAINER, 0, "c", "a")
+    ops = build_patch(obj, [(slot, "mirror.local/m/a")], {"c": "a"}, ["s1", "s1"])
+    out = jsonpatch.apply_patch(obj, ops)
+    assert out["spec"]["containers"][0]["image"] == "mirror.local/m/a"
+    assert json.loads(out["metadata"]["annotations"][ANN]) == {"c": "a"}
+    assert out["spec"]["imagePullSecrets"] == [{"name": "s1"}]
+    if metadata and "other" in (metadata.get("annotations") or {}):
+        assert out["metadata"]["annotations"]["other"] == "1"
+
+
+def test_patch_appends_only_missing_pull_secrets() -> None:
+    obj = pod([{"name": "c", "image": "a"}], pull_secrets=["mine"])
+    out = jsonpatch.apply_patch(obj, build_patch(obj, [], None, ["mine", "kuik-x"]))
+    assert out["spec"]["imagePullSecrets"] == [{"name": "mine"}, {"name": "kuik-x"}]
+
+
+def test_annotation_is_encoded_like_go() -> None:
+    obj = pod([{"name": "c", "image": "a"}])
+    ops = build_patch(obj, [], {"z": "é", "a": "<x>&"})
+    value = ops[-1]["value"][ANN]
+    assert value == '{"a":"\\u003cx\\u003e\\u0026","z":"é"}'
+    assert json.loads(value) == {"z": "é", "a": "<x>&"}
+
+
+# --- pull secrets -------------------------------------------------------------------------
+
+
+def test_copy_name_is_upstreams_format() -> None:
+    name = copy_name(SecretRef("registry-creds", "kuik-system"), "1234-uid")
+    prefix, _, digest = name.rpartition("-")
+    assert prefix == "kuik-registry-creds"
+    assert len(digest) == 16
+    assert int(digest, 16) >= 0
+    assert name != copy_name(SecretRef("registry-creds", "other"), "1234-uid")
+    assert name != copy_name(SecretRef("registry-creds", "kuik-system"), "5678-uid")
+    long = copy_name(SecretRef("s" * 300, "ns"), "u")
+    assert len(long) == 253
+    assert long.startswith("kuik-" + "s" * 231 + "-")
+
+
+def test_copy_name_zero_pads_the_hash() -> None:
+    # xxhash64("ns/6") = 0x0a0e... has a leading zero nibble; Go's %016x keeps it
+    for i in range(200):
+        name = copy_name(SecretRef("s", "ns"), str(i))
+        assert len(name.rpartition("-")[2]) == 16
+
+
+def test_pull_secret_name_copies_only_across_namespaces() -> None:
+    owner = cism()
+    same = Alternative("m/x", "ImageSetMirror/apps/x", SecretRef("creds", "apps"), owner)
+    other = Alternative("m/x", owner.key, SecretRef("creds", "kuik-system"), owner)
+    assert pull_secret_name(same, "apps") == "creds"
+    assert pull_secret_name(other, "apps") == copy_name(
+        SecretRef("creds", "kuik-system"), "uid-mirrors"
+    )
+    assert pull_secret_name(Alternative("x", ORIGINAL), "apps") is None
+
+
+def test_copy_keeps_type_and_data_and_labels_the_owner() -> None:
+    source = {
+        "metadata": {
+            "name": "creds",
+            "namespace": "kuik-system",
+            "labels": {"team": "x"},
+            "annotations": {"a": "b"},
+        },
+        "type": "kubernetes.io/dockerconfigjson",
+        "data": {".dockerconfigjson": "e30="},
+    }
+    out = copy_of(source, "apps", "kuik-creds-0123456789abcdef", cism())
+    assert out["metadata"] == {
+        "name": "kuik-creds-0123456789abcdef",
+        "namespace": "apps",
+        "labels": {
+            "kuik.enix.io/owner-version": "v1alpha1",
+            "kuik.enix.io/owner-group": "kuik.enix.io",
+            "kuik.enix.io/owner-kind": "ClusterImageSetMirror",
+            "kuik.enix.io/owner-uid": "uid-mirrors",
+            "kuik.enix.io/owner-name": "mirrors",
+        },
+    }
+    assert out["type"] == source["type"]
+    assert out["data"] == source["data"]
+
+
+# --- choosing -----------------------------------------------------------------------------
+
+ORIG = Candidate(Alternative("a.local/x:1", ORIGINAL))
+M1 = Candidate(Alternative("m1.local/x:1", "ClusterImageSetMirror/one"))
+M2 = Candidate(Alternative("m2.local/x:1", "ClusterImageSetMirror/two"))
+UP = Verdict(AvailabilityStatus.AVAILABLE, Source.CHECK)
+DOWN = Verdict(AvailabilityStatus.NOT_FOUND, Source.CHECK)
+
+
+@pytest.mark.parametrize(
+    ("cands", "verdicts", "final", "expected"),
+    [
+        ([ORIG, M1], [UP, None], False, (0, None)),
+        ([ORIG, M1], [None, UP], False, (None, 0)),  # an earlier unknown is awaited
+        ([ORIG, M1], [DOWN, UP], False, (1, None)),
+        ([ORIG, M1], [DOWN, DOWN], False, (None, None)),
+        ([ORIG, M1], [None, UP], True, (None, None)),  # unknown original at the deadline: keep it
+        ([M1, ORIG, M2], [None, DOWN, UP], True, (2, None)),  # unknown mirror passed over
+        ([M1, M2, ORIG], [None, None, UP], True, (2, None)),
+        ([M1, M2], [None, None], True, (None, None)),
+    ],
+)
+def test_pick_first_available_in_order(
+    cands: list[Candidate],
+    verdicts: list[Verdict | None],
+    final: bool,
+    expected: tuple[int | None, int | None],
+) -> None:
+    assert pick(cands, verdicts, final=final) == expected
+
+
+def test_cache_key_includes_credentials() -> None:
+    from kuikcore.registry import Credentials
+
+    a = Candidate(Alternative("m/x", "o"), (Credentials("u", "p1"),))
+    b = Candidate(Alternative("m/x", "o"), (Credentials("u", "p2"),))
+    assert a.cache_key != b.cache_key
+    assert a.cache_key[0] == b.cache_key[0]
+    assert "p1" not in repr(a.cache_key)
