@@ -287,3 +287,29 @@ async def test_open_cluster_specs(tmp_path: Path) -> None:
     missing = LocalCluster(tmp_path / "nope")
     with pytest.raises(ClusterError, match="does not exist"):
         await missing.start()
+
+
+async def test_rereading_reports_nothing_new_and_state_writes_are_read_alone(
+    tmp_path: Path, opened: Callable[..., Any]
+) -> None:
+    root = tmp_path / "demo"
+    write(root / "all.yaml", cisa("avail"), pod("a", "p", "nginx"))
+    writer: LocalCluster = await opened(root)
+    reader: LocalCluster = await opened(root)
+    await writer.apply_secret(secret("a", "kuik-copy", labels={OWNER_UID_LABEL: "u"}, x="eA=="))
+    await writer.update_status(CISA, "", "avail", lambda s: {"imageCount": 0})
+    await eventually(lambda: reader.store.resource(CISA, "", "avail").status.image_count == 0)
+    await eventually(lambda: reader.store.secret("a", "kuik-copy") is not None)
+
+    seen: list[str] = []
+    reader.subscribe(lambda change: seen.append(f"{change.type} {change.key}"))
+    await reader.reload()
+    await writer.reload()
+    assert seen == []  # unchanged files: same content, same resourceVersion, no callback
+
+    full_reloads = reader.reloads
+    for count in (1, 2, 3):
+        await writer.update_status(CISA, "", "avail", lambda s, n=count: {"imageCount": n})
+    await eventually(lambda: reader.store.resource(CISA, "", "avail").status.image_count == 3)
+    assert reader.reloads == full_reloads  # only the changed state file was read
+    assert set(seen) == {"MODIFIED ClusterImageSetAvailability avail"}

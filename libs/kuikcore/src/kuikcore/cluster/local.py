@@ -51,7 +51,7 @@ from kuikcore.cluster.interface import (
 )
 from kuikcore.cluster.kinds import ALL_KINDS, watched_kind
 from kuikcore.cluster.patch import finalizers_after, status_after
-from kuikcore.cluster.statedir import StateDir
+from kuikcore.cluster.statedir import CLUSTER_SCOPE_DIR, StateDir
 from kuikcore.cluster.store import Store
 from kuikcore.manifests import InvalidManifest, Manifest, manifest_files, read_manifests
 
@@ -182,6 +182,7 @@ class LocalCluster:
         self._kinds = frozenset(watched_kind(kind).kind for kind in kinds)
         self._store = Store(parse_resource)
         self._snapshot = _Snapshot()
+        self._pod_cache: dict[ObjectKey, tuple[JSON, str, JSON]] = {}
         self._file_cache: dict[Path, tuple[tuple[int, int], list[Manifest] | InvalidManifest]] = {}
         self._lock = asyncio.Lock()
         self._synced = asyncio.Event()
@@ -249,7 +250,7 @@ class LocalCluster:
             paths.append(self.state.root)
         while not self._stop_watching.is_set():
             try:
-                async for _ in watchfiles.awatch(
+                async for changes in watchfiles.awatch(
                     *paths,
                     watch_filter=self._interesting,
                     debounce=100,
@@ -257,18 +258,67 @@ class LocalCluster:
                     stop_event=self._stop_watching,
                     recursive=True,
                 ):
-                    await self.reload()
+                    state_keys = self._state_keys({Path(path) for _, path in changes})
+                    if state_keys is None:
+                        await self.reload()
+                    else:
+                        await self.refresh(state_keys)
             except Exception:  # a reload bug or a vanished directory: keep watching
                 log.exception("local cluster watch failed, retrying", path=str(self.root))
                 await asyncio.sleep(1.0)
                 with contextlib.suppress(Exception):
                     await self.reload()  # catch up with what changed meanwhile
 
+    def _state_keys(self, paths: set[Path]) -> set[ObjectKey] | None:
+        """The objects whose state files changed, or None when a user file changed (then
+        everything is read again). Status writes by kuik processes thus cost one file each."""
+        keys: set[ObjectKey] = set()
+        for path in paths:
+            try:
+                parts = path.relative_to(self.state.root).parts
+            except ValueError:
+                return None
+            if len(parts) == 4 and parts[0] == "resources":
+                namespace = "" if parts[2] == CLUSTER_SCOPE_DIR else parts[2]
+                keys.add(ObjectKey(parts[1], namespace, parts[3].removesuffix(".yaml")))
+            elif len(parts) == 3 and parts[0] == "secrets":
+                keys.add(ObjectKey(SECRET, parts[1], parts[2].removesuffix(".yaml")))
+            else:
+                return None
+        return keys
+
+    async def refresh(self, keys: set[ObjectKey]) -> None:
+        """Read the state files of `keys` again (another process wrote them) and republish."""
+
+        def read() -> dict[ObjectKey, JSON | None]:
+            found: dict[ObjectKey, JSON | None] = {}
+            for key in keys:
+                if key.kind == SECRET:
+                    found[key] = self.state.read(self.state.secret_path(key.namespace, key.name))
+                elif key.kind in self._kinds:
+                    found[key] = self.state.read(self.state.resource_path(key))
+            return found
+
+        async with self._lock:
+            for key, data in (await asyncio.to_thread(read)).items():
+                if key.kind == SECRET:
+                    target: dict[Any, JSON] = self._snapshot.state_secrets
+                    ident: Any = (key.namespace, key.name)
+                else:
+                    target, ident = self._snapshot.overlays, key
+                if data is None:
+                    target.pop(ident, None)
+                else:
+                    target[ident] = data
+                self._republish(key)
+
     async def reload(self) -> None:
         """Read everything again and update the store with the differences."""
         async with self._lock:
             snapshot = await asyncio.to_thread(self._read)
             self._snapshot = snapshot
+            for gone in set(self._pod_cache) - set(snapshot.docs):
+                del self._pod_cache[gone]
             self._publish()
             self.reloads += 1
 
@@ -372,13 +422,18 @@ class LocalCluster:
     def _compose(self, key: ObjectKey) -> JSON | None:
         doc = self._snapshot.docs.get(key)
         if key.kind == POD:
-            return compose_pod(doc, key) if doc is not None else None
+            if doc is None:
+                return None
+            cached = self._pod_cache.get(key)
+            if cached is not None and cached[0] is doc.raw and cached[1] == doc.mtime:
+                return cached[2]  # same parsed document: same Pod (a relist of 10k is cheap)
+            composed = compose_pod(doc, key)
+            self._pod_cache[key] = (doc.raw, doc.mtime, composed)
+            return composed
         if key.kind == SECRET:
             state = self._snapshot.state_secrets.get((key.namespace, key.name))
-            if state is not None:
-                return compose_secret(
-                    state, key, doc.mtime if doc else _timestamp(datetime.now(UTC))
-                )
+            if state is not None:  # written by kuik, with its own creationTimestamp
+                return compose_secret(state, key, doc.mtime if doc else "")
             return compose_secret(doc.raw, key, doc.mtime) if doc is not None else None
         return compose_resource(key, doc, self._snapshot.overlays.get(key))
 
@@ -537,7 +592,12 @@ class LocalCluster:
 
             def write() -> None:
                 with self.state.locked():
-                    self.state.write(self.state.secret_path(namespace, name), body, private=True)
+                    path = self.state.secret_path(namespace, name)
+                    previous = (self.state.read(path) or {}).get("metadata") or {}
+                    body["metadata"]["creationTimestamp"] = previous.get(
+                        "creationTimestamp"
+                    ) or _timestamp(datetime.now(UTC))
+                    self.state.write(path, body, private=True)
 
             await asyncio.to_thread(write)
             self._snapshot.state_secrets[(namespace, name)] = body
