@@ -7,6 +7,7 @@ and its own cluster directory, so tests never see each other's state.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import subprocess
@@ -18,12 +19,16 @@ from typing import Any
 import pytest
 import yaml
 
+from kuikcore.coord import connect
+from kuikcore.mirroring import report_stale_mirror
 from kuikcore.testing import (
     RedisServer,
     RegistryServer,
     get_manifest,
+    make_layer,
     push_image,
     synthetic_image,
+    synthetic_index,
 )
 from kuikcore.testing.processes import ServiceProcess, bin_path
 
@@ -279,3 +284,278 @@ def test_mirrors_pod_image_and_reports_status(
     assert "ClusterImageSetMirror/all" in table
     assert "basic/app:1.0" in table
     assert "linux/amd64" in table
+
+
+def test_two_replicators_copy_every_image_exactly_once(
+    env: Env, source: RegistryServer, mirror: RegistryServer
+) -> None:
+    base = [make_layer("twice/base", 4096)]
+    images = [f"{source.host}/twice/app{i}:1" for i in range(8)]
+    for i in range(8):
+        push_image(source, f"twice/app{i}", "1", synthetic_image(f"twice{i}", base_layers=base))
+    mark = mirror.log_offset()
+    base_setup(env, mirror, cism("all", [mirror_spec(mirror, "m2")]))
+    env.start(workers=2)
+    env.start(workers=2)
+    env.write("pods.yaml", *(pod(f"p{i}", image) for i, image in enumerate(images)))
+    env.wait(
+        "8 images mirrored",
+        lambda: sum(1 for m in env.mirrors("all").values() if m.get("mirroredAt")) == 8,
+    )
+    for i in range(8):
+        assert uploads(mirror, f"m2/twice/app{i}", since=mark) == 1, f"app{i}"
+    # 8 x (config + 2 own layers) + the shared base, which each process uploads at most once
+    # (mounted or found elsewhere); nothing is uploaded twice by retries or duplicate jobs
+    blob_puts = mirror.count_requests("PUT", r"/v2/m2/twice/.*/blobs/uploads/", since=mark)
+    assert 8 * 3 + 1 <= blob_puts <= 8 * 3 + 2
+    worked = [p for p in env.processes if '"successfully mirrored image"' in p.log_text()]
+    assert worked, "no process logged a copy"
+
+
+def test_sigkill_mid_copy_is_finished_by_another_and_never_tags_a_half_image(
+    env: Env, source: RegistryServer, mirror: RegistryServer
+) -> None:
+    image = synthetic_image("large", layers=3, layer_size=24 * 1024 * 1024)
+    digest = push_image(source, "large/app", "1", image)
+    base_setup(env, mirror, cism("all", [mirror_spec(mirror, "m3")]))
+    first = env.start()
+    mark = mirror.log_offset()
+    env.write("pods.yaml", pod("big", f"{source.host}/large/app:1"))
+    env.wait(
+        "the first blob upload to start",
+        lambda: mirror.count_requests("POST", r"/v2/m3/large/app/blobs/uploads/", since=mark) > 0,
+        timeout=30,
+    )
+    mirror.freeze()  # uploads in flight now hang: the kill lands mid-copy
+    try:
+        second = env.start()
+        first.kill()
+    finally:
+        mirror.thaw()
+    assert get_manifest(mirror, "m3/large/app", "1").status == 404
+    key = (f"{source.host}/large/app:1", f"{mirror.host}/m3/large/app:1")
+    env.wait(
+        "the copy to be finished", lambda: bool(env.mirrors("all").get(key, {}).get("mirroredAt"))
+    )
+    final = get_manifest(mirror, "m3/large/app", "1")
+    assert final.status == 200
+    assert final.digest == digest
+    assert uploads(mirror, "m3/large/app", since=mark) == 1
+    assert '"successfully mirrored image"' in second.log_text()
+    assert '"successfully mirrored image"' not in first.log_text()
+
+
+def test_retention_deletes_unused_but_keeps_what_others_use_or_re_pushed(
+    env: Env, source: RegistryServer, mirror: RegistryServer
+) -> None:
+    names = ["gone", "shared", "repushed"]
+    for name in names:
+        push_image(source, f"ret/{name}", "1", synthetic_image(f"ret-{name}"))
+    spec = cism("all", [mirror_spec(mirror, "m4")], cleanup={"enabled": True, "retention": "1s"})
+    base_setup(env, mirror, spec)
+    env.write("pods.yaml", pod("user", *(f"{source.host}/ret/{n}:1" for n in names)))
+    # a second cluster sharing Redis and the mirror registry runs "shared"
+    other = env.root / "other"
+    other.mkdir()
+    (other / "all.yaml").write_text(
+        yaml.safe_dump_all(
+            [
+                docker_secret("mirror-creds", "kuik", mirror.host),
+                spec,
+                pod("user", f"{source.host}/ret/shared:1"),
+            ]
+        )
+    )
+    env.start(cluster_id="c1")
+    env.start(cluster=other, cluster_id="c2")
+    pairs = {n: (f"{source.host}/ret/{n}:1", f"{mirror.host}/m4/ret/{n}:1") for n in names}
+    env.wait(
+        "3 images mirrored",
+        lambda: all(env.mirrors("all").get(p, {}).get("mirroredAt") for p in pairs.values()),
+    )
+    env.wait(
+        "cluster c2 mirrored its image",
+        lambda: bool(env.mirrors("all", other).get(pairs["shared"], {}).get("mirroredAt")),
+    )
+    # someone else pushes another image under the mirrored tag
+    intruder = push_image(mirror, "m4/ret/repushed", "1", synthetic_image("intruder"))
+    env.write("pods.yaml", pod("other", f"{source.host}/ret/unrelated:1"))
+
+    env.wait("the unused copy to be deleted", lambda: pairs["gone"] not in env.mirrors("all"))
+    assert get_manifest(mirror, "m4/ret/gone", "1").status == 404
+    env.wait(
+        "the shared copy to be kept with a reason",
+        lambda: "c2" in (env.mirrors("all").get(pairs["shared"], {}).get("lastError") or ""),
+    )
+    env.wait(
+        "the re-pushed tag to be kept with a reason",
+        lambda: (
+            "re-pushed" in (env.mirrors("all").get(pairs["repushed"], {}).get("lastError") or "")
+        ),
+    )
+    assert get_manifest(mirror, "m4/ret/shared", "1").status == 200
+    assert get_manifest(mirror, "m4/ret/repushed", "1").digest == intruder
+    assert env.events("MirrorDeleted")
+
+
+def test_mirror_removed_from_spec_leaves_status_and_is_deleted(
+    env: Env, source: RegistryServer, mirror: RegistryServer
+) -> None:
+    push_image(source, "rm/app", "1", synthetic_image("rm"))
+    two = [mirror_spec(mirror, "keep"), mirror_spec(mirror, "drop")]
+    cleanup = {"enabled": True, "retention": "1h"}
+    base_setup(env, mirror, cism("all", two, cleanup=cleanup))
+    env.write("pods.yaml", pod("p", f"{source.host}/rm/app:1"))
+    env.start()
+    src = f"{source.host}/rm/app:1"
+    kept, dropped = (src, f"{mirror.host}/keep/rm/app:1"), (src, f"{mirror.host}/drop/rm/app:1")
+    env.wait(
+        "both mirrors",
+        lambda: all(env.mirrors("all").get(k, {}).get("mirroredAt") for k in (kept, dropped)),
+    )
+    env.write("mirrors.yaml", cism("all", two[:1], cleanup=cleanup))
+    env.wait("the removed mirror to leave status", lambda: dropped not in env.mirrors("all"))
+    assert get_manifest(mirror, "drop/rm/app", "1").status == 404
+    assert get_manifest(mirror, "keep/rm/app", "1").status == 200
+    assert env.mirrors("all")[kept]["mirroredAt"]
+
+
+def test_platform_filter_is_honoured_recorded_and_explained(
+    env: Env, source: RegistryServer, mirror: RegistryServer
+) -> None:
+    index = synthetic_index("multi", platforms=("linux/amd64", "linux/arm64/v8"))
+    push_image(source, "plat/multi", "1", index)
+    push_image(source, "plat/s390x", "1", synthetic_image("s390x", platform="linux/s390x"))
+    base_setup(env, mirror, cism("all", [mirror_spec(mirror, "m5")]))
+    env.write("pods.yaml", pod("p", f"{source.host}/plat/multi:1", f"{source.host}/plat/s390x:1"))
+    env.start()
+    multi = (f"{source.host}/plat/multi:1", f"{mirror.host}/m5/plat/multi:1")
+    wrong = (f"{source.host}/plat/s390x:1", f"{mirror.host}/m5/plat/s390x:1")
+    env.wait(
+        "the index mirrored", lambda: bool(env.mirrors("all").get(multi, {}).get("mirroredAt"))
+    )
+    state = env.mirrors("all")[multi]
+    assert state["platforms"] == ["linux/amd64"]
+    copied = json.loads(get_manifest(mirror, "m5/plat/multi", "1").body)
+    assert [m["platform"]["architecture"] for m in copied["manifests"]] == ["amd64"]
+    assert state["digest"] != index.digest  # filtered index: a new digest, recorded
+    env.wait("the error", lambda: bool(env.mirrors("all").get(wrong, {}).get("lastError")))
+    error = env.mirrors("all")[wrong]["lastError"]
+    assert "none of the configured platforms are available in the source image" in error
+    assert not env.mirrors("all")[wrong].get("mirroredAt")
+    env.wait("a MirrorFailed event", lambda: bool(env.events("MirrorFailed")))
+    assert env.events("MirrorFailed")[0]["type"] == "Warning"
+
+
+def test_digest_pinned_copied_verbatim_and_stale_report_recopies(
+    env: Env, source: RegistryServer, mirror: RegistryServer
+) -> None:
+    index = synthetic_index("pinned", platforms=("linux/amd64", "linux/arm64/v8"))
+    digest = push_image(source, "pin/app", None, index)
+    image = f"{source.host}/pin/app@{digest}"
+    push_image(source, "pin/tagged", "1", synthetic_image("stale"))
+    base_setup(env, mirror, cism("all", [mirror_spec(mirror, "m6")]))
+    env.write("pods.yaml", pod("p", image, f"{source.host}/pin/tagged:1"))
+    env.start(cluster_id="pin")
+    pinned = (image, f"{mirror.host}/m6/pin/app@{digest}")
+    tagged = (f"{source.host}/pin/tagged:1", f"{mirror.host}/m6/pin/tagged:1")
+    env.wait(
+        "both mirrored",
+        lambda: all(env.mirrors("all").get(k, {}).get("mirroredAt") for k in (pinned, tagged)),
+    )
+    copied = get_manifest(mirror, "m6/pin/app", digest)
+    assert copied.status == 200
+    assert copied.body == index.manifest_bytes
+    for child in index.children:
+        assert get_manifest(mirror, "m6/pin/app", child.digest).status == 200
+    assert env.mirrors("all")[pinned]["platforms"] == ["linux/amd64", "linux/arm64/v8"]
+
+    # someone deletes the mirrored tag; the webhook finds it missing and reports it
+    tag_digest = get_manifest(mirror, "m6/pin/tagged", "1").digest
+    with mirror.client() as client:
+        assert client.request("DELETE", f"/v2/m6/pin/tagged/manifests/{tag_digest}").status == 202
+    assert get_manifest(mirror, "m6/pin/tagged", "1").status == 404
+
+    async def report() -> None:
+        coord = connect(env.redis_url, prefix=env.prefix)
+        try:
+            await report_stale_mirror(
+                coord,
+                "pin",
+                source=tagged[0],
+                destination=tagged[1],
+                credential_secret=("kuik", "mirror-creds"),
+            )
+        finally:
+            await coord.aclose()
+
+    asyncio.run(report())
+    env.wait(
+        "the stale mirror to be copied again",
+        lambda: get_manifest(mirror, "m6/pin/tagged", "1").status == 200,
+        timeout=20,
+    )
+
+
+def test_redis_restart_loses_no_job_and_invalid_filter_is_isolated(
+    tmp_path: Path,
+    source: RegistryServer,
+    mirror: RegistryServer,
+    redis_server_private: RedisServer,
+) -> None:
+    env = Env(tmp_path, redis_server_private.url, "rr:")
+    try:
+        for name in ("one", "two", "three", "four"):
+            push_image(source, f"rr/{name}", "1", synthetic_image(f"rr-{name}"))
+        bad = cism("bad", [mirror_spec(mirror, "bad")], filter={"include": [{"label": "!!nope"}]})
+        base_setup(env, mirror, cism("all", [mirror_spec(mirror, "m7")]), bad)
+        env.write("pods.yaml", pod("p1", f"{source.host}/rr/one:1"))
+        env.start(resyncInterval="1h")  # no periodic re-plan: queued jobs must survive
+        one = (f"{source.host}/rr/one:1", f"{mirror.host}/m7/rr/one:1")
+        env.wait("first image", lambda: bool(env.mirrors("all").get(one, {}).get("mirroredAt")))
+        env.wait("InvalidFilter event", lambda: bool(env.events("InvalidFilter")))
+        event = env.events("InvalidFilter")[0]
+        assert event["type"] == "Warning"
+        assert event["note"].startswith("filter is invalid: ")
+        assert event["regarding"]["name"] == "bad"
+
+        mirror.freeze()  # the next copies stay queued or in flight across the restart
+        try:
+            env.write(
+                "pods.yaml",
+                pod("p1", f"{source.host}/rr/one:1"),
+                pod("p2", f"{source.host}/rr/two:1", f"{source.host}/rr/three:1"),
+            )
+            env.wait(
+                "jobs queued",
+                lambda: (
+                    b"rr:q:"
+                    in subprocess.run(
+                        [
+                            "redis-cli",
+                            "-u",
+                            redis_server_private.url,
+                            "--scan",
+                            "--pattern",
+                            "rr:q:*:job:*",
+                        ],
+                        capture_output=True,
+                        check=False,
+                    ).stdout
+                ),
+                timeout=20,
+            )
+            redis_server_private.restart()
+        finally:
+            mirror.thaw()
+        # planning resumes by itself: a Pod created after the restart is mirrored too
+        env.write("more.yaml", pod("p3", f"{source.host}/rr/four:1"))
+        for name in ("two", "three", "four"):
+            pair = (f"{source.host}/rr/{name}:1", f"{mirror.host}/m7/rr/{name}:1")
+            env.wait(
+                name, lambda pair=pair: bool(env.mirrors("all").get(pair, {}).get("mirroredAt"))
+            )
+        assert all(p.running() for p in env.processes)
+        assert env.status("bad") == {}
+    finally:
+        env.stop()

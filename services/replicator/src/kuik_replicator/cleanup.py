@@ -243,7 +243,7 @@ class Cleaner:
         outcome = await self._delete(deletion, now=now, used_here=used_here)
         result = "deleted" if outcome.removed else ("kept" if outcome.note else "deferred")
         self.on_result(result)
-        log.info(
+        (log.debug if result == "deferred" else log.info)(
             "cleanup",
             image=deletion.source,
             mirror=deletion.destination,
@@ -267,7 +267,9 @@ class Cleaner:
         if not await lock.acquire():
             return kept(None)  # another replicator is cleaning this repository: next pass
         try:
-            if d.reason is not Reason.RESOURCE_DELETED and used_here(d.source, d.destination):
+            # a removed mirror's copy is still wanted only by Pods running the copy itself
+            source = d.source if d.reason is Reason.RETENTION else ""
+            if d.reason is not Reason.RESOURCE_DELETED and used_here(source, d.destination):
                 return kept(None)  # in use again: the next plan clears unusedSince
             since = now - self.recent
             if d.unused_since is not None and d.unused_since.year > 1 and d.unused_since < since:

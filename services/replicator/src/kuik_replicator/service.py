@@ -12,6 +12,11 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 
+from kuik_replicator.cleanup import Cleaner
+from kuik_replicator.leader import Leader
+from kuik_replicator.metrics import ReplicatorMetrics
+from kuik_replicator.status import ResultLog
+from kuik_replicator.worker import CopyWorker, platforms_from_config
 from kuikcore.cluster import ClusterSource
 from kuikcore.cluster.open import open_cluster
 from kuikcore.coord import (
@@ -29,12 +34,6 @@ from kuikcore.filters import SkipRules
 from kuikcore.mirroring import EXPEDITE, ROUTINE, copy_queue
 from kuikcore.registry import RegistryClient
 from kuikcore.service import ServiceContext
-
-from kuik_replicator.cleanup import Cleaner
-from kuik_replicator.leader import Leader
-from kuik_replicator.metrics import ReplicatorMetrics
-from kuik_replicator.status import ResultLog
-from kuik_replicator.worker import CopyWorker, platforms_from_config
 
 __all__ = ["resolve_cluster_id", "run"]
 
