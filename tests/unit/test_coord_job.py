@@ -135,3 +135,18 @@ def test_rate_limit_validates_and_spaces_requests() -> None:
     assert RateLimit(count=6, period=3600).interval == 600
     with pytest.raises(ValueError, match="count >= 1"):
         RateLimit(count=0, period=1)
+
+
+def test_queue_and_lane_names_must_fit_in_key_names() -> None:
+    from kuikcore.coord import JobQueue, connect
+
+    coord = connect("redis://127.0.0.1:1")  # nothing is sent while building a queue
+    JobQueue(coord, "copies", [Copy], lanes=("expedite", "routine", "bulk"))
+    with pytest.raises(ValueError, match="queue name 'a:b'"):
+        JobQueue(coord, "a:b", [Copy])
+    with pytest.raises(ValueError, match="lane 'dead'"):
+        JobQueue(coord, "copies", [Copy], lanes=("dead",))
+    with pytest.raises(ValueError, match="distinct"):
+        JobQueue(coord, "copies", [Copy], lanes=("a", "a"))
+    with pytest.raises(ValueError, match="visibility_timeout"):
+        JobQueue(coord, "copies", [Copy], visibility_timeout=0)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -48,6 +49,9 @@ __all__ = [
 ]
 
 log = structlog.get_logger(__name__)
+
+#: Queue and lane names: they are parts of key names, so no ':' (or anything else surprising).
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 #: (lane, entry id, envelope text, reclaimed from a dead or stuck worker)
 _Entry = tuple[str, str, str, bool]
@@ -260,8 +264,16 @@ class JobQueue:
         max_dead: int = 10_000,
         pending_ttl: float = 86_400.0,
     ) -> None:
+        if not _NAME.fullmatch(name):
+            raise ValueError(f"queue name {name!r}: use letters, digits, '.', '_' or '-'")
         if not lanes or len(set(lanes)) != len(lanes):
             raise ValueError(f"queue {name!r}: lanes must be distinct and non-empty, got {lanes!r}")
+        for lane in lanes:
+            if not _NAME.fullmatch(lane) or lane in {"dead", "job"}:
+                raise ValueError(
+                    f"queue {name!r}: lane {lane!r} must use letters, digits, '.', '_' or '-' "
+                    "and not be 'dead' or 'job'"
+                )
         if visibility_timeout <= 0 or max_attempts < 1 or max_deliveries < 1:
             raise ValueError(
                 f"queue {name!r}: visibility_timeout, max_attempts and max_deliveries must be positive"
