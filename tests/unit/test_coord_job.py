@@ -141,9 +141,11 @@ def test_queue_and_lane_names_must_fit_in_key_names() -> None:
     from kuikcore.coord import JobQueue, connect
 
     coord = connect("redis://127.0.0.1:1")  # nothing is sent while building a queue
-    JobQueue(coord, "copies", [Copy], lanes=("expedite", "routine", "bulk"))
-    with pytest.raises(ValueError, match="queue name 'a:b'"):
-        JobQueue(coord, "a:b", [Copy])
+    JobQueue(coord, "replicator:cluster-1", [Copy], lanes=("expedite", "routine", "bulk"))
+    with pytest.raises(ValueError, match="queue name 'a b'"):
+        JobQueue(coord, "a b", [Copy])
+    with pytest.raises(ValueError, match="lane 'x:y'"):
+        JobQueue(coord, "copies", [Copy], lanes=("x:y",))
     with pytest.raises(ValueError, match="lane 'dead'"):
         JobQueue(coord, "copies", [Copy], lanes=("dead",))
     with pytest.raises(ValueError, match="distinct"):

@@ -50,8 +50,10 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 
-#: Queue and lane names: they are parts of key names, so no ':' (or anything else surprising).
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+#: Queue and lane names are parts of key names: nothing surprising in them, no ':' in a lane.
+_QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]*")
+_LANE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_RESERVED_LANES = frozenset({"dead", "job", "delayed"})
 
 #: (lane, entry id, envelope text, reclaimed from a dead or stuck worker)
 _Entry = tuple[str, str, str, bool]
@@ -264,15 +266,15 @@ class JobQueue:
         max_dead: int = 10_000,
         pending_ttl: float = 86_400.0,
     ) -> None:
-        if not _NAME.fullmatch(name):
-            raise ValueError(f"queue name {name!r}: use letters, digits, '.', '_' or '-'")
+        if not _QUEUE_NAME.fullmatch(name):
+            raise ValueError(f"queue name {name!r}: use letters, digits, '.', '_', '-' or ':'")
         if not lanes or len(set(lanes)) != len(lanes):
             raise ValueError(f"queue {name!r}: lanes must be distinct and non-empty, got {lanes!r}")
         for lane in lanes:
-            if not _NAME.fullmatch(lane) or lane in {"dead", "job"}:
+            if not _LANE_NAME.fullmatch(lane) or lane in _RESERVED_LANES:
                 raise ValueError(
                     f"queue {name!r}: lane {lane!r} must use letters, digits, '.', '_' or '-' "
-                    "and not be 'dead' or 'job'"
+                    f"and not be one of {sorted(_RESERVED_LANES)}"
                 )
         if visibility_timeout <= 0 or max_attempts < 1 or max_deliveries < 1:
             raise ValueError(
