@@ -236,8 +236,9 @@ async def test_leader_failover_between_processes_within_the_ttl(
         elections = await coord.redis.lrange(f"{prefix}elections", 0, -1)
         assert [e.split()[0] for e in elections] == ["first", "second"]
         took = float(elections[1].split()[1]) - killed_at
-        # the lock expires at most one TTL (1 s) after the kill, and the standby polls every TTL/3
-        assert took < 1.0 + 1.0 / 3 + 0.5
+        # the lock expires at most one TTL (1 s) after the kill, and the standby polls every TTL/3;
+        # this proves TTL-based failover, not a precise latency (bench territory)
+        assert took < 1.0 + 1.0 / 3 + 1.0  # + 1 s of slack for a loaded machine
 
         async def second_owns() -> bool:
             return await coord.redis.get(f"{prefix}owner") == "second"
