@@ -552,9 +552,7 @@ def test_redis_restart_loses_no_job_and_invalid_filter_is_isolated(
         env.write("more.yaml", pod("p3", f"{source.host}/rr/four:1"))
         for name in ("two", "three", "four"):
             pair = (f"{source.host}/rr/{name}:1", f"{mirror.host}/m7/rr/{name}:1")
-            env.wait(
-                name, lambda pair=pair: bool(env.mirrors("all").get(pair, {}).get("mirroredAt"))
-            )
+            env.wait(name, lambda: bool(env.mirrors("all").get(pair, {}).get("mirroredAt")))  # noqa: B023
         assert all(p.running() for p in env.processes)
         assert env.status("bad") == {}
     finally:
