@@ -313,3 +313,27 @@ async def test_rereading_reports_nothing_new_and_state_writes_are_read_alone(
     await eventually(lambda: reader.store.resource(CISA, "", "avail").status.image_count == 3)
     assert reader.reloads == full_reloads  # only the changed state file was read
     assert set(seen) == {"MODIFIED ClusterImageSetAvailability avail"}
+
+
+async def test_a_file_broken_mid_edit_keeps_its_objects(
+    tmp_path: Path, opened: Callable[..., Any]
+) -> None:
+    root = tmp_path / "demo"
+    file = write(root / "m.yaml", cism("m"), pod("a", "p", "nginx"))
+    cluster: LocalCluster = await opened(root)
+    await cluster.add_finalizer(CISM, "", "m", "kuik.enix.io/mirror-cleanup")
+    await cluster.update_status(
+        CISM, "", "m", lambda s: {"matchingImages": [{"image": "docker.io/library/a:1"}]}
+    )
+    file.write_text("kind: ClusterImageSetMirror\nmetadata: [oops\n")
+    await eventually(lambda: len(cluster.problems()) == 1, what="the broken file reported")
+    held = cluster.store.resource(CISM, "", "m")
+    assert held is not None
+    assert held.metadata.deletion_timestamp is None  # no deletion started by a typo
+    assert held.status.matching_images[0].image == "docker.io/library/a:1"
+    assert cluster.store.pod("a", "p") is not None
+    file.unlink()  # a real removal does start the held deletion
+    await eventually(
+        lambda: cluster.store.resource(CISM, "", "m").metadata.deletion_timestamp is not None
+    )
+    assert cluster.store.pod("a", "p") is None

@@ -183,6 +183,7 @@ class LocalCluster:
         self._store = Store(parse_resource)
         self._snapshot = _Snapshot()
         self._pod_cache: dict[ObjectKey, tuple[JSON, str, JSON]] = {}
+        self._last_good: dict[Path, tuple[str, list[Manifest]]] = {}
         self._file_cache: dict[Path, tuple[tuple[int, int], list[Manifest] | InvalidManifest]] = {}
         self._lock = asyncio.Lock()
         self._synced = asyncio.Event()
@@ -349,13 +350,22 @@ class LocalCluster:
         files = manifest_files(self.root)
         for stale in set(self._file_cache) - set(files):
             del self._file_cache[stale]
+        for stale in set(self._last_good) - set(files):
+            del self._last_good[stale]
         for file in files:
             mtime, result = self._manifests(file)
             if isinstance(result, InvalidManifest):
                 snapshot.problems.append(
                     InvalidDocument(str(file), result.index, "", "", result.reason)
                 )
+                # A file caught mid-edit or with a typo must not look like deleted objects
+                # (that would drop their status, or start a held deletion's cleanup): keep
+                # what it last defined until it parses again or is removed.
+                last_mtime, previous = self._last_good.get(file, ("", []))
+                for manifest in previous:
+                    self._take(snapshot, manifest, last_mtime)
                 continue
+            self._last_good[file] = (mtime, result)
             for manifest in result:
                 self._take(snapshot, manifest, mtime)
         with self.state.locked():
