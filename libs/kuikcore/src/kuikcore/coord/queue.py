@@ -276,9 +276,10 @@ class JobQueue:
                     f"queue {name!r}: lane {lane!r} must use letters, digits, '.', '_' or '-' "
                     f"and not be one of {sorted(_RESERVED_LANES)}"
                 )
-        if visibility_timeout <= 0 or max_attempts < 1 or max_deliveries < 1:
+        if visibility_timeout <= 0 or retry_base <= 0 or max_attempts < 1 or max_deliveries < 1:
             raise ValueError(
-                f"queue {name!r}: visibility_timeout, max_attempts and max_deliveries must be positive"
+                f"queue {name!r}: visibility_timeout, retry_base, max_attempts and max_deliveries "
+                "must be positive"
             )
         self.coord = coord
         self.name = name
