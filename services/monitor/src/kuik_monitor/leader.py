@@ -285,7 +285,7 @@ class Leader:
                 registry=host,
                 status=outcome.status.value,
                 error=outcome.error,
-                credentials=outcome.credentials,
+                using=outcome.credentials,
             )
             if outcome.status is AvailabilityStatus.QUOTA_EXCEEDED:
                 delay = await self.budget.back_off(host, config, outcome.retry_after)

@@ -14,7 +14,7 @@ from kuik_monitor.http import status_handler
 from kuik_monitor.leader import CISA, Leader
 from kuik_monitor.metrics import MonitoringCollector
 from kuikcore.api import ClusterImageSetAvailability
-from kuikcore.cluster import POD
+from kuikcore.cluster import POD, SECRET
 from kuikcore.cluster.open import open_cluster
 from kuikcore.coord import AvailabilityBoard, Leadership, RateLimiter, connect
 from kuikcore.registry import RegistryClient, RetryPolicy
@@ -45,7 +45,9 @@ async def run(ctx: ServiceContext) -> None:
         password=password,
         ca_file=str(config.redis.ca_file) if config.redis.ca_file else None,
     )
-    cluster = await open_cluster(config.cluster, field_manager="kuik-monitor", kinds=(POD, CISA))
+    cluster = await open_cluster(
+        config.cluster, field_manager="kuik-monitor", kinds=(POD, SECRET, CISA)
+    )
     # One request per check: retries (5xx, 429 waits) would spend budget the limiter never saw.
     client = RegistryClient.from_config(
         config, retry=RetryPolicy(attempts=1), user_agent="kuik-monitor"
