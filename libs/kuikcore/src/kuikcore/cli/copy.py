@@ -212,7 +212,7 @@ async def _run(client: Any, *args: Any, **kwargs: Any) -> CopyResult:
 @click.option("--dest-creds", metavar="USER:PASS", help="Credentials for the destination.")
 @registry_options
 @click.option(
-    "--jobs", type=click.IntRange(1, 64), default=4, show_default=True, help="Blobs in parallel."
+    "--jobs", type=click.IntRange(1, 64), default=6, show_default=True, help="Blobs in parallel."
 )
 @click.option("--timeout", type=float, default=0, help="Seconds for the whole copy (0: none).")
 @click.option("--json", "as_json", is_flag=True, help="Print the copy result as JSON.")

@@ -151,7 +151,7 @@ class RegistryClient:
         tls: Mapping[str, RegistryTLS] | TLSLookup | None = None,
         retry: RetryPolicy | None = None,
         connections_per_host: int = 16,
-        blob_concurrency: int = 4,
+        blob_concurrency: int = 6,
         chunk_size: int | None = None,
         user_agent: str = "kuik",
     ) -> None:
