@@ -337,3 +337,16 @@ async def test_a_file_broken_mid_edit_keeps_its_objects(
         lambda: cluster.store.resource(CISM, "", "m").metadata.deletion_timestamp is not None
     )
     assert cluster.store.pod("a", "p") is None
+
+
+async def test_event_files_are_bounded(tmp_path: Path, opened: Callable[..., Any]) -> None:
+    root = tmp_path / "demo"
+    write(root / "c.yaml", cisa("avail"))
+    cluster: LocalCluster = await opened(root, max_events=20)
+    key = ObjectKey(CISA, "", "avail")
+    for n in range(120):
+        await cluster.emit_event(key, EventType.NORMAL, "Checked", f"round {n}")
+    events = await cluster.list_events(key)
+    assert len(events) <= 20 + 50  # pruned every 50 writes down to the newest 20
+    assert events[-1]["note"] == "round 119"
+    assert "round 0" not in {e["note"] for e in events}

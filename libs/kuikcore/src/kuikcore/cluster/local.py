@@ -173,8 +173,10 @@ class LocalCluster:
         field_manager: str = "kuik",
         kinds: Collection[str] = ALL_KINDS,
         event_dedup_window: float = 600.0,
+        max_events: int = 1000,
     ) -> None:
         self.root = Path(path).resolve()
+        self._max_events, self._events_written = max_events, 0
         self.state = StateDir(
             Path(state_dir).resolve() if state_dir else self.root / DEFAULT_STATE_DIR
         )
@@ -664,12 +666,18 @@ class LocalCluster:
         )
         meta["name"] = path.stem
         try:
-            await asyncio.to_thread(self.state.write, path, event)
+            await asyncio.to_thread(self._record_event, path, event)
         except OSError as error:
             self._dedup.forget(regarding, type, reason, note)
             log.warning(
                 "could not record event", object=str(regarding), reason=reason, error=str(error)
             )
+
+    def _record_event(self, path: Path, event: JSON) -> None:
+        self.state.write(path, event)
+        self._events_written += 1
+        if self._events_written % 50 == 1:  # a listing now and then keeps the bound cheap
+            self.state.prune_events(self._max_events)
 
     async def list_events(self, regarding: ObjectKey | None = None) -> list[JSON]:
         events = await asyncio.to_thread(self.state.events)

@@ -97,6 +97,18 @@ class StateDir:
     def events(self) -> list[JSON]:
         return [data for _, data in self._all("events")]
 
+    def prune_events(self, keep: int) -> int:
+        """Delete all but the newest `keep` Event files (names start with their time), as an
+        API server expires Events; returns how many went."""
+        base = self.root / "events"
+        if not base.is_dir():
+            return 0
+        files = sorted(base.rglob("*.yaml"), key=lambda p: p.name)
+        doomed = files[: max(0, len(files) - keep)]
+        for path in doomed:
+            self.remove(path)
+        return len(doomed)
+
     # ------------------------------------------------------------------ writing
 
     def write(self, path: Path, data: JSON, *, private: bool = False) -> None:
