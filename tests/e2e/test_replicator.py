@@ -557,3 +557,71 @@ def test_redis_restart_loses_no_job_and_invalid_filter_is_isolated(
         assert env.status("bad") == {}
     finally:
         env.stop()
+
+
+def test_deleting_a_cism_deletes_its_mirrors_and_pull_secret_copies(
+    env: Env, source: RegistryServer, mirror: RegistryServer
+) -> None:
+    from kuikcore.api import (
+        OWNER_KIND_LABEL,
+        OWNER_NAME_LABEL,
+        OWNER_UID_LABEL,
+        SECRET_CLEANUP_FINALIZER,
+    )
+    from kuikcore.cluster.open import open_cluster
+
+    push_image(source, "gc/app", "1", synthetic_image("gc"))
+    base_setup(env, mirror, cism("gc", [mirror_spec(mirror, "m8")]))
+    env.write("pods.yaml", pod("p", f"{source.host}/gc/app:1"))
+    env.start()
+    pair = (f"{source.host}/gc/app:1", f"{mirror.host}/m8/gc/app:1")
+    env.wait("mirrored", lambda: bool(env.mirrors("gc").get(pair, {}).get("mirroredAt")))
+    state = env.cluster / ".kuik" / "resources" / CISM / "_cluster" / "gc.yaml"
+    env.wait(
+        "the secret-cleanup finalizer",
+        lambda: (
+            SECRET_CLEANUP_FINALIZER
+            in (yaml.safe_load(state.read_text())["metadata"].get("finalizers") or [])
+        ),
+    )
+
+    async def copy_secret() -> str:
+        """What the webhook does when it routes a Pod of `apps` to this mirror."""
+        cluster = await open_cluster(f"dir:{env.cluster}", field_manager="kuik-webhook")
+        await cluster.start()
+        await cluster.wait_synced()
+        try:
+            owner = cluster.store.resource(CISM, "", "gc")
+            copy = docker_secret("kuik-mirror-creds-0123456789abcdef", "apps", mirror.host)
+            copy["metadata"]["labels"] = {
+                OWNER_UID_LABEL: owner.metadata.uid,
+                OWNER_KIND_LABEL: CISM,
+                OWNER_NAME_LABEL: "gc",
+            }
+            await cluster.apply_secret(copy)
+            return str(owner.metadata.uid)
+        finally:
+            await cluster.stop()
+
+    asyncio.run(copy_secret())
+    secret_file = (
+        env.cluster / ".kuik" / "secrets" / "apps" / "kuik-mirror-creds-0123456789abcdef.yaml"
+    )
+    assert secret_file.exists()
+
+    env.remove("mirrors.yaml")
+    env.wait("the CR to be released", lambda: not state.exists())
+    assert get_manifest(mirror, "m8/gc/app", "1").status == 404
+    assert not secret_file.exists()
+    assert any("m8/gc/app:1" in e["note"] for e in env.events("MirrorDeleted"))
+    metrics = env.processes[0].metrics()
+    for name in (
+        'kube_image_keeper_replicator_copies_total{result="copied"} 1.0',
+        "kube_image_keeper_replicator_copy_bytes_total",
+        "kube_image_keeper_replicator_copy_duration_seconds_bucket",
+        'kube_image_keeper_replicator_queue_depth{lane="expedite"}',
+        "kube_image_keeper_replicator_jobs_in_flight 0.0",
+        'kube_image_keeper_replicator_deletions_total{result="deleted"} 1.0',
+        'kube_image_keeper_replicator_is_leader{role="replicator:',
+    ):
+        assert name in metrics, name

@@ -151,7 +151,11 @@ class Leader:
         used_destinations: set[str] = set()
         next_due: timedelta | None = None
         for resource in mirrors:
-            due = await self._reconcile(resource, mirrors, now, jobs, used_destinations)
+            try:
+                due = await self._reconcile(resource, mirrors, now, jobs, used_destinations)
+            except ClusterError as exc:  # one CR's trouble never stops the others
+                log.warning("reconcile failed", resource=resource.key, error=str(exc))
+                continue
             if due is not None and (next_due is None or due < next_due):
                 next_due = due
         await self._enqueue(jobs)

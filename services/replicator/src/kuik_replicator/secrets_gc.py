@@ -12,7 +12,7 @@ from __future__ import annotations
 import structlog
 
 from kuikcore.api import SECRET_CLEANUP_FINALIZER, ClusterImageSetMirror, ClusterReplicatedImageSet
-from kuikcore.cluster import ClusterSource, NotFoundError
+from kuikcore.cluster import ClusterError, ClusterSource, NotFoundError
 
 __all__ = ["SECRET_OWNER_KINDS", "reconcile_secret_owner"]
 
@@ -48,4 +48,8 @@ async def reconcile_secret_owner(
         await cluster.remove_finalizer(resource.KIND, "", meta.name, SECRET_CLEANUP_FINALIZER)
         return deleted
     except NotFoundError:
+        return 0
+    except ClusterError as exc:
+        # keep the finalizer: the next pass tries again
+        log.warning("pull-secret cleanup failed", owner=resource.key, error=str(exc))
         return 0
