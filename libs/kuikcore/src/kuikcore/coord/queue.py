@@ -419,7 +419,9 @@ class JobQueue:
             await worker.run(handler, concurrency=concurrency)
 
     # settling (called by Delivery) -----------------------------------------------------------
-    async def _settle(self, delivery: Delivery, *, error: str | None, delay: float | None) -> int:
+    async def _settle(
+        self, delivery: Delivery, *, error: str | None, delay: float | None, counted: bool = True
+    ) -> int:
         lane, envelope = delivery.lane, delivery.envelope
         stream = self.stream(lane)
         job_key = self.coord.keys.job(self.name, envelope.key)
@@ -432,7 +434,6 @@ class JobQueue:
             self.coord.keys.delayed(self.name, lane),
             self.coord.keys.dead(self.name),
         ]
-        counted = delay is None or delay > 0
         next_envelope = envelope.failed(error, count=counted)
         delay_ms = -1 if delay is None else int(delay * 1000)
         args: list[str | int] = [
@@ -488,14 +489,16 @@ class Delivery:
 
     async def release(self) -> bool:
         """Give the job back untouched (shutdown): another worker may take it at once."""
-        return await self._settle(self.envelope.error or "released", 0.0)
+        return await self._settle(self.envelope.error or "released", 0.0, counted=False)
 
-    async def _settle(self, error: str | None, delay: float | None) -> bool:
+    async def _settle(
+        self, error: str | None, delay: float | None, *, counted: bool = True
+    ) -> bool:
         if self.settled:
             raise RuntimeError(f"delivery {self.id} of {self.envelope.key!r} is already settled")
         self.settled = True
         self.worker.forget(self)
-        result = await self.queue._settle(self, error=error, delay=delay)
+        result = await self.queue._settle(self, error=error, delay=delay, counted=counted)
         if result == -1:
             self.lost = True
         return result != -1
