@@ -6,10 +6,11 @@ import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trustme
-from redis.exceptions import AuthenticationError, ConnectionError
+from redis.exceptions import AuthenticationError, ConnectionError, ReadOnlyError
 
 from kuikcore.coord import ROUTINE, Coord, Enqueued, Job, JobQueue, connect
 from kuikcore.testing import RedisServer
@@ -159,3 +160,53 @@ async def test_sentinel_url_finds_the_master(redis_server: RedisServer, tmp_path
     finally:
         sentinel.kill()
         await sentinel.wait()
+
+
+async def test_sentinel_failover_keeps_the_queue(tmp_path: Path) -> None:
+    """The master dies; Sentinel promotes its replica; the same client carries on, with the jobs
+    that were replicated before the crash."""
+    master = ConfiguredRedis(extra=["--repl-diskless-sync-delay", "0"]).start()
+    replica = ConfiguredRedis(extra=["--replicaof", master.host, str(master.port)]).start()
+    port = free_port()
+    conf = tmp_path / "sentinel.conf"
+    conf.write_text(
+        f"port {port}\nbind 127.0.0.1\ndir {tmp_path}\n"
+        f"sentinel monitor kuik-ha {master.host} {master.port} 1\n"
+        "sentinel down-after-milliseconds kuik-ha 300\n"
+        "sentinel failover-timeout kuik-ha 2000\n"
+    )
+    sentinel = await asyncio.create_subprocess_exec(
+        "redis-server", str(conf), "--sentinel",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    coord = connect(f"redis+sentinel://127.0.0.1:{port}/kuik-ha", retries=5)
+    try:
+        await asyncio.to_thread(wait_for_port, "127.0.0.1", port, 10)
+        queue = JobQueue(coord, "probe", [Ping])
+        await queue.enqueue_many([Ping(n=i) for i in range(10)])
+        # the replica has every write before the crash (replication is asynchronous otherwise)
+        while await coord.redis.wait(1, 1000) < 1:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        master.kill()
+        probe = connect(f"redis://127.0.0.1:{port}/0")
+        try:
+            while True:  # Sentinel's own clock decides: poll until it names the replica
+                address: Any = await probe.redis.sentinel_get_master_addr_by_name("kuik-ha")
+                if address and int(address[1]) == replica.port:
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            await probe.aclose()
+        while True:  # the promoted replica may still be read-only for a moment
+            try:
+                assert await queue.enqueue(Ping(n=10)) is Enqueued.QUEUED
+                break
+            except ReadOnlyError:
+                await asyncio.sleep(0.1)
+        assert (await queue.stats()).lanes[ROUTINE].ready == 11
+    finally:
+        await coord.aclose()
+        sentinel.kill()
+        await sentinel.wait()
+        replica.cleanup()
+        master.cleanup()
