@@ -111,7 +111,7 @@ json_values = st.recursive(
 json_objects = st.dictionaries(st.text(max_size=4), json_values, max_size=5)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(json_objects, json_objects)
 def test_merge_patch_between_turns_old_into_new(old: dict[str, Any], new: dict[str, Any]) -> None:
     """Checked with the API fake's independent RFC 7386 implementation."""

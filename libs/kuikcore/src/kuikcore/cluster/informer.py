@@ -170,8 +170,12 @@ class Informer:
         loop = asyncio.get_running_loop()
         resync_at = loop.time() + self._settings.resync_period
         while loop.time() < resync_at:
+            started = loop.time()
             try:
                 await self._watch(resync_at - loop.time())
+                if loop.time() - started < 1.0 and resync_at - loop.time() > 1.0:
+                    # ended cleanly at once (a proxy closing streams?): do not spin
+                    await self._pause("watch ended at once", ConnectionError("empty watch"))
             except _Expired:
                 log.info("watch expired, relisting", kind=self.kind, version=self.version)
                 self.expirations += 1
