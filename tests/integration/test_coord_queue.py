@@ -173,6 +173,31 @@ async def test_a_job_is_in_flight_until_acked_and_release_gives_it_back(coord: C
     assert await idle(queue)
 
 
+async def test_consume_iterates_and_gives_back_what_it_held_when_closed(coord: Coord) -> None:
+    queue = make_queue(coord, visibility_timeout=60.0)  # only a release can free an entry fast
+    await queue.enqueue_many([Copy(source=str(i)) for i in range(3)])
+    acked: list[str] = []
+    consumer = queue.consume(batch=2)
+    async for delivery in consumer:
+        assert isinstance(delivery.job, Copy)
+        if len(acked) == 2:
+            break  # the third is in hand, unsettled
+        await delivery.ack()
+        acked.append(delivery.job.source)
+    await consumer.aclose()
+    stats = await queue.stats()
+    assert stats.lanes[ROUTINE].in_flight == 0
+    assert stats.lanes[ROUTINE].ready + stats.lanes[ROUTINE].delayed == 1
+    rest: list[str] = []
+
+    async def handler(d: Delivery) -> None:
+        assert isinstance(d.job, Copy)
+        rest.append(d.job.source)
+
+    await run_until(queue, handler, lambda: idle(queue))
+    assert sorted(acked + rest) == ["0", "1", "2"]
+
+
 async def test_reclaimed_entry_cannot_be_settled_by_its_old_owner(coord: Coord) -> None:
     queue = make_queue(coord, visibility_timeout=0.3)
     await queue.enqueue(Copy(source="slow"))

@@ -24,7 +24,7 @@ import asyncio
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -401,7 +401,9 @@ class JobQueue:
         """A consumer of this queue; use as `async with queue.worker() as w: ...`."""
         return Worker(self, name or default_identity())
 
-    async def consume(self, name: str | None = None, *, batch: int = 16) -> AsyncIterator[Delivery]:
+    async def consume(
+        self, name: str | None = None, *, batch: int = 16
+    ) -> AsyncGenerator[Delivery, None]:
         """Deliveries one by one, forever (an async generator); ack or fail each one."""
         async with self.worker(name) as worker:
             async for delivery in worker.deliveries(batch=batch):
@@ -711,7 +713,7 @@ class Worker:
                     ready.append(delivery)
         return ready
 
-    async def deliveries(self, *, batch: int = 16) -> AsyncIterator[Delivery]:
+    async def deliveries(self, *, batch: int = 16) -> AsyncGenerator[Delivery, None]:
         """Deliveries one by one, forever."""
         while True:
             for delivery in await self.fetch(batch):
