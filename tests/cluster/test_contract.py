@@ -44,7 +44,7 @@ class World(Protocol):
 
     async def put(self, obj: JSON) -> None: ...
     async def delete(self, kind: str, namespace: str, name: str) -> None: ...
-    async def open(self) -> ClusterSource: ...
+    async def open(self, **options: Any) -> ClusterSource: ...
 
 
 class KubernetesWorld:
@@ -66,9 +66,9 @@ class KubernetesWorld:
         api_version = "v1" if kind in (POD, SECRET) else KUIK
         self.server.delete(api_version, kind, namespace or None, name)
 
-    async def open(self) -> ClusterSource:
+    async def open(self, **options: Any) -> ClusterSource:
         client = self.server.api_client()
-        cluster = KubernetesCluster(client, settings=FAST)
+        cluster = KubernetesCluster(client, settings=FAST, **options)
         self.opened.append((cluster, client))
         await cluster.start()
         async with asyncio.timeout(20):
@@ -100,8 +100,8 @@ class LocalWorld:
     async def delete(self, kind: str, namespace: str, name: str) -> None:
         self.path(kind, namespace, name).unlink()
 
-    async def open(self) -> ClusterSource:
-        cluster = LocalCluster(self.root)
+    async def open(self, **options: Any) -> ClusterSource:
+        cluster = LocalCluster(self.root, **options)
         self.opened.append(cluster)
         await cluster.start()
         await cluster.wait_synced()
@@ -407,3 +407,21 @@ async def test_an_invalid_status_is_refused_and_nothing_written(world: World) ->
     await asyncio.sleep(0.3)
     assert cluster.store.resource(CISA, "", "avail").status.image_count == 1
     assert cluster.problems() == []
+
+
+async def test_watching_fewer_kinds(world: World) -> None:
+    """What the webhook does: kuik resources only, Secrets read on demand, no Pod cache."""
+    await world.put(pod("a", "p", "nginx"))
+    await world.put(cism("m"))
+    await world.put(secret("a", "creds", token="dA=="))
+    await world.put(secret("a", "kuik-copy", labels={OWNER_UID_LABEL: "u"}))
+    cluster = await world.open(kinds=[CISM])
+    assert cluster.store.pods() == []
+    assert cluster.store.secrets() == []
+    assert [r.name for r in cluster.store.resources(CISM)] == ["m"]
+    fetched = await cluster.get_secret("a", "creds")
+    assert fetched is not None
+    assert fetched["data"] == {"token": "dA=="}
+    await cluster.apply_secret(secret("b", "kuik-new", labels={OWNER_UID_LABEL: "u"}))
+    assert (await cluster.get_secret("b", "kuik-new")) is not None
+    assert cluster.store.secrets() == []

@@ -381,8 +381,10 @@ class LocalCluster:
     def _take(self, snapshot: _Snapshot, manifest: Manifest, mtime: str) -> None:
         raw = manifest.obj
         kind = raw.get("kind")
-        if not isinstance(kind, str) or kind not in self._kinds:
-            return  # other kinds (Deployments, ConfigMaps...) are not kuik's business
+        if not isinstance(kind, str) or (kind not in self._kinds and kind != SECRET):
+            # other kinds (Deployments, ConfigMaps...) are not kuik's business; Secrets are
+            # always read, for `get_secret`, even when not published to the store
+            return
         found = raw.get("metadata")
         meta: JSON = found if isinstance(found, dict) else {}
         name = meta.get("name")
