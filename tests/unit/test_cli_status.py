@@ -1,0 +1,96 @@
+"""`kuik status`: kind names, selection and the text tables (the e2e suite covers --json end to end)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from rich.console import Console
+
+from kuikcore.api import parse_resource
+from kuikcore.cli.status import command, find_kind, render, select
+
+
+def resource(kind: str, name: str, namespace: str | None = None, **body: Any) -> Any:
+    meta: dict[str, Any] = {"name": name}
+    if namespace:
+        meta["namespace"] = namespace
+    return parse_resource(
+        {"apiVersion": "kuik.enix.io/v1alpha1", "kind": kind, "metadata": meta, **body}
+    )
+
+
+def test_find_kind_accepts_names_plurals_and_short_names() -> None:
+    assert find_kind("cism") == "ClusterImageSetMirror"
+    assert find_kind("ImageSetMirrors".lower()) == "ImageSetMirror"
+    assert find_kind("ClusterImageSetAvailability") == "ClusterImageSetAvailability"
+    with pytest.raises(ValueError, match="unknown kind 'pods'"):
+        find_kind("pods")
+
+
+def test_select_by_name_and_namespace() -> None:
+    items = [resource("ImageSetMirror", "m", "a"), resource("ImageSetMirror", "m", "b")]
+    assert [r.metadata.namespace for r in select(items, "m")] == ["a", "b"]
+    assert [r.metadata.namespace for r in select(items, "b/m")] == ["b"]
+    assert select(items, "c/m") == []
+
+
+def test_render_mirror_and_availability_tables() -> None:
+    mirror = resource(
+        "ClusterImageSetMirror",
+        "all",
+        spec={"mirrors": [{"registry": "m.example", "path": "/m"}]},
+        status={
+            "matchingImages": [
+                {
+                    "image": "docker.io/library/nginx:1.27",
+                    "mirrors": [
+                        {
+                            "image": "m.example/m/library/nginx:1.27",
+                            "mirroredAt": "2026-11-28T12:00:00Z",
+                            "digest": "sha256:" + "a" * 64,
+                            "platforms": ["linux/amd64"],
+                        }
+                    ],
+                }
+            ]
+        },
+    )
+    cisa = resource(
+        "ClusterImageSetAvailability",
+        "watch",
+        status={
+            "images": [
+                {"image": "docker.io/library/redis:7", "status": "NotFound", "lastError": "gone"}
+            ]
+        },
+    )
+    console = Console(record=True, width=300)
+    render([mirror, cisa, resource("ClusterReplicatedImageSet", "r")], console)
+    text = console.export_text()
+    for expected in (
+        "ClusterImageSetMirror/all",
+        "m.example/m/library/nginx:1.27",
+        "2026-11-28T12:00:00Z",
+        "sha256:aaaaaaaaaaaa",
+        "linux/amd64",
+        "ClusterImageSetAvailability/watch",
+        "NotFound",
+        "gone",
+        "ClusterReplicatedImageSet/r: no status",
+    ):
+        assert expected in text, expected
+
+
+def test_unknown_kind_and_missing_name_exit_2(tmp_path: Any) -> None:
+    runner = CliRunner()
+    result = runner.invoke(command, ["pods", "--cluster", f"dir:{tmp_path}"])
+    assert result.exit_code == 2
+    assert "unknown kind 'pods'" in result.output
+    result = runner.invoke(command, ["cism/nope", "--cluster", f"dir:{tmp_path}"])
+    assert result.exit_code == 2
+    assert "cism/nope not found" in result.output
+    result = runner.invoke(command, ["--cluster", f"dir:{tmp_path}", "--json"])
+    assert result.exit_code == 0
+    assert result.output.strip().replace("\n", "").replace(" ", "") == '{"items":[]}'
