@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -14,19 +13,11 @@ from click.testing import CliRunner
 from kuikcore.cli import main
 from kuikcore.testing.images import push_image, synthetic_image, synthetic_index
 from kuikcore.testing.registry import RegistryServer
+from tests.integration.test_registry_copy import skopeo_raw
 
 
 def kuik(*args: str) -> Any:
     return CliRunner().invoke(main, list(args), catch_exceptions=False)
-
-
-def skopeo_raw(ref: str) -> bytes:
-    return subprocess.run(
-        ["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{ref}"],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    ).stdout
 
 
 def test_copy_all_summary_and_byte_identical_manifests(
