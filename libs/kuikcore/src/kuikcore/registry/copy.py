@@ -411,8 +411,11 @@ async def copy(
                     await copier.copy_image(top, config)
                 await copier.push(top.raw, top.media_type, _push_target(target, digest))
     finally:
-        for task in copier.blobs.values():
+        # on failure or cancellation no blob copy outlives the call (and none leaks an error)
+        tasks = list(copier.blobs.values())
+        for task in tasks:
             task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     tally = copier.tally
     return CopyResult(
