@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from kuikcore.registry import (
+    Deadline,
     NotFound,
     PlatformNotFound,
     RegistryClient,
@@ -248,3 +249,21 @@ async def test_concurrent_copies_upload_a_shared_base_layer_once(
     own = sum(b.size for image in images for b in image.blobs) - 3 * base_size
     assert sum(r.bytes_moved for r in results) == own + base_size
     assert sum(r.blobs_mounted for r in results) == 2
+
+
+async def test_copy_within_one_registry_without_mount_never_starves_uploads(
+    registry: RegistryServer,
+) -> None:
+    index = synthetic_index("s35", layers=1, layer_size=3 << 20)  # more than socket buffers
+    push_image(registry, "copy/nomount-src", "v1", index)
+    # one connection per pool: downloads held open must not block the uploads they feed
+    async with RegistryClient(mount=False, connections_per_host=1, blob_concurrency=4) as tight:
+        result = await tight.copy(
+            f"{registry.host}/copy/nomount-src:v1",
+            f"{registry.host}/copy/nomount-dst:v1",
+            all_platforms=True,
+            deadline=Deadline.after(30),
+        )
+    assert result.blobs_mounted == 0
+    assert result.blobs_copied == len(index.blobs)
+    assert skopeo_raw(f"{registry.host}/copy/nomount-dst:v1") == index.manifest_bytes

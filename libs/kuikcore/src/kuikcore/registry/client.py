@@ -142,7 +142,8 @@ class RegistryClient:
 
     `tls` maps a registry host to its `RegistryTLS` options (or is a lookup function, e.g. the
     operator config's `registry_tls`). `blob_concurrency` bounds parallel blob copies per copy;
-    `chunk_size` switches uploads from one streamed PUT to PATCH chunks of that many bytes.
+    `chunk_size` switches uploads from one streamed PUT to PATCH chunks of that many bytes;
+    `mount=False` never asks for cross-repository mounts (registries or policies refusing them).
     """
 
     def __init__(
@@ -153,6 +154,7 @@ class RegistryClient:
         connections_per_host: int = 16,
         blob_concurrency: int = 6,
         chunk_size: int | None = None,
+        mount: bool = True,
         user_agent: str = "kuik",
     ) -> None:
         if tls is None:
@@ -175,6 +177,7 @@ class RegistryClient:
         self.blob_concurrency = blob_concurrency
         self.chunk_size = chunk_size
         self.locations = BlobLocations()
+        self.mount = mount
 
     @classmethod
     def from_config(cls, config: _ConfigLike, **kwargs: Any) -> RegistryClient:
@@ -402,6 +405,7 @@ class RegistryClient:
             scopes=(scope_for(ref.repository, PULL),),
             credentials=credentials,
             deadline=deadline,
+            pool="download",
         )
 
     async def start_upload(

@@ -189,7 +189,7 @@ class _Copier:
         host = api_host(self.dst.registry_host)
         sources = self.client.locations.mount_sources(host, desc.digest, self.dst.repository)
         # one mount attempt: a refused mount still opens the upload session used below
-        mount = (desc.digest, sources[0]) if sources else None
+        mount = (desc.digest, sources[0]) if sources and self.client.mount else None
         location = await self.client.start_upload(
             self.dst, mount=mount, credentials=self.dst_creds, deadline=self.deadline
         )

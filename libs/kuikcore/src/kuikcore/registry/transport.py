@@ -17,7 +17,7 @@ from collections.abc import AsyncIterable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from email.utils import parsedate_to_datetime
-from typing import Final
+from typing import Final, Literal
 
 import aiohttp
 from yarl import URL
@@ -37,6 +37,7 @@ from kuikcore.registry.errors import (
 __all__ = [
     "RETRY_STATUSES",
     "Deadline",
+    "Pool",
     "RegistryTLS",
     "RetryPolicy",
     "TLSLookup",
@@ -88,6 +89,7 @@ class RegistryTLS:
 
 
 TLSLookup = Callable[[str], RegistryTLS | None]
+Pool = Literal["api", "download"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +168,7 @@ class Transport:
     read_timeout: float = 60.0  # a stalled body without a deadline fails after this much silence
     user_agent: str = "kuik"
     tokens: TokenCache = field(default_factory=TokenCache)
-    _sessions: dict[str, aiohttp.ClientSession] = field(default_factory=dict)
+    _sessions: dict[tuple[str, str], aiohttp.ClientSession] = field(default_factory=dict)
     _schemes: dict[str, str] = field(default_factory=dict)
     _challenges: dict[str, Challenge] = field(default_factory=dict)
     _scheme_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
@@ -191,8 +193,14 @@ class Transport:
             return context
         return True
 
-    def session(self, host: str) -> aiohttp.ClientSession:
-        session = self._sessions.get(host)
+    def session(self, host: str, pool: Pool = "api") -> aiohttp.ClientSession:
+        """The pooled session for `host`; blob downloads get a pool of their own.
+
+        A copy holds a download open while its upload runs: with one pool per host, a copy
+        within one registry could fill every connection with downloads whose uploads then wait
+        forever for a free one.
+        """
+        session = self._sessions.get((host, pool))
         if session is None or session.closed:
             connector = aiohttp.TCPConnector(
                 limit=self.connections_per_host,
@@ -207,7 +215,7 @@ class Transport:
                 trust_env=True,
                 read_bufsize=READ_BUFSIZE,
             )
-            self._sessions[host] = session
+            self._sessions[(host, pool)] = session
         return session
 
     async def base_url(self, host: str, deadline: Deadline) -> str:
@@ -342,6 +350,7 @@ class Transport:
         ok: frozenset[int] = frozenset({200}),
         deadline: Deadline | None = None,
         allow_redirects: bool = True,
+        pool: Pool = "api",
     ) -> aiohttp.ClientResponse:
         """Send one API request; return the response (caller reads and releases it) or raise.
 
@@ -366,7 +375,7 @@ class Transport:
                 authorization = await self._authorization(host, scopes, credentials, deadline)
                 if authorization:
                     send_headers["Authorization"] = authorization
-                response = await self.session(host).request(
+                response = await self.session(host, pool).request(
                     method,
                     url,
                     headers=send_headers,
