@@ -8,7 +8,8 @@ export UV_FROZEN := 1
 
 help:
 	@echo "make install   uv, the locked Python environment, and the Debian packages tests need"
-	@echo "make test      install, lint, then the whole test suite (what CI runs)"
+	@echo "make test      install, install-docker, lint, then the whole test suite (what CI runs)"
+	@echo "make install-docker  Debian's docker.io and mmdebstrap (image tests; large, so separate)"
 	@echo "make lint      ruff check, ruff format --check, mypy"
 	@echo "make bench     benchmarks in bench/ (results: docs/benchmarks.md)"
 
@@ -25,7 +26,7 @@ lint:
 pytest:
 	$(UV) run pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
-test: install lint pytest
+test: install install-docker lint pytest
 
 bench: install
 	$(UV) run python -m bench
@@ -33,3 +34,7 @@ bench: install
 .PHONY: crds
 crds:  ## regenerate the CRDs from kuikcore.api.models (tests fail when the committed ones are stale)
 	$(UV) run python -m kuikcore.api.crd charts/kube-image-keeper/crds
+
+.PHONY: install-docker
+install-docker:  ## dockerd + mmdebstrap for the image tests (large: only `make test` pulls them in)
+	@scripts/install-system-packages.sh --docker

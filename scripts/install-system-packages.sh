@@ -1,14 +1,26 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests, benchmarks and demo run for real:
 # redis-server, docker-registry (distribution v2) and skopeo (benchmark baseline).
+# With --docker (make install-docker, which make test runs): docker.io (dockerd, containerd,
+# runc, client) and mmdebstrap, for the image tests; large, so only the targets that build
+# images ask for them.
 # As root: apt-get installs what is missing. Otherwise: says what to run.
 set -euo pipefail
+export PATH="$PATH:/usr/sbin:/sbin"
 
 declare -A binary_of=(
   [redis-server]=redis-server
   [docker-registry]=docker-registry
   [skopeo]=skopeo
 )
+services=(docker-registry redis-server)
+if [ "${1:-}" = "--docker" ]; then
+  binary_of=(
+    [docker.io]=dockerd
+    [mmdebstrap]=mmdebstrap
+  )
+  services=(docker containerd)
+fi
 missing=()
 for pkg in "${!binary_of[@]}"; do
   command -v "${binary_of[$pkg]}" >/dev/null 2>&1 || missing+=("$pkg")
@@ -24,7 +36,8 @@ echo "kuik: installing Debian packages: ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-# The package starts a registry and a redis on their default ports; tests use their own.
-for svc in docker-registry redis-server; do
+# The packages start a registry, a redis or a system dockerd (bridge, iptables) of their own;
+# tests start their own on private ports and sockets.
+for svc in "${services[@]}"; do
   (command -v service >/dev/null && service "$svc" stop >/dev/null 2>&1) || true
 done

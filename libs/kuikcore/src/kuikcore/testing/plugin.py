@@ -16,6 +16,14 @@ import redis.asyncio as aioredis
 
 from kuikcore.coord import Coord, connect
 from kuikcore.testing.apiserver import FakeApiServer
+from kuikcore.testing.docker import (
+    BASE_IMAGE,
+    KUIK_IMAGE,
+    DockerDaemon,
+    debian_base_tarball,
+    docker_missing,
+    local_ca_certificates,
+)
 from kuikcore.testing.redis import RedisServer
 from kuikcore.testing.registry import RegistryServer
 
@@ -121,3 +129,42 @@ def registry_factory() -> Iterator[Callable[..., RegistryServer]]:
     yield make
     for server in made:
         server.cleanup()
+
+
+# ---------------------------------------------------------------------------------------------
+# Private Docker daemon and kuik's image (owner: shipping helper; kuikcore.testing.docker)
+# Tests using these mark themselves `xdist_group("docker")` (one daemon, one build per run) and
+# `timeout(900)` (the first one pays the image build). Without root or the Debian packages they
+# skip, naming what is missing; with CI set they fail instead, since CI must run them.
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def docker_daemon() -> Iterator[DockerDaemon]:
+    """Debian's dockerd on a private socket (no bridge, no iptables), stopped by PID after."""
+    missing = docker_missing()
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(f"docker tests must run in CI, but: {missing}")
+        pytest.skip(missing)
+    daemon = DockerDaemon().start()
+    yield daemon
+    daemon.stop()
+
+
+@pytest.fixture(scope="session")
+def debian_base_image(docker_daemon: DockerDaemon) -> str:
+    """`localhost/debian-base`: mmdebstrap minbase bookworm (cached across runs), imported."""
+    return docker_daemon.import_image(debian_base_tarball(), BASE_IMAGE)
+
+
+@pytest.fixture(scope="session")
+def kuik_image(
+    request: pytest.FixtureRequest, docker_daemon: DockerDaemon, debian_base_image: str
+) -> str:
+    """kuik's image built from the repository's Dockerfile on the local Debian base."""
+    return docker_daemon.build(
+        request.config.rootpath,
+        KUIK_IMAGE,
+        build_args={"BASE_IMAGE": debian_base_image, "EXTRA_CA_CERTS": local_ca_certificates()},
+    )

@@ -1,0 +1,69 @@
+# kuik: one image, three entry points (kuik-webhook, kuik-replicator, kuik-monitor) and the
+# `kuik` CLI. See docs/architecture.md "Chart and images" for why one image.
+#
+#   docker build -t kube-image-keeper .
+#   docker build --build-arg BASE_IMAGE=localhost/debian-base -t kube-image-keeper .
+#
+# BASE_IMAGE is any Debian bookworm image; Python comes from Debian's python3 in both stages,
+# so the build is the same with the public slim image and with a local `mmdebstrap` base.
+# Works with BuildKit and with the classic builder (docker-compose 1.29 builds with it).
+
+ARG BASE_IMAGE=debian:bookworm-slim
+
+FROM ${BASE_IMAGE} AS build
+# EXTRA_CA_CERTS: PEM certificates trusted by this stage only (a TLS-intercepting proxy on the
+# way to PyPI). They never reach the final image.
+ARG EXTRA_CA_CERTS=""
+ARG UV_VERSION=0.13.9
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && if [ -n "$EXTRA_CA_CERTS" ]; then \
+      printf '%s\n' "$EXTRA_CA_CERTS" > /usr/local/share/ca-certificates/build-extra.crt \
+      && update-ca-certificates >/dev/null; \
+    fi \
+ && python3 -m venv /opt/uv \
+ && PIP_CERT=/etc/ssl/certs/ca-certificates.crt /opt/uv/bin/pip install --quiet --no-cache-dir "uv==${UV_VERSION}"
+ENV UV_PYTHON=/usr/bin/python3 \
+    UV_PYTHON_DOWNLOADS=never \
+    UV_PROJECT_ENVIRONMENT=/opt/kuik \
+    UV_COMPILE_BYTECODE=1 \
+    UV_LINK_MODE=copy \
+    UV_NO_CACHE=1 \
+    UV_NATIVE_TLS=1
+WORKDIR /src
+# Third-party dependencies first, from the lock file only: this layer survives source edits.
+COPY pyproject.toml uv.lock ./
+COPY libs/kuikcore/pyproject.toml libs/kuikcore/
+COPY services/webhook/pyproject.toml services/webhook/
+COPY services/replicator/pyproject.toml services/replicator/
+COPY services/monitor/pyproject.toml services/monitor/
+RUN /opt/uv/bin/uv sync --frozen --no-dev --all-packages --no-install-workspace --no-editable
+COPY libs/kuikcore/src libs/kuikcore/src
+COPY services/webhook/src services/webhook/src
+COPY services/replicator/src services/replicator/src
+COPY services/monitor/src services/monitor/src
+RUN /opt/uv/bin/uv sync --frozen --no-dev --all-packages --no-editable \
+ && /opt/kuik/bin/kuik-webhook --help >/dev/null
+
+# The final image: the base, Debian's python3 (the interpreter /opt/kuik links to, at the same
+# path as in the build stage), CA certificates for registries over HTTPS, and the venv.
+# Built in parallel with the build stage by BuildKit.
+FROM ${BASE_IMAGE}
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 ca-certificates \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb
+ARG KUIK_BUILD_REVISION=""
+ARG KUIK_BUILD_DATE=""
+COPY --from=build /opt/kuik /opt/kuik
+ENV PATH=/opt/kuik/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    KUIK_BUILD_REVISION=${KUIK_BUILD_REVISION} \
+    KUIK_BUILD_DATE=${KUIK_BUILD_DATE}
+# 65532: the same non-root uid as upstream's distroless image, so existing PodSecurity and
+# securityContext settings carry over. No home, no shell login; the root filesystem can be read-only.
+USER 65532:65532
+WORKDIR /
+EXPOSE 8080 9443
+CMD ["kuik", "--help"]
