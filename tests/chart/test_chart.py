@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import tomllib
 from pathlib import Path
 
 import helm_python as helm
@@ -494,7 +495,12 @@ def test_rbac_is_least_privilege(defaults: Rendered) -> None:
     writers = {s for s, r in rules.items() if _allows(r, "", "secrets", "create")}
     deleters = {s for s, r in rules.items() if _allows(r, "", "secrets", "delete")}
     assert (writers, deleters) == ({"webhook"}, {"replicator"})
-    assert not _allows(rules["monitor"], "", "secrets", "list")
+    for verb in ("create", "update", "patch", "delete"):
+        assert not _allows(rules["monitor"], "", "secrets", verb)
+    # The cluster id is the kube-system Namespace's UID: that one Namespace, read only.
+    for service in ("webhook", "replicator"):
+        [rule] = [r for r in rules[service] if "namespaces" in r["resources"]]
+        assert (rule["resourceNames"], rule["verbs"]) == (["kube-system"], ["get"])
     # Status: the replicator owns (C)ISM status and finalizers, the monitor CISA status.
     assert _allows(rules["replicator"], "kuik.enix.io", "clusterimagesetmirrors/status", "patch")
     assert _allows(rules["replicator"], "kuik.enix.io", "clusterreplicatedimagesets", "patch")
@@ -611,3 +617,34 @@ def test_verbosity_sets_every_service_log_level(chart: ChartRenderer) -> None:
     rendered = chart.render({"global": {"verbosity": "DEBUG"}})
     for service in SERVICES:
         assert "--log-level=debug" in _container(rendered.component("Deployment", service))["args"]
+
+
+def test_bundled_redis_network_policy_admits_only_this_release(chart: ChartRenderer) -> None:
+    rendered = chart.render({"redis": {"networkPolicy": {"enabled": True}}})
+    policy = rendered.component("NetworkPolicy", "redis")
+    kubernetes_validate.validate(copy.deepcopy(policy), "1.27", strict=True)
+    [rule] = policy["spec"]["ingress"]
+    peer = rule["from"][0]["podSelector"]["matchLabels"]
+    for service in SERVICES:
+        labels = rendered.component("Deployment", service)["spec"]["template"]["metadata"]
+        assert _matches(peer, labels["labels"])
+    other = {"app.kubernetes.io/name": "kube-image-keeper", "app.kubernetes.io/instance": "other"}
+    assert not _matches(peer, other)
+
+
+def test_chart_app_version_is_the_packages_version() -> None:
+    chart_meta = yaml.safe_load((CHART_DIR / "Chart.yaml").read_text())
+    root = CHART_DIR.parents[1]
+    for pyproject in (
+        "libs/kuikcore",
+        "services/webhook",
+        "services/replicator",
+        "services/monitor",
+    ):
+        project = tomllib.loads((root / pyproject / "pyproject.toml").read_text())["project"]
+        assert project["version"] == chart_meta["appVersion"], pyproject
+    for name in SERVICES:
+        sub = yaml.safe_load((CHART_DIR / "charts" / name / "Chart.yaml").read_text())
+        assert sub["appVersion"] == chart_meta["appVersion"]
+        [dep] = [d for d in chart_meta["dependencies"] if d["name"] == name]
+        assert (dep["version"], dep["condition"]) == (sub["version"], f"{name}.enabled")
