@@ -56,23 +56,27 @@ class DockerError(RuntimeError):
     """A docker command failed; the message carries the command and the end of its output."""
 
 
-def _find(name: str) -> str | None:
-    return shutil.which(
-        name, path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
-    )
+def _search_path() -> str:
+    """PATH plus the sbin directories where Debian puts dockerd and runc."""
+    return os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
 
 
-def docker_missing() -> str | None:
-    """Why a private dockerd cannot run here, or None when it can."""
-    missing = [
-        tool for tool in ("dockerd", "containerd", "runc", "mmdebstrap") if _find(tool) is None
-    ]
-    if _client() is None:
-        missing.append("docker")
+def _find(name: str, path: str | None = None) -> str | None:
+    return shutil.which(name, path=_search_path() if path is None else path)
+
+
+def docker_missing(*, path: str | None = None, euid: int | None = None) -> str | None:
+    """Why a private dockerd cannot run here, or None when it can.
+
+    `path` (default: PATH and the sbin directories) and `euid` (default: this process's) are
+    where to look and who asks.
+    """
+    tools = ("dockerd", "containerd", "runc", "mmdebstrap", "docker")
+    missing = [tool for tool in tools if _find(tool, path) is None]
     reasons = []
     if missing:
         reasons.append(f"{', '.join(missing)} not found: {INSTALL_HINT}")
-    if os.geteuid() != 0:
+    if (os.geteuid() if euid is None else euid) != 0:
         reasons.append("dockerd needs root (these tests run as root in CI)")
     return "; ".join(reasons) or None
 
