@@ -416,3 +416,34 @@ def test_cache_key_includes_credentials() -> None:
     assert a.cache_key != b.cache_key
     assert a.cache_key[0] == b.cache_key[0]
     assert "p1" not in repr(a.cache_key)
+
+
+# --- routing cache ------------------------------------------------------------------------
+
+
+def test_route_cache_reuses_routes_of_identical_pods_until_invalidated() -> None:
+    from kuik_webhook.routes import RouteCache
+
+    asked: list[str] = []
+    crs = [cism()]
+
+    def resources(namespace: str) -> list[Resource]:
+        asked.append(namespace)
+        return crs
+
+    cache = RouteCache(resources, RoutingOptions())
+    first = pod([{"name": "web", "image": "registry.local/web:1"}])
+    twin = copy.deepcopy(first)
+    twin["metadata"]["name"] = "other-replica"
+    plans = [plan_admission(request(p), router=cache.route) for p in (first, twin)]
+    assert asked == ["apps"]  # the second Pod of the "ReplicaSet" was routed from the cache
+    assert plans[0].targets == plans[1].targets
+    assert plans[0].targets == plan_admission(request(first), crs, RoutingOptions()).targets
+    labelled = copy.deepcopy(first)
+    labelled["metadata"]["labels"] = {"canary": "true"}  # filters may select on labels
+    plan_admission(request(labelled), router=cache.route)
+    assert asked == ["apps", "apps"]
+    crs[:] = [cism(registry="elsewhere.local")]
+    cache.invalidate()  # what a CR change does
+    plan = plan_admission(request(first), router=cache.route)
+    assert plan.targets[0].route.alternatives[-1].image == "elsewhere.local/m/web:1"

@@ -22,6 +22,7 @@ from kuik_webhook.admission import AdmissionRequest, MalformedReview, decode_rev
 from kuik_webhook.chooser import Candidate, Chooser, Decision
 from kuik_webhook.metrics import WebhookMetrics
 from kuik_webhook.plan import NotAPod, Plan, Slot, Target, build_patch, plan_admission
+from kuik_webhook.routes import RouteCache
 from kuik_webhook.secrets import SecretReader, pull_secret_name
 from kuik_webhook.stale import StaleMirrorReporter, stale_mirror_job
 from kuikcore.api.models import (
@@ -33,7 +34,7 @@ from kuikcore.api.models import (
 )
 from kuikcore.cluster import ClusterSource
 from kuikcore.reference import InvalidReference, parse
-from kuikcore.registry import InvalidDockerConfig, Keyring
+from kuikcore.registry import Credentials, InvalidDockerConfig, Keyring
 from kuikcore.routing import RoutingOptions, SecretRef
 
 __all__ = ["Admitter", "Answer", "NotReady"]
@@ -102,6 +103,10 @@ class Admitter:
         self.metrics = metrics
         self.options = options
         self.deadline = deadline
+        self.routes = RouteCache(self.resources, options)
+        # A concrete logger (structlog's module-level proxy re-binds on every call: ~70 us),
+        # made here because logging is configured before the service builds the Admitter.
+        self.log: Any = log.bind()
 
     async def handle(self, body: bytes) -> Answer:
         """Answer one request body. Never raises."""
@@ -151,9 +156,8 @@ class Admitter:
 
     # --- the admission ----------------------------------------------------------------------
 
-    def _resources(self, namespace: str) -> list[Resource]:
-        if not self.cluster.synced:
-            raise NotReady("kuik's cache of image routing resources is not ready yet")
+    def resources(self, namespace: str) -> list[Resource]:
+        """The routing CRs that may apply to a Pod of `namespace`."""
         store = self.cluster.store
         out: list[Resource] = []
         for kind, namespaced in _KINDS:
@@ -167,7 +171,9 @@ class Admitter:
         obj = request.object
         if isinstance(obj, Mapping) and isinstance(obj.get("metadata"), Mapping):
             namespace = str(obj["metadata"].get("namespace") or namespace)
-        plan = plan_admission(request, self._resources(namespace), self.options)
+        if not self.cluster.synced:
+            raise NotReady("kuik's cache of image routing resources is not ready yet")
+        plan = plan_admission(request, router=self.routes.route)
         outcome = _Outcome()
         for problem in plan.problems:
             log.warning("routing resource skipped", error=str(problem))
@@ -225,13 +231,11 @@ class Admitter:
                 name = pull_secret_name(alternative, plan.namespace)
                 if ref is None or name in listed:
                     keyring = keyrings[None]
-                    candidates.append(
-                        Candidate(alternative, tuple(keyring.lookup(alternative.image)))
-                    )
+                    candidates.append(Candidate(alternative, _lookup(keyring, alternative.image)))
                     continue
                 if not plan.can_add_pull_secrets:
                     # cannot add it to this Pod: check with the Pod's own credentials only
-                    creds = tuple(keyrings[None].lookup(alternative.image))
+                    creds = _lookup(keyrings[None], alternative.image)
                     candidates.append(Candidate(alternative, creds, trust_board_available=False))
                     continue
                 if ref not in found:
@@ -241,7 +245,7 @@ class Admitter:
                     continue
                 if ref not in keyrings:
                     keyrings[ref] = _keyring([*pod_secrets, found[ref]], outcome)
-                creds = tuple(keyrings[ref].lookup(alternative.image))
+                creds = _lookup(keyrings[ref], alternative.image)
                 candidates.append(Candidate(alternative, creds, pull_secret=name))
             lists.append(candidates)
         return await self.chooser.decide(lists, choose_by), found
@@ -286,7 +290,7 @@ class Admitter:
         self.metrics.reroutes.labels(
             from_registry=_registry(original), to_registry=_registry(choice.image)
         ).inc()
-        log.info(
+        self.log.info(
             "rerouting image",
             pod=_pod_label(request, plan.namespace),
             container=target.slot.key,
@@ -309,6 +313,10 @@ class Admitter:
             )
             if job is not None:
                 self.reporter.report(job)
+
+
+def _lookup(keyring: Keyring, image: str) -> tuple[Credentials, ...]:
+    return tuple(keyring.lookup(image)) if len(keyring) else ()
 
 
 def _keyring(secrets: Sequence[Mapping[str, Any]], outcome: _Outcome) -> Keyring:

@@ -15,6 +15,7 @@ What the checks learn goes back to the board for the other replicas and services
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
@@ -74,6 +75,12 @@ class Candidate:
     """Why it cannot be chosen whatever the registry says (its credential secret is unreadable)."""
     trust_board_available: bool = True
     """False when the Pod will not carry the credentials the board's result may have used."""
+    cache_key: tuple[str, tuple[str, ...]] = field(init=False, repr=False, compare=False)
+    """(image, fingerprints of the credentials a check would use): never the secrets."""
+
+    def __post_init__(self) -> None:
+        key = (self.alternative.image, tuple(c.fingerprint for c in self.credentials))
+        object.__setattr__(self, "cache_key", key)
 
     @property
     def image(self) -> str:
@@ -82,10 +89,6 @@ class Candidate:
     @property
     def is_original(self) -> bool:
         return self.alternative.source == ORIGINAL
-
-    @property
-    def cache_key(self) -> tuple[str, tuple[str, ...]]:
-        return (self.image, tuple(c.fingerprint for c in self.credentials))
 
     @property
     def host(self) -> str:
@@ -198,15 +201,48 @@ class Chooser:
         if unknown and self.board is not None and self._clock() >= self._board_skip_until:
             await self._read_board(unknown, known, deadline)
         tasks = {
-            c.cache_key: self.flights.run(c.cache_key, lambda c=c: self._check(c))  # type: ignore[misc]
+            c.cache_key: self.flights.run(c.cache_key, functools.partial(self._check, c))
             for c in contested
             if c.cache_key not in known
         }
-        return list(
-            await asyncio.gather(
-                *(self._decide_one(list(cands), known, tasks, deadline) for cands in lists)
+        decisions: list[Decision | None] = [
+            self._decide_known(list(cands), known) for cands in lists
+        ]
+        waiting = [i for i, d in enumerate(decisions) if d is None]
+        if waiting:  # only then pay for coroutines: warm caches decide synchronously
+            waited = await asyncio.gather(
+                *(self._decide_one(list(lists[i]), known, tasks, deadline) for i in waiting)
             )
-        )
+            for i, decision in zip(waiting, waited, strict=True):
+                decisions[i] = decision
+        return [d for d in decisions if d is not None]
+
+    def _verdicts(
+        self, candidates: list[Candidate], known: dict[tuple[str, tuple[str, ...]], Verdict]
+    ) -> list[Verdict | None]:
+        return [
+            Verdict(AvailabilityStatus.UNAVAILABLE_SECRET, Source.SECRET, c.unusable)
+            if c.unusable is not None
+            else known.get(c.cache_key)
+            for c in candidates
+        ]
+
+    def _decide_known(
+        self, candidates: list[Candidate], known: dict[tuple[str, tuple[str, ...]], Verdict]
+    ) -> Decision | None:
+        """The decision when nothing has to be awaited, else None."""
+        if len(candidates) == 1:
+            # No choice to make: the original alone stays; a lone alternative (the original
+            # discarded by `discardAlternative`) is used, as upstream's docs describe.
+            only = candidates[0]
+            chosen = None if only.is_original or only.unusable else 0
+            return Decision(tuple(candidates), (None,), chosen, "single candidate")
+        verdicts = self._verdicts(candidates, known)
+        chosen, waiting = pick(candidates, verdicts, final=False)
+        if waiting is not None:
+            return None
+        reason = "first available" if chosen is not None else "none available"
+        return Decision(tuple(candidates), tuple(verdicts), chosen, reason)
 
     async def _decide_one(
         self,
@@ -215,22 +251,7 @@ class Chooser:
         tasks: dict[tuple[str, tuple[str, ...]], asyncio.Task[Verdict]],
         deadline: float,
     ) -> Decision:
-        if len(candidates) == 1:
-            # No choice to make: the original alone stays; a lone alternative (the original
-            # discarded by `discardAlternative`) is used, as upstream's docs describe.
-            only = candidates[0]
-            chosen = None if only.is_original or only.unusable else 0
-            return Decision(tuple(candidates), (None,), chosen, "single candidate")
-        verdicts: list[Verdict | None] = []
-        for candidate in candidates:
-            if candidate.unusable is not None:
-                verdicts.append(
-                    Verdict(
-                        AvailabilityStatus.UNAVAILABLE_SECRET, Source.SECRET, candidate.unusable
-                    )
-                )
-            else:
-                verdicts.append(known.get(candidate.cache_key))
+        verdicts = self._verdicts(candidates, known)
         while True:
             chosen, waiting = pick(candidates, verdicts, final=False)
             if waiting is None:

@@ -19,7 +19,7 @@ on the subresource the annotation is not written (the API server would drop it).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +30,7 @@ from kuikcore.filters import InvalidFilter
 from kuikcore.routing import (
     ContainerRoute,
     ContainerType,
+    PodRoute,
     RoutingOptions,
     annotation_key,
     original_images,
@@ -39,6 +40,7 @@ from kuikcore.routing import (
 __all__ = [
     "NotAPod",
     "Plan",
+    "Router",
     "Slot",
     "Target",
     "build_patch",
@@ -144,9 +146,16 @@ def _annotations(pod: Mapping[str, Any]) -> Mapping[str, Any]:
     return annotations if isinstance(annotations, Mapping) else {}
 
 
+_GO_ESCAPES = str.maketrans(
+    {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+)
+
+
 def encode_annotation(recorded: Mapping[str, str]) -> str:
-    """As Go's json.Marshal of a map: keys sorted, compact, UTF-8 kept."""
-    return json.dumps(dict(recorded), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """Byte for byte as Go's json.Marshal of a map (upstream): keys sorted, compact, UTF-8 kept,
+    HTML characters and line separators escaped."""
+    text = json.dumps(dict(recorded), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return text.translate(_GO_ESCAPES)
 
 
 def _routing_view(
@@ -162,12 +171,19 @@ def _routing_view(
     return {**pod, "metadata": metadata}
 
 
+Router = Callable[[Mapping[str, Any], str], PodRoute]
+"""(Pod as routing sees it, namespace) -> its route; `RouteCache.route` in the service."""
+
+
 def plan_admission(
     request: AdmissionRequest,
-    resources: Sequence[Resource],
-    options: RoutingOptions,
+    resources: Sequence[Resource] = (),
+    options: RoutingOptions | None = None,
+    *,
+    router: Router | None = None,
 ) -> Plan:
-    """Raises `NotAPod` when the object is not a readable Pod."""
+    """Raises `NotAPod` when the object is not a readable Pod. Routes with `router` when given,
+    else `route_pod` over `resources`."""
     pod = _check_pod(request.object)
     namespace = str(_metadata(pod).get("namespace") or request.namespace or "")
     slots = container_slots(pod)
@@ -194,7 +210,11 @@ def plan_admission(
     annotation: dict[str, str] | None = record
     if request.is_ephemeral_containers:
         annotation, can_add = None, False
-    route = route_pod(_routing_view(pod, namespace, skip), resources, options)
+    view = _routing_view(pod, namespace, skip)
+    if router is not None:
+        route = router(view, namespace)
+    else:
+        route = route_pod(view, resources, options or RoutingOptions())
     if route.skipped is not None:
         return Plan(namespace, skipped=route.skipped, can_add_pull_secrets=False)
     targets = tuple(

@@ -111,6 +111,8 @@ class SecretReader:
     ) -> tuple[dict[SecretRef, dict[str, Any]], dict[SecretRef, str]]:
         """(found secrets, reason per secret that could not be read)."""
         unique = list(dict.fromkeys(refs))
+        if not unique:
+            return {}, {}
         results = await asyncio.gather(*(self._one(r) for r in unique))
         found = {ref: s for ref, s, _ in results if s is not None}
         problems = {ref: why for ref, _, why in results if why is not None}

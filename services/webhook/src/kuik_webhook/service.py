@@ -22,7 +22,7 @@ from kuikcore.api.models import (
     ImageSetMirror,
     ReplicatedImageSet,
 )
-from kuikcore.cluster import SECRET, ClusterSource
+from kuikcore.cluster import SECRET, Change, ClusterSource
 from kuikcore.cluster.open import open_cluster
 from kuikcore.coord import AvailabilityBoard, Coord, connect
 from kuikcore.registry import RegistryClient
@@ -100,6 +100,13 @@ async def run(ctx: ServiceContext) -> None:
         RoutingOptions.from_config(config),
         deadline=config.webhook.deadline.total_seconds(),
     )
+    routing_kinds = set(WATCHED_KINDS) - {SECRET}
+
+    def on_change(change: Change) -> None:
+        if change.key.kind in routing_kinds:
+            admitter.routes.invalidate()
+
+    unsubscribe = cluster.subscribe(on_change)
     reloader = None
     if config.webhook.tls_cert is not None and config.webhook.tls_key is not None:
         reloader = CertReloader(config.webhook.tls_cert, config.webhook.tls_key)
@@ -129,6 +136,7 @@ async def run(ctx: ServiceContext) -> None:
         ctx.mark_started()
         await asyncio.Event().wait()  # until cancelled
     finally:
+        unsubscribe()
         for task in tasks:
             task.cancel()
         with contextlib.suppress(Exception):

@@ -10,6 +10,7 @@ Over-redacting a harmless value costs little; leaking a registry password costs 
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, MutableMapping
 from typing import Any
@@ -41,6 +42,11 @@ def is_sensitive_key(key: object) -> bool:
     """Does a value stored under this key need hiding? (`password`, `.dockerconfigjson`, ...)"""
     if not isinstance(key, str):
         return False
+    return _sensitive(key)
+
+
+@functools.lru_cache(maxsize=4096)  # log events reuse a few hundred keys over and over
+def _sensitive(key: str) -> bool:
     squashed = re.sub(r"[^a-z0-9]", "", key.lower())
     if not any(word in squashed for word in _SENSITIVE_WORDS):
         return False
@@ -58,12 +64,25 @@ _JSON_MEMBER = re.compile(
 )
 
 
+_KEY_VALUE_WORDS = ("passw", "token", "secret", "apikey")
+_JSON_MEMBER_WORDS = ("auth", "passw", "token", "secret")
+
+
 def redact_text(text: str) -> str:
-    """Mask credentials embedded in free text (URLs, auth headers, key=value, JSON members)."""
-    text = _URL_USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:{REDACTED}@", text)
-    text = _AUTH_SCHEME.sub(lambda m: f"{m['scheme']} {REDACTED}", text)
-    text = _JSON_MEMBER.sub(lambda m: f'{m["key"]}"{REDACTED}"', text)
-    return _KEY_VALUE.sub(lambda m: f"{m['key']}{m['quote']}{REDACTED}", text)
+    """Mask credentials embedded in free text (URLs, auth headers, key=value, JSON members).
+
+    Each pattern only runs when the text holds the words it needs (cheap substring tests), so
+    the common log value (an image reference, a name) costs a lower-casing, not four regexes."""
+    lowered = text.lower()
+    if "@" in text and "://" in text:
+        text = _URL_USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:{REDACTED}@", text)
+    if "basic" in lowered or "bearer" in lowered:
+        text = _AUTH_SCHEME.sub(lambda m: f"{m['scheme']} {REDACTED}", text)
+    if '"' in text and any(word in lowered for word in _JSON_MEMBER_WORDS):
+        text = _JSON_MEMBER.sub(lambda m: f'{m["key"]}"{REDACTED}"', text)
+    if any(word in lowered for word in _KEY_VALUE_WORDS):
+        text = _KEY_VALUE.sub(lambda m: f"{m['key']}{m['quote']}{REDACTED}", text)
+    return text
 
 
 def redact(value: Any, key: object = None) -> Any:

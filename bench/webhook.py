@@ -1,0 +1,334 @@
+"""Webhook admission latency and throughput, against an aiohttp no-op webhook as the floor.
+
+`wrk` (Debian package `wrk`: `apt-get install -y wrk`; the suite is skipped when it is absent)
+drives `POST /mutate` over HTTPS on loopback with 8 connections and one thread, for `DURATION`
+seconds per run, runs alternated floor / kuik / floor / kuik ... (`ROUNDS` each), medians kept.
+
+- floor: a separate aiohttp process over the same TLS certificate that parses the review and
+  answers `allowed: true` for its uid, nothing else;
+- kuik: `kuik-webhook` in local mode with Redis, two ClusterImageSetMirrors in scope, AdmissionReviews
+  of a Pod with 3 containers + 1 init container (two images missing on their registry, so
+  rerouted; two present, so kept); caches warm (one admission before measuring) at the default
+  `webhook.cacheTTL`, so the cache expires and refills from the board and registries during the run;
+- kuik_without_reroute_logs: the same at `--log-level warning`: the webhook's own decision cost
+  without the `rerouting image` line per rerouted container (two per admission here);
+- outage: the same Pod's images on a registry that is a black hole (SIGSTOP: connections hang),
+  which the availability board already marks down; the mirror holds the copies.
+
+Targets (issue 7): kuik >= 0.5x the floor's throughput and p99 <= 5 ms; outage p99 <= 10 ms.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import trustme
+import yaml
+
+from kuikcore.coord import AvailabilityBoard, connect
+from kuikcore.testing import RedisServer, RegistryServer, free_port, push_image, synthetic_image
+from kuikcore.testing.processes import ServiceProcess
+
+CONNECTIONS = 8
+DURATION = 6
+ROUNDS = 3
+
+_NOOP = textwrap.dedent(
+    """
+    import json, ssl, sys
+    from aiohttp import web
+
+    async def mutate(request):
+        review = json.loads(await request.read())
+        uid = review["request"]["uid"]
+        body = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                "response": {"uid": uid, "allowed": True}}
+        return web.json_response(body)
+
+    app = web.Application()
+    app.router.add_post("/mutate", mutate)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(sys.argv[2], sys.argv[3])
+    web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), ssl_context=context,
+                access_log=None, print=None)
+    """
+)
+
+_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
+
+
+def _seconds(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
+    if match is None:
+        raise ValueError(f"unexpected wrk duration {text!r}")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def _find(pattern: str, output: str) -> str:
+    match = re.search(pattern, output)
+    if match is None:
+        raise ValueError(f"no {pattern!r} in wrk output:\n{output}")
+    return match.group(1)
+
+
+def parse_wrk(output: str) -> dict[str, float]:
+    """Requests/s, p50/p99 (ms) and non-2xx count from `wrk --latency` output."""
+    rps = float(_find(r"Requests/sec:\s+([\d.]+)", output))
+    p50 = _seconds(_find(r"\s50%\s+(\S+)", output))
+    p99 = _seconds(_find(r"\s99%\s+(\S+)", output))
+    errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    socket_errors = re.search(r"Socket errors:.*", output)
+    return {
+        "rps": rps,
+        "p50_ms": round(p50 * 1000, 3),
+        "p99_ms": round(p99 * 1000, 3),
+        "non_2xx": float(errors.group(1)) if errors else 0.0,
+        "socket_errors": 1.0 if socket_errors else 0.0,
+    }
+
+
+def _wrk(url: str, script: Path) -> dict[str, float]:
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{DURATION}s", "--latency", "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return parse_wrk(out)
+
+
+def _review(pod: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "0b1d6c1e-bench",
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "namespace": "bench",
+            "operation": "CREATE",
+            "object": pod,
+            "dryRun": False,
+        },
+    }
+
+
+def _pod(host: str) -> dict[str, Any]:
+    def container(name: str, image: str) -> dict[str, Any]:
+        return {"name": name, "image": f"{host}/{image}", "imagePullPolicy": "IfNotPresent"}
+
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "bench", "namespace": "bench", "labels": {"app": "bench"}},
+        "spec": {
+            "initContainers": [container("setup", "shop/setup:1")],
+            "containers": [
+                container("web", "shop/web:1"),
+                container("api", "shop/api:1"),
+                container("worker", "shop/worker:1"),
+            ],
+        },
+    }
+
+
+def _lua(path: Path, body: bytes) -> Path:
+    script = path.with_suffix(".lua")
+    escaped = body.decode().replace("\\", "\\\\").replace('"', '\\"')
+    script.write_text(
+        f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+        f'wrk.body = "{escaped}"\n'
+    )
+    return script
+
+
+def _cism(name: str, registry: str, priority: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "kuik.enix.io/v1alpha1",
+        "kind": "ClusterImageSetMirror",
+        "metadata": {"name": name},
+        "spec": {
+            "priority": priority,
+            "filter": {"include": [{"image": r"127\.0\.0\.1:\d+/shop/.*"}]},
+            "mirrors": [{"registry": registry, "path": name}],
+        },
+    }
+
+
+def _check_reroutes(url: str, body: bytes, context: Any, expected: dict[str, str]) -> None:
+    """One admission by hand: the benchmark measures the intended decisions, or it stops."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    connection = http.client.HTTPSConnection(
+        parts.hostname or "127.0.0.1", parts.port, context=context, timeout=10
+    )
+    connection.request("POST", parts.path, body, {"Content-Type": "application/json"})
+    response = json.loads(connection.getresponse().read())["response"]
+    connection.close()
+    ops = json.loads(base64.b64decode(response.get("patch", "W10=")))
+    got = {op["path"]: op["value"] for op in ops if op["path"].endswith("/image")}
+    if got != expected:
+        raise RuntimeError(f"unexpected decisions: {got} != {expected}")
+
+
+def run() -> dict[str, Any]:
+    if shutil.which("wrk") is None:
+        return {"skipped": "wrk not found (Debian: apt-get install -y wrk)"}
+    work = Path(tempfile.mkdtemp(prefix="kuik-bench-webhook-"))
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    cert_path, key_path = work / "tls.crt", work / "tls.key"
+    cert.cert_chain_pems[0].write_to_path(str(cert_path))
+    cert.private_key_pem.write_to_path(str(key_path))
+    context = __import__("ssl").create_default_context()
+    ca.configure_trust(context)
+
+    source, mirror, hole = RegistryServer(), RegistryServer(), RegistryServer()
+    redis = RedisServer()
+    processes: list[Any] = []
+    try:
+        for server in (source, mirror, hole, redis):
+            server.start()
+        for repo in ("setup", "api"):
+            push_image(source, f"shop/{repo}", "1", synthetic_image(repo))
+        for repo in ("setup", "web", "api", "worker"):
+            for prefix in ("near", "far"):
+                push_image(mirror, f"{prefix}/shop/{repo}", "1", synthetic_image(repo))
+                push_image(hole, f"shop/{repo}", "1", synthetic_image(repo))
+        cluster = work / "cluster"
+        cluster.mkdir()
+        (cluster / "crs.yaml").write_text(
+            yaml.safe_dump_all([_cism("near", mirror.host, 1), _cism("far", mirror.host, 2)])
+        )
+        config = work / "config.yaml"
+        config.write_text(yaml.safe_dump({"redis": {"keyPrefix": "bench:"}}))
+
+        async def mark_down() -> None:
+            async with connect(redis.url, prefix="bench:") as coord:
+                board = AvailabilityBoard(coord)
+                for _ in range(board.down_after):
+                    await board.report_registry(
+                        hole.host, reachable=False, error="bench: black hole"
+                    )
+
+        asyncio.run(mark_down())
+        hole.freeze()
+
+        kuik_port, quiet_port, noop_port = free_port(), free_port(), free_port()
+        for port, extra in ((kuik_port, []), (quiet_port, ["--log-level", "warning"])):
+            kuik = ServiceProcess(
+                "webhook",
+                [
+                    "--config", str(config), "--cluster", f"dir:{cluster}",
+                    "--redis-url", redis.url, "--listen", f"127.0.0.1:{port}",
+                    "--tls-cert", str(cert_path), "--tls-key", str(key_path), *extra,
+                ],
+                log_dir=work,
+            ).start()  # fmt: skip
+            processes.append(kuik)
+        noop = subprocess.Popen(
+            [sys.executable, "-c", _NOOP, str(noop_port), str(cert_path), str(key_path)]
+        )
+        processes.append(noop)
+        for process in processes[:2]:
+            process.wait_ready()
+        kuik_url = f"https://127.0.0.1:{kuik_port}/mutate"
+        quiet_url = f"https://127.0.0.1:{quiet_port}/mutate"
+        noop_url = f"https://127.0.0.1:{noop_port}/mutate"
+
+        normal = json.dumps(_review(_pod(source.host))).encode()
+        outage = json.dumps(_review(_pod(hole.host))).encode()
+        normal_script, outage_script = _lua(work / "normal", normal), _lua(work / "outage", outage)
+        near = f"{mirror.host}/near/shop"
+        for url in (kuik_url, quiet_url):
+            _check_reroutes(
+                url,
+                normal,
+                context,
+                {
+                    "/spec/containers/0/image": f"{near}/web:1",
+                    "/spec/containers/2/image": f"{near}/worker:1",
+                },
+            )
+        _check_reroutes(
+            kuik_url,
+            outage,
+            context,
+            {
+                "/spec/initContainers/0/image": f"{near}/setup:1",
+                "/spec/containers/0/image": f"{near}/web:1",
+                "/spec/containers/1/image": f"{near}/api:1",
+                "/spec/containers/2/image": f"{near}/worker:1",
+            },
+        )
+        deadline = time.monotonic() + 30
+        while True:  # the no-op server is up when it answers
+            try:
+                _check_reroutes(noop_url, normal, context, {})
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+        runs: dict[str, list[dict[str, float]]] = {
+            "floor": [],
+            "kuik": [],
+            "kuik_without_reroute_logs": [],
+            "outage": [],
+        }
+        for _ in range(ROUNDS):
+            runs["floor"].append(_wrk(noop_url, normal_script))
+            runs["kuik"].append(_wrk(kuik_url, normal_script))
+            runs["kuik_without_reroute_logs"].append(_wrk(quiet_url, normal_script))
+            runs["outage"].append(_wrk(kuik_url, outage_script))
+        summary: dict[str, Any] = {}
+        for name, results in runs.items():
+            summary[name] = {key: statistics.median(r[key] for r in results) for key in results[0]}
+            summary[name]["runs_rps"] = [r["rps"] for r in results]
+        ratio = summary["kuik"]["rps"] / summary["floor"]["rps"]
+        return {
+            "connections": CONNECTIONS,
+            "duration_s": DURATION,
+            "rounds": ROUNDS,
+            "cpus": os.cpu_count(),
+            "loadavg_1_5_15": [round(x, 2) for x in os.getloadavg()],
+            **summary,
+            "kuik_vs_floor_throughput": round(ratio, 3),
+            "targets": {
+                "throughput_ratio>=0.5": ratio >= 0.5,
+                "kuik_p99<=5ms": summary["kuik"]["p99_ms"] <= 5,
+                "outage_p99<=10ms": summary["outage"]["p99_ms"] <= 10,
+            },
+        }
+    finally:
+        hole.thaw()
+        for process in processes:
+            if isinstance(process, ServiceProcess):
+                process.stop()
+            else:
+                process.terminate()
+                process.wait(10)
+        for server in (source, mirror, hole):
+            server.cleanup()
+        redis.cleanup()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(), indent=2))
