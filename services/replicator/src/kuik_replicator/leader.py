@@ -10,6 +10,7 @@ converges; a pass interrupted by a lost leadership is simply redone by the next 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -32,7 +33,14 @@ from kuikcore.api import (
     ClusterReplicatedImageSet,
     ImageSetMirror,
 )
-from kuikcore.cluster import Change, ClusterError, ClusterSource, EventType, ObjectKey
+from kuikcore.cluster import (
+    Change,
+    ClusterError,
+    ClusterSource,
+    EventType,
+    NotFoundError,
+    ObjectKey,
+)
 from kuikcore.coord import EXPEDITE, ROUTINE, FencedLock, JobQueue, QueueFull, UsageRecords
 from kuikcore.coord.connection import OUTAGE_ERRORS
 from kuikcore.filters import InvalidFilter, ResourceFilter, SkipRules, compile_filter
@@ -44,6 +52,7 @@ __all__ = ["Leader"]
 log = structlog.get_logger("kuik.replicator.leader")
 
 _DEBOUNCE = 0.05
+_FOLD_BATCH = 0.25
 _PASS_ERRORS: tuple[type[BaseException], ...] = (*OUTAGE_ERRORS, ClusterError)
 
 
@@ -71,12 +80,17 @@ class Leader:
         self.resync = resync
         self.expedite_window = expedite_window
         self._wake = asyncio.Event()
+        self._plan_needed = True
         self._loop: asyncio.AbstractEventLoop | None = None
         self.passes = 0
 
     # wake-ups ------------------------------------------------------------------------------
     def on_change(self, change: Change) -> None:
-        """Cluster callback (sync): ask for a pass."""
+        """Cluster callback (sync): ask for a full pass, except for status-only changes of
+        mirror CRs (our own writes), as upstream's GenerationChangedPredicate."""
+        if _status_only(change):
+            return
+        self._plan_needed = True
         self.wake()
 
     def wake(self) -> None:
@@ -96,41 +110,60 @@ class Leader:
         last = "$"
         while True:
             try:
-                newest = await self.results.wait(last, within=5.0)
+                # block for less than the client's socket timeout, or every wait "fails"
+                within = self.results.coord.settings.socket_timeout / 2
+                newest = await self.results.wait(last, within=within)
             except OUTAGE_ERRORS:
                 await asyncio.sleep(1.0)
                 continue
             if newest is not None:
                 last = newest
-                self.wake()
+                self.wake()  # fold only: results never need a re-plan
 
     # the loop ------------------------------------------------------------------------------
     async def run(self, lock: FencedLock | None = None) -> None:
         """Leadership work: runs until cancelled (leadership lost or shutdown)."""
         self._loop = asyncio.get_running_loop()
+        self._plan_needed = True
         unsubscribe = self.cluster.subscribe(self.on_change)
         watcher = asyncio.create_task(self._watch_results(), name="replicator-results")
+        plan_at = time.monotonic()
         try:
             pause = 0.1
             while True:
                 self._wake.clear()
+                planning = self._plan_needed or time.monotonic() >= plan_at
                 try:
-                    next_due = await self.run_pass(datetime.now(UTC))
+                    started = time.monotonic()
+                    if planning:
+                        self._plan_needed = False
+                        next_due = await self.run_pass(datetime.now(UTC))
+                        wait = self.resync.total_seconds()
+                        if next_due is not None:
+                            wait = min(wait, max(next_due.total_seconds(), 0.05))
+                        plan_at = time.monotonic() + wait
+                    else:
+                        await self.fold_results()
+                    log.debug(
+                        "leader pass",
+                        planning=planning,
+                        seconds=round(time.monotonic() - started, 4),
+                    )
                     pause = 0.1
                 except _PASS_ERRORS as exc:
-                    log.warning("planning pass failed, retrying", error=str(exc), retry_in=pause)
+                    self._plan_needed = True
+                    log.warning("leader pass failed, retrying", error=str(exc), retry_in=pause)
                     await asyncio.sleep(pause)
                     pause = min(pause * 2, 5.0)
                     continue
-                wait = self.resync.total_seconds()
-                if next_due is not None:
-                    wait = min(wait, max(next_due.total_seconds(), 0.05))
                 try:
-                    async with asyncio.timeout(wait):
+                    async with asyncio.timeout(max(plan_at - time.monotonic(), 0.0)):
                         await self._wake.wait()
                 except TimeoutError:
                     pass
-                await asyncio.sleep(_DEBOUNCE)
+                # changes come in bursts (a file of Pods, a rollout): take them in one pass;
+                # results are folded in batches, one status write per CR for many copies
+                await asyncio.sleep(_DEBOUNCE if self._plan_needed else _FOLD_BATCH)
         finally:
             unsubscribe()
             watcher.cancel()
@@ -199,10 +232,8 @@ class Leader:
             updated: MirrorResource = await self.cluster.update_status(
                 resource.KIND, resource.metadata.namespace or "", resource.name, mutate
             )
-        except ClusterError as exc:
-            if "not found" in str(exc).lower() or type(exc).__name__ == "NotFoundError":
-                return None
-            raise
+        except NotFoundError:
+            return None  # deleted meanwhile: nothing to write
         return updated
 
     async def _reconcile(
@@ -340,8 +371,17 @@ class Leader:
         )
 
     async def _enqueue(self, jobs: Mapping[str, tuple[CopyJob, str]]) -> None:
+        """Queue the pass's jobs, except pairs whose result arrived during the pass (their job is
+        no longer pending and their status not folded yet: queuing them would copy twice)."""
+        if not jobs:
+            return
+        finished = {(o.source, o.destination) for _, o in await self.results.read()}
         for lane in (EXPEDITE, ROUTINE):
-            batch = [job for job, chosen in jobs.values() if chosen == lane]
+            batch = [
+                job
+                for job, chosen in jobs.values()
+                if chosen == lane and (job.source, job.destination) not in finished
+            ]
             if not batch:
                 continue
             try:
@@ -371,3 +411,14 @@ def _mirrored_elsewhere(resources: Sequence[MirrorResource]) -> set[str]:
 
 def _key(resource: MirrorResource) -> ObjectKey:
     return ObjectKey(resource.KIND, resource.metadata.namespace or "", resource.name)
+
+
+def _status_only(change: Change) -> bool:
+    old, new = change.old, change.new
+    if not isinstance(old, ClusterImageSetMirror | ImageSetMirror) or type(new) is not type(old):
+        return False
+    return bool(
+        old.spec == new.spec
+        and old.metadata.finalizers == new.metadata.finalizers
+        and old.metadata.deletion_timestamp == new.metadata.deletion_timestamp
+    )
