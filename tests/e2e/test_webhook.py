@@ -524,6 +524,8 @@ def test_stale_mirror_reported_to_the_replicator(
     prefix = f"wh-stale-{uuid.uuid4().hex[:6]}:"
     hook.start({**base_config(mirror), "redis": {"keyPrefix": prefix}}, redis_url=redis_shared.url)
     try:
+        # a dry run reports nothing (had it reported, the next admission would count as "recent")
+        hook.admit(pod("stale", {"c": original}), dry_run=True)
         _, out = hook.admit(pod("stale", {"c": original}))
         assert images(out) == {"c": original}
 
@@ -533,12 +535,13 @@ def test_stale_mirror_reported_to_the_replicator(
                 return stats.lanes["expedite"].ready
 
         wait_until("expedite job", lambda: asyncio.run(pending()) == 1, timeout=10)
-        # a second admission within the interval does not report again
+        reports = "kube_image_keeper_webhook_stale_mirror_reports_total"
+        assert hook.metric(reports, result="recent") == 0
+        # a further admission within the interval does not report again
         hook.admit(pod("stale", {"c": original}))
         assert asyncio.run(pending()) == 1
-        assert (
-            hook.metric("kube_image_keeper_webhook_stale_mirror_reports_total", result="sent") == 1
-        )
+        assert hook.metric(reports, result="sent") == 1
+        assert hook.metric(reports, result="recent") == 1
     finally:
         hook.stop()
 

@@ -447,3 +447,25 @@ def test_route_cache_reuses_routes_of_identical_pods_until_invalidated() -> None
     cache.invalidate()  # what a CR change does
     plan = plan_admission(request(first), router=cache.route)
     assert plan.targets[0].route.alternatives[-1].image == "elsewhere.local/m/web:1"
+
+
+async def test_single_candidate_is_used_without_a_check() -> None:
+    """discardAlternative left one alternative: it is used (upstream's docs); an original alone
+    stays. No registry is contacted: the candidates point at a refusing port."""
+    from prometheus_client import CollectorRegistry
+
+    from kuik_webhook.chooser import Chooser
+    from kuik_webhook.metrics import WebhookMetrics
+    from kuikcore.registry import RegistryClient
+
+    metrics = WebhookMetrics(CollectorRegistry())
+    async with RegistryClient() as client:
+        chooser = Chooser(client, board=None, metrics=metrics, check_timeout=1, cache_ttl=5)
+        lone = Candidate(Alternative("127.0.0.1:1/up/x:1", "ClusterReplicatedImageSet/r"))
+        original = Candidate(Alternative("127.0.0.1:1/x:1", ORIGINAL))
+        decisions = await chooser.decide([[lone], [original]], deadline=float("inf"))
+        await chooser.close()
+    assert [d.chosen for d in decisions] == [0, None]
+    assert decisions[0].reason == "single candidate"
+    assert len(chooser.flights) == 0
+    assert len(chooser.cache) == 0
