@@ -51,6 +51,17 @@ async def test_bad_blob_never_delivers_its_last_chunk(parts: list[bytes], size: 
     assert stream.error is not None
 
 
+async def test_big_chunks_hashed_in_a_thread_keep_their_order() -> None:
+    parts = [bytes([i]) * 200_000 for i in range(5)]  # above the threaded-hash threshold
+    digest = "sha256:" + hashlib.sha256(b"".join(parts)).hexdigest()
+    assert await drain(VerifyingStream(chunks(parts), digest, 1_000_000)) == parts
+    swapped = [parts[1], parts[0], *parts[2:]]
+    delivered: list[bytes] = []
+    with pytest.raises(DigestMismatch):
+        await drain(VerifyingStream(chunks(swapped), digest, 1_000_000), delivered)
+    assert delivered == swapped[:-1]
+
+
 async def test_other_algorithms_are_refused() -> None:
     stream = VerifyingStream(chunks(DATA), "sha512:" + "0" * 128, None)
     with pytest.raises(DigestMismatch, match="unsupported digest algorithm"):

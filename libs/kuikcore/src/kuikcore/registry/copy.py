@@ -179,7 +179,7 @@ class _Copier:
         return outcome
 
     async def _transfer(self, desc: Descriptor, preloaded: bytes | None) -> BlobOutcome:
-        from kuikcore.registry.client import VerifyingStream
+        from kuikcore.registry.client import BLOB_CHUNK, VerifyingStream
 
         size = await self.client.blob_size(
             self.dst, desc.digest, credentials=self.dst_creds, deadline=self.deadline
@@ -212,7 +212,7 @@ class _Copier:
         )
         async with response:
             stream = VerifyingStream(
-                response.content.iter_chunked(1024 * 1024), desc.digest, desc.size, advanced
+                response.content.iter_chunked(BLOB_CHUNK), desc.digest, desc.size, advanced
             )
             await self.client.upload_blob(
                 self.dst, location, stream, credentials=self.dst_creds, deadline=self.deadline
