@@ -28,7 +28,7 @@ from kuikcore.coord import AvailabilityBoard, connect
 from kuikcore.testing.images import push_image, synthetic_image
 from kuikcore.testing.processes import ServiceProcess
 from kuikcore.testing.redis import RedisServer
-from kuikcore.testing.registry import RegistryServer
+from kuikcore.testing.registry import RegistryServer, max_in_window
 
 pytestmark = [pytest.mark.timeout(150)]
 
@@ -451,35 +451,12 @@ async def test_quota_exceeded_honours_retry_after(
 
 
 def _monitor_checks(registry: RegistryServer, since: int) -> list[float]:
-    """Arrival times of the monitor's manifest requests, from the registry's own request log."""
-    registry.requests(since=since)  # syncs the log
-    times = []
-    with registry.log_path.open("rb") as log:
-        log.seek(since)
-        for line in log:
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue
-            if entry.get("http.request.useragent", "").startswith(
-                "kuik-monitor"
-            ) and "/manifests/" in entry.get("http.request.uri", ""):
-                stamp = entry["time"]
-                whole, _, frac = stamp.rstrip("Z").partition(".")
-                moment = datetime.fromisoformat(whole + "+00:00").timestamp() + float(
-                    "0." + (frac or "0")
-                )
-                times.append(moment)
-    return sorted(times)
-
-
-def _max_in_window(times: list[float], window: float) -> int:
-    best, start = 0, 0
-    for end in range(len(times)):
-        while times[end] - times[start] >= window:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
+    """When the monitor's manifest requests arrived, from the registry's own request log."""
+    return sorted(
+        r.arrived
+        for r in registry.requests(since=since)
+        if r.user_agent.startswith("kuik-monitor") and "/manifests/" in r.path and r.arrived
+    )
 
 
 async def test_budget_holds_across_replicas_failover_and_restart(
@@ -506,7 +483,7 @@ async def test_budget_holds_across_replicas_failover_and_restart(
     # every image checked, the budget kept all along: at most maxPerInterval per interval (window
     # shortened by 0.1 s for the registry's own logging jitter)
     assert len(times) >= 10, times
-    assert _max_in_window(times, INTERVAL - 0.1) <= MAX_PER_INTERVAL, times
+    assert max_in_window(times, INTERVAL - 0.1) <= MAX_PER_INTERVAL, times
     statuses = await scene.images("all")
     assert {e.status.value for e in statuses.values()} == {"Available"}
 

@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kuik_monitor.scheduler import Schedule, due_at, registry_host
+from kuik_monitor.scheduler import Schedule, due_at, listed, registry_host
 from kuikcore.api import UNUSED_MARKER
 from kuikcore.reference import parse
 
@@ -43,8 +43,8 @@ def test_registry_host_matches_reference_parsing() -> None:
 def test_never_checked_first_then_oldest_per_host() -> None:
     schedule = Schedule.build(
         [
-            ("a", [e("r1.example/x:1", 5), e("r1.example/y:1", 1), e("r2.example/z:1", 3)]),
-            ("b", [e("r1.example/w:1", 9), e("r1.example/new:1")]),
+            ("a", listed([e("r1.example/x:1", 5), e("r1.example/y:1", 1), e("r2.example/z:1", 3)])),
+            ("b", listed([e("r1.example/w:1", 9), e("r1.example/new:1")])),
         ]
     )
     assert schedule.next_image("r1.example") == "r1.example/new:1"
@@ -60,9 +60,9 @@ def test_never_checked_first_then_oldest_per_host() -> None:
 def test_image_in_several_cisas_is_one_entry_with_its_oldest_check() -> None:
     schedule = Schedule.build(
         [
-            ("a", [e("r.example/x:1", 5), e("r.example/y:1", 3)]),
-            ("b", [e("r.example/x:1", 1)]),
-            ("c", [e("r.example/y:1")]),  # never checked in c: the image is due first
+            ("a", listed([e("r.example/x:1", 5), e("r.example/y:1", 3)])),
+            ("b", listed([e("r.example/x:1", 1)])),
+            ("c", listed([e("r.example/y:1")])),  # never checked in c: the image is due first
         ]
     )
     assert schedule.owners == {"r.example/x:1": ["a", "b"], "r.example/y:1": ["a", "c"]}
@@ -72,7 +72,7 @@ def test_image_in_several_cisas_is_one_entry_with_its_oldest_check() -> None:
 
 def test_out_of_filter_entries_are_not_scheduled_and_recent_checks_win() -> None:
     schedule = Schedule.build(
-        [("a", [e("r.example/x:1", unusedSince=UNUSED_MARKER), e("r.example/y:1", 2)])],
+        [("a", listed([e("r.example/x:1", unusedSince=UNUSED_MARKER), e("r.example/y:1", 2)]))],
         recent={"r.example/y:1": T0 + timedelta(minutes=30), "r.example/gone:1": T0},
     )
     assert schedule.images("r.example") == ["r.example/y:1"]
@@ -96,7 +96,7 @@ def test_choice_is_never_checked_or_minimal(rows: list[tuple[str, int, int | Non
     """Property: the chosen image is unchecked if any is, else has the smallest lastMonitor."""
     entries = [e(f"h.example/i{n}:1", last) for _, n, last in rows]
     schedule = Schedule.build(
-        [(cisa, [entry]) for (cisa, _, _), entry in zip(rows, entries, strict=True)]
+        [(cisa, listed([entry])) for (cisa, _, _), entry in zip(rows, entries, strict=True)]
     )
     chosen = schedule.next_image("h.example")
     if not rows:

@@ -14,7 +14,13 @@ from dataclasses import dataclass
 from kuikcore.config.model import RegistryMonitoring
 from kuikcore.coord import RateDecision, RateLimit, RateLimiter
 
-__all__ = ["Budget", "budget_key", "rate_limit"]
+__all__ = ["HEADROOM", "Budget", "budget_key", "rate_limit"]
+
+HEADROOM = 0.05
+"""The budget's period is 5% longer than `interval` (checks spaced `tick * 1.05`): the budget is
+spent just before a request leaves, but the event loop may still hold one request back while
+another goes out at once (a large status being parsed), and a registry counting requests in
+windows must never see `maxPerInterval + 1` of them within one `interval` because of that."""
 
 
 def budget_key(host: str) -> str:
@@ -22,7 +28,9 @@ def budget_key(host: str) -> str:
 
 
 def rate_limit(config: RegistryMonitoring) -> RateLimit:
-    return RateLimit(count=config.max_per_interval, period=config.interval.total_seconds())
+    return RateLimit(
+        count=config.max_per_interval, period=config.interval.total_seconds() * (1 + HEADROOM)
+    )
 
 
 @dataclass

@@ -78,8 +78,17 @@ class Checker:
     """Pods referencing an image, current or original (`store.pods_by_image`)."""
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
-    async def check(self, image: str, config: RegistryMonitoring) -> Outcome:
-        choice = await resolve_credentials(self.secrets, self.pods_using(image), _fallback(config))
+    async def credentials(self, image: str, config: RegistryMonitoring) -> CredentialChoice:
+        """Step one (may read Secrets): which credentials the check will use."""
+        return await resolve_credentials(self.secrets, self.pods_using(image), _fallback(config))
+
+    async def check(
+        self, image: str, config: RegistryMonitoring, choice: CredentialChoice | None = None
+    ) -> Outcome:
+        """Step two: the registry request(s). Pass `choice` from `credentials` to split the two
+        (the monitor spends its budget in between, right before the request goes out)."""
+        if choice is None:
+            choice = await self.credentials(image, config)
         checked_at = self.clock()
         timeout = config.timeout if config.timeout.total_seconds() > 0 else None
         result = await self.client.check(

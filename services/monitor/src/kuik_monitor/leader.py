@@ -8,8 +8,8 @@ Three loops under one leadership (cancelled together when it is lost):
   budget allows it (`budget`), the next image is checked (`checker`); the result goes to the
   availability board at once and to the statuses by the flush loop;
 - flushing: results are written per CISA in batches (one status write per CISA per flush rather
-  than one per check: a CISA listing 10 000 images is a large object), with Events on
-  Available <-> outage transitions.
+  than one per check: a CISA listing 10 000 images is a large object; flushes are spaced at least
+  0.5 s and ten times the last flush's duration), with Events on Available <-> outage transitions.
 
 Nothing here is lost on failover: the schedule is rebuilt from `lastMonitor` and the budgets live
 in Redis, so a new leader neither re-checks early nor over-spends.
@@ -27,10 +27,10 @@ from typing import Any
 
 import structlog
 
-from kuik_monitor.budget import Budget
+from kuik_monitor.budget import Budget, rate_limit
 from kuik_monitor.checker import Checker, Outcome
 from kuik_monitor.events import EventSpec, availability_event, invalid_filter_event
-from kuik_monitor.scheduler import Schedule, due_at
+from kuik_monitor.scheduler import Listed, Schedule, due_at
 from kuik_monitor.status import apply_outcomes, entry_statuses
 from kuik_monitor.tracker import selected_images, sync_status
 from kuikcore.api import AvailabilityStatus, ClusterImageSetAvailability
@@ -39,7 +39,7 @@ from kuikcore.config import Config
 from kuikcore.coord import AvailabilityBoard
 from kuikcore.coord.connection import OUTAGE_ERRORS
 from kuikcore.filters import InvalidFilter, SkipRules, compile_filter
-from kuikcore.tracking import expires_in
+from kuikcore.tracking import UNUSED_MARKER_TIME, expires_in
 
 __all__ = ["CISA", "Leader"]
 
@@ -66,6 +66,9 @@ class Leader:
     clock: Callable[[], datetime] = _utcnow
     debounce: float = 0.2
     flush_interval: float = 0.5
+    flush_cost_factor: float = 10.0
+    """Wait at least this many times the last flush's duration before the next one, so status
+    writes of very large CISAs take a bounded share of the leader's time."""
     idle_wake: float = 30.0
     skip: SkipRules = field(init=False)
     schedule: Schedule = field(default_factory=Schedule, init=False)
@@ -81,6 +84,7 @@ class Leader:
     _inflight: dict[str, asyncio.Task[None]] = field(default_factory=dict, init=False)
     _reported_invalid: dict[str, str] = field(default_factory=dict, init=False)
     _next_expiry_in: float | None = field(default=None, init=False)
+    _last_flush_cost: float = field(default=0.0, init=False)
 
     def __post_init__(self) -> None:
         self.skip = SkipRules.parse(self.config.skip_labels, self.config.skip_annotations)
@@ -220,7 +224,13 @@ class Leader:
         for image in [i for i, (_, at) in self._recent.items() if at < horizon]:
             del self._recent[image]
         cisas = [
-            (c.name, [e.to_dict() for e in c.status.images or ()])
+            (
+                c.name,
+                [
+                    Listed(e.image, e.last_monitor, e.unused_since == UNUSED_MARKER_TIME)
+                    for e in c.status.images or ()
+                ],
+            )
             for c in self.cluster.store.resources(CISA)
             if c.name not in self.invalid
         ]
@@ -251,14 +261,10 @@ class Leader:
             if image is None:
                 continue
             config = self.config.monitoring.registry_config(host)
-            at = due_at(self.schedule.registry_last_monitor(host), config.tick, now)
+            spacing = timedelta(seconds=rate_limit(config).interval)  # the tick, plus headroom
+            at = due_at(self.schedule.registry_last_monitor(host), spacing, now)
             if at > now:
                 later((at - now).total_seconds())
-                continue
-            decision = await self.budget.try_spend(host, config)
-            if not decision.allowed:
-                self._not_before[host] = mono + decision.wait
-                later(decision.wait)
                 continue
             self._inflight[host] = asyncio.create_task(
                 self._check(host, image), name=f"check {image}"
@@ -271,9 +277,16 @@ class Leader:
                 await self._wake.wait()
 
     async def _check(self, host: str, image: str) -> None:
+        """Credentials, then the budget, then at once the request: the budget is spent as close
+        to the wire as possible, so a busy event loop cannot squeeze two checks together."""
         config = self.config.monitoring.registry_config(host)
         try:
-            outcome = await self.checker.check(image, config)
+            choice = await self.checker.credentials(image, config)
+            decision = await self.budget.try_spend(host, config)
+            if not decision.allowed:
+                self._not_before[host] = time.monotonic() + decision.wait
+                return
+            outcome = await self.checker.check(image, config, choice)
             self.checks += 1
             self.schedule.record(image, outcome.checked_at)
             self._recent[image] = (outcome.checked_at, time.monotonic())
@@ -323,9 +336,13 @@ class Leader:
 
     async def _flushing_turn(self) -> None:
         await self._flush.wait()
-        await asyncio.sleep(self.flush_interval)
+        await asyncio.sleep(
+            max(self.flush_interval, self.flush_cost_factor * self._last_flush_cost)
+        )
         self._flush.clear()
+        started = time.monotonic()
         await self.flush()
+        self._last_flush_cost = time.monotonic() - started
 
     async def flush(self) -> None:
         """Write pending results into every CISA listing their image, then emit Events."""

@@ -14,15 +14,15 @@ Beyond upstream:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from kuikcore.api import UNUSED_MARKER
 from kuikcore.tracking import parse_time
 
-__all__ = ["Schedule", "due_at", "registry_host"]
+__all__ = ["Listed", "Schedule", "due_at", "listed", "registry_host"]
 
 
 def registry_host(image: str) -> str | None:
@@ -58,6 +58,26 @@ def _time(value: object) -> datetime | None:
         return None
 
 
+class Listed(NamedTuple):
+    """One status entry as the schedule needs it."""
+
+    image: str
+    last_monitor: datetime | None
+    out_of_filter: bool
+    """`unusedSince` is the instant-expiry marker: not checked any more."""
+
+
+def listed(images: Iterable[Mapping[str, Any]] | None) -> list[Listed]:
+    """`Listed` entries from API-shaped status images (`status.images`)."""
+    out = []
+    for entry in images or ():
+        image = entry.get("image")
+        if isinstance(image, str):
+            marked = entry.get("unusedSince") == UNUSED_MARKER
+            out.append(Listed(image, _time(entry.get("lastMonitor")), marked))
+    return out
+
+
 @dataclass
 class _Host:
     images: dict[str, datetime | None] = field(default_factory=dict)
@@ -83,16 +103,15 @@ class Schedule:
     @classmethod
     def build(
         cls,
-        cisas: Iterable[tuple[str, Sequence[Mapping[str, Any]] | None]],
+        cisas: Iterable[tuple[str, Iterable[Listed]]],
         recent: Mapping[str, datetime] | None = None,
     ) -> Schedule:
-        """From (CISA name, status images) pairs; `recent` = checks not yet seen in a status
+        """From (CISA name, listed images) pairs; `recent` = checks not yet seen in a status
         (image -> when), which win over older `lastMonitor` values."""
         schedule = cls()
         for name, images in cisas:
-            for entry in images or ():
-                image = entry.get("image")
-                if not isinstance(image, str) or entry.get("unusedSince") == UNUSED_MARKER:
+            for image, last, out_of_filter in images:
+                if out_of_filter:
                     continue
                 host = registry_host(image)
                 if host is None:
@@ -101,7 +120,6 @@ class Schedule:
                 if name not in owners:
                     owners.append(name)
                 slot = schedule.hosts.setdefault(host, _Host())
-                last = _time(entry.get("lastMonitor"))
                 slot.images[image] = (
                     _older(slot.images[image], last) if image in slot.images else last
                 )

@@ -23,6 +23,7 @@ import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -40,6 +41,7 @@ __all__ = [
     "RegistryServer",
     "deep_merge",
     "htpasswd_line",
+    "max_in_window",
 ]
 
 _LOG_SYNC_QUERY = "kuik-log-sync"
@@ -72,6 +74,35 @@ def htpasswd_line(username: str, password: str, rounds: int = 4) -> str:
     return f"{username}:{hashed}"
 
 
+def _arrival(entry: Mapping[str, Any]) -> float | None:
+    """A request log line's completion time (RFC 3339 with nanoseconds) minus its duration."""
+    from kuikcore.config import parse_duration  # lazy: only request timing needs it
+
+    stamp, duration = entry.get("time"), entry.get("http.response.duration")
+    if not isinstance(stamp, str) or not isinstance(duration, str):
+        return None
+    whole, _, fraction = stamp.rstrip("Z").partition(".")
+    try:
+        completed = datetime.fromisoformat(whole + "+00:00").timestamp()
+        return (
+            completed + float("0." + (fraction or "0")) - parse_duration(duration).total_seconds()
+        )
+    except ValueError:
+        return None
+
+
+def max_in_window(times: Iterable[float], window: float) -> int:
+    """The most of `times` (seconds) falling within any half-open window of `window` seconds:
+    what a rate limit of N per `window` must keep <= N."""
+    ordered = sorted(times)
+    best, start = 0, 0
+    for end, moment in enumerate(ordered):
+        while moment - ordered[start] >= window:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
 @dataclass(frozen=True, slots=True)
 class RegistryRequest:
     """One request as distribution logged it."""
@@ -81,6 +112,9 @@ class RegistryRequest:
     status: int
     repository: str | None
     user_agent: str
+    arrived: float | None = None
+    """When the request arrived (unix seconds: the log line's time minus the response duration),
+    for tests and benchmarks that check request spacing; None when the line does not say."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -503,6 +537,7 @@ class RegistryServer(ServerProcess):
                     status=status,
                     repository=entry.get("vars.name"),
                     user_agent=entry.get("http.request.useragent", ""),
+                    arrived=_arrival(entry),
                 )
 
     def _sync_log(self, timeout: float = 5.0) -> None:
