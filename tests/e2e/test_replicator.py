@@ -352,7 +352,15 @@ def test_retention_deletes_unused_but_keeps_what_others_use_or_re_pushed(
     for name in names:
         push_image(source, f"ret/{name}", "1", synthetic_image(f"ret-{name}"))
     spec = cism("all", [mirror_spec(mirror, "m4")], cleanup={"enabled": True, "retention": "1s"})
-    base_setup(env, mirror, spec)
+    # a mirror without credentialSecret: copies work (open registry), deletion has nothing to use
+    anonymous = {"registry": mirror.host, "path": "anon"}
+    bare = cism(
+        "bare",
+        [anonymous],
+        cleanup={"enabled": True, "retention": "1s"},
+        filter={"include": [{"image": ".*/ret/gone:1"}]},
+    )
+    base_setup(env, mirror, spec, bare)
     env.write("pods.yaml", pod("user", *(f"{source.host}/ret/{n}:1" for n in names)))
     # a second cluster sharing Redis and the mirror registry runs "shared"
     other = env.root / "other"
@@ -393,6 +401,15 @@ def test_retention_deletes_unused_but_keeps_what_others_use_or_re_pushed(
             "re-pushed" in (env.mirrors("all").get(pairs["repushed"], {}).get("lastError") or "")
         ),
     )
+    bare_pair = (pairs["gone"][0], f"{mirror.host}/anon/ret/gone:1")
+    env.wait(
+        "the copy without a credential secret to be kept with a reason",
+        lambda: (
+            "no credentialSecret" in (env.mirrors("bare").get(bare_pair, {}).get("lastError") or "")
+        ),
+    )
+    assert env.mirrors("bare")[bare_pair]["mirroredAt"]
+    assert get_manifest(mirror, "anon/ret/gone", "1").status == 200
     assert get_manifest(mirror, "m4/ret/shared", "1").status == 200
     assert get_manifest(mirror, "m4/ret/repushed", "1").digest == intruder
     assert env.events("MirrorDeleted")
