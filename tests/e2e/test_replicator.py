@@ -375,16 +375,20 @@ def test_retention_deletes_unused_but_keeps_what_others_use_or_re_pushed(
         )
     )
     env.start(cluster_id="c1")
-    env.start(cluster=other, cluster_id="c2")
     pairs = {n: (f"{source.host}/ret/{n}:1", f"{mirror.host}/m4/ret/{n}:1") for n in names}
     env.wait(
         "3 images mirrored",
         lambda: all(env.mirrors("all").get(p, {}).get("mirroredAt") for p in pairs.values()),
     )
+    mark = mirror.log_offset()
+    env.start(cluster=other, cluster_id="c2")
     env.wait(
         "cluster c2 mirrored its image",
         lambda: bool(env.mirrors("all", other).get(pairs["shared"], {}).get("mirroredAt")),
     )
+    # the second cluster found the copy in place: nothing uploaded, one HEAD at the destination
+    assert mirror.count_requests("PUT", r"/v2/m4/ret/shared/", since=mark) == 0
+    assert mirror.count_requests("POST", r"/v2/m4/ret/shared/", since=mark) == 0
     # someone else pushes another image under the mirrored tag
     intruder = push_image(mirror, "m4/ret/repushed", "1", synthetic_image("intruder"))
     env.write("pods.yaml", pod("other", f"{source.host}/ret/unrelated:1"))
