@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 
 from kuik_webhook.admit import Admitter
 from kuik_webhook.chooser import Chooser
@@ -133,6 +134,10 @@ async def run(ctx: ServiceContext) -> None:
             port=server.port,
             tls=reloader is not None,
         )
+        # Everything built so far lives as long as the process: keep it out of every later
+        # garbage collection, which admissions (allocation-heavy) would otherwise trigger often.
+        gc.collect()
+        gc.freeze()
         ctx.mark_started()
         await asyncio.Event().wait()  # until cancelled
     finally:
