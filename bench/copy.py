@@ -101,6 +101,7 @@ def _median(values: list[float]) -> float:
 def run() -> dict[str, Any]:
     if shutil.which("skopeo") is None:
         return {"skipped": "skopeo not installed"}
+    load_before = os.getloadavg()[0]
     source = _fresh()
     try:
         index = synthetic_index(
@@ -140,6 +141,7 @@ def run() -> dict[str, Any]:
         return {
             "image": f"2-platform OCI index, 5 x 20 MiB layers each ({blob_bytes / MiB:.0f} MiB)",
             "rounds": ROUNDS,
+            "load_avg_1min_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
             "all_kuik_s": kuik_median,
             "all_skopeo_s": skopeo_median,
             "all_ratio": round(kuik_median / skopeo_median, 3),
