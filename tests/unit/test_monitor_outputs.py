@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -92,7 +93,9 @@ def test_apply_outcomes_updates_only_listed_entries_and_clears_error() -> None:
         "r/b:1": Outcome("r/b:1", S.UNREACHABLE, "registry unreachable: boom", NOW),
         "r/gone:1": Outcome("r/gone:1", S.AVAILABLE, None, NOW),
     }
+    before = copy.deepcopy(status)
     new = apply_outcomes(status, outcomes)
+    assert status == before  # the input is left untouched
     assert new == {
         "imageCount": 3,
         "images": [

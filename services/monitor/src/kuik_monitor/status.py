@@ -18,18 +18,21 @@ __all__ = ["apply_outcomes", "entry_statuses"]
 
 
 def apply_outcomes(status: Mapping[str, Any], outcomes: Mapping[str, Outcome]) -> dict[str, Any]:
-    """`status` with each listed image's entry updated from its outcome."""
-    images: list[dict[str, Any]] = []
+    """`status` with each listed image's entry updated from its outcome; `status` itself is left
+    untouched (unchanged entries are shared with it, not copied)."""
+    images: list[Any] = []
     for old in status.get("images") or ():
+        outcome = outcomes.get(str(old.get("image")))
+        if outcome is None:
+            images.append(old)  # shared, not copied: a 10,000-entry status stays one list
+            continue
         entry = dict(old)
-        outcome = outcomes.get(str(entry.get("image")))
-        if outcome is not None:
-            entry["status"] = outcome.status.value
-            entry["lastMonitor"] = format_time(outcome.checked_at)
-            if outcome.error:
-                entry["lastError"] = outcome.error
-            else:
-                entry.pop("lastError", None)
+        entry["status"] = outcome.status.value
+        entry["lastMonitor"] = format_time(outcome.checked_at)
+        if outcome.error:
+            entry["lastError"] = outcome.error
+        else:
+            entry.pop("lastError", None)
         images.append(entry)
     new = dict(status)
     if "images" in status or images:
