@@ -222,7 +222,7 @@ class Admitter:
                     reason=problems[pod_ref],
                 )
         pod_secrets = [found[r] for r in pod_refs if r in found]
-        keyrings: dict[SecretRef | None, Keyring] = {None: _keyring(pod_secrets, outcome)}
+        keyrings: dict[SecretRef | None, Keyring | None] = {None: _keyring(pod_secrets, outcome)}
         lists = []
         for target in plan.targets:
             candidates = []
@@ -315,11 +315,14 @@ class Admitter:
                 self.reporter.report(job)
 
 
-def _lookup(keyring: Keyring, image: str) -> tuple[Credentials, ...]:
-    return tuple(keyring.lookup(image)) if len(keyring) else ()
+def _lookup(keyring: Keyring | None, image: str) -> tuple[Credentials, ...]:
+    return tuple(keyring.lookup(image)) if keyring is not None else ()
 
 
-def _keyring(secrets: Sequence[Mapping[str, Any]], outcome: _Outcome) -> Keyring:
+def _keyring(secrets: Sequence[Mapping[str, Any]], outcome: _Outcome) -> Keyring | None:
+    """The credentials of `secrets`, or None when there are none (most Pods: no lookups)."""
+    if not secrets:
+        return None
     keyring = Keyring()
     for secret in secrets:
         try:
@@ -327,4 +330,4 @@ def _keyring(secrets: Sequence[Mapping[str, Any]], outcome: _Outcome) -> Keyring
         except InvalidDockerConfig as exc:
             log.warning("unreadable pull secret ignored", error=str(exc))
             outcome.warnings.append(f"kuik: {exc}")
-    return keyring
+    return keyring if len(keyring) else None

@@ -68,10 +68,11 @@ class Slot:
     index: int
     name: str
     image: str | None
+    key: str = field(init=False, compare=False)
+    """Its key in `kuik.enix.io/original-images`."""
 
-    @property
-    def key(self) -> str:
-        return annotation_key(self.type, self.name)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", annotation_key(self.type, self.name))
 
     @property
     def image_path(self) -> str:
