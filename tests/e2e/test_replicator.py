@@ -447,8 +447,18 @@ def test_platform_filter_is_honoured_recorded_and_explained(
     index = synthetic_index("multi", platforms=("linux/amd64", "linux/arm64/v8"))
     push_image(source, "plat/multi", "1", index)
     push_image(source, "plat/s390x", "1", synthetic_image("s390x", platform="linux/s390x"))
+    # gone from the source, but already in the mirror (upstream 9969b67: counts as mirrored)
+    kept = push_image(mirror, "m5/plat/gone", "1", synthetic_image("gone"))
     base_setup(env, mirror, cism("all", [mirror_spec(mirror, "m5")]))
-    env.write("pods.yaml", pod("p", f"{source.host}/plat/multi:1", f"{source.host}/plat/s390x:1"))
+    env.write(
+        "pods.yaml",
+        pod(
+            "p",
+            f"{source.host}/plat/multi:1",
+            f"{source.host}/plat/s390x:1",
+            f"{source.host}/plat/gone:1",
+        ),
+    )
     env.start()
     multi = (f"{source.host}/plat/multi:1", f"{mirror.host}/m5/plat/multi:1")
     wrong = (f"{source.host}/plat/s390x:1", f"{mirror.host}/m5/plat/s390x:1")
@@ -466,6 +476,12 @@ def test_platform_filter_is_honoured_recorded_and_explained(
     assert not env.mirrors("all")[wrong].get("mirroredAt")
     env.wait("a MirrorFailed event", lambda: bool(env.events("MirrorFailed")))
     assert env.events("MirrorFailed")[0]["type"] == "Warning"
+    gone = (f"{source.host}/plat/gone:1", f"{mirror.host}/m5/plat/gone:1")
+    env.wait(
+        "the existing mirror", lambda: bool(env.mirrors("all").get(gone, {}).get("mirroredAt"))
+    )
+    assert env.mirrors("all")[gone]["digest"] == kept
+    assert "lastError" not in env.mirrors("all")[gone]
 
 
 def test_digest_pinned_copied_verbatim_and_stale_report_recopies(

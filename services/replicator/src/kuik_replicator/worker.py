@@ -21,7 +21,6 @@ import time
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
-from typing import Any
 
 import structlog
 
@@ -134,13 +133,22 @@ class CopyWorker:
                     src_credentials=src_creds,
                     dst_credentials=dst_creds,
                 )
-        except (RegistryError, CopyFailed, ValueError) as exc:
-            error = str(exc)
-            self.metrics.copies.labels(result="failed").inc()
-            log.warning(
-                "could not mirror image", image=job.source, mirror=job.destination, error=error
+        except RegistryError as exc:
+            present = await self._already_there(job)
+            if present is None:
+                return self._failed(job, now, str(exc))
+            # upstream 9969b67: the source failed but the destination holds the image (another
+            # cluster copied it, or the source is gone since): that is a mirror all the same
+            log.info(
+                "source failed but the mirror exists, keeping it",
+                image=job.source,
+                mirror=job.destination,
+                error=str(exc),
             )
-            return CopyOutcome(job.source, job.destination, now, error=error)
+            self.metrics.copies.labels(result="unchanged").inc()
+            return CopyOutcome(job.source, job.destination, now, digest=present)
+        except (CopyFailed, ValueError) as exc:
+            return self._failed(job, now, str(exc))
         uploaded = result.manifests_pushed > 0
         self.metrics.copies.labels(result="copied" if uploaded else "unchanged").inc()
         self.metrics.copy_bytes.inc(result.bytes_moved)
@@ -162,6 +170,22 @@ class CopyWorker:
             platforms=result.platforms,
         )
 
+    def _failed(self, job: CopyJob, now: str, error: str) -> CopyOutcome:
+        self.metrics.copies.labels(result="failed").inc()
+        log.warning("could not mirror image", image=job.source, mirror=job.destination, error=error)
+        return CopyOutcome(job.source, job.destination, now, error=error)
+
+    async def _already_there(self, job: CopyJob) -> str | None:
+        """The destination's digest when it exists (None when absent or unreadable)."""
+        try:
+            creds = await self._destination_credentials(job)
+            info = await self.client.head_manifest(
+                job.destination, credentials=creds[0] if creds else None
+            )
+        except (RegistryError, CopyFailed, ValueError):
+            return None
+        return info.digest
+
     async def _publish(self, destination: str, digest: str) -> None:
         if self.board is None:
             return
@@ -169,7 +193,3 @@ class CopyWorker:
             await self.board.publish_image(destination, AvailabilityStatus.AVAILABLE, digest=digest)
         except Exception as exc:  # the board is advisory: never fail a copy over it
             log.debug("could not publish mirror availability", mirror=destination, error=str(exc))
-
-
-def describe(job: Any) -> str:
-    return f"{getattr(job, 'source', '?')} -> {getattr(job, 'destination', '?')}"
