@@ -317,4 +317,7 @@ class DockerDaemon:
         self._kill_orphan_containerd()
         for point in _mounts_below(self.root):
             subprocess.run(["umount", "-l", point], capture_output=True, check=False)
+        # rm is ~2x faster than rmtree on overlay2's many small files, and never crosses into a
+        # mount left behind (a container's bind mount of a test directory).
+        subprocess.run(["rm", "-rf", "--one-file-system", str(self.root)], check=False)
         shutil.rmtree(self.root, ignore_errors=True)

@@ -139,6 +139,30 @@ def registry_factory() -> Iterator[Callable[..., RegistryServer]]:
 # ---------------------------------------------------------------------------------------------
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keep `--dist loadgroup` grouping (make test uses it) working on pytest >= 9.2.
+
+    pytest-xdist 3.8 groups by appending "@<group>" to `item._nodeid`, but pytest 9.2 derives
+    `item.nodeid` from a structured id, so the suffix is lost and every worker would start its
+    own dockerd and build. Re-append it where xdist's did not stick (no-op on older pytest).
+    """
+    if not getattr(config.option, "loadgroup", False):
+        return
+    try:
+        from _pytest.nodeid import NodeId
+    except ImportError:  # pytest < 9.2: xdist's own suffix works
+        return
+    for item in items:
+        groups = {
+            str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+            for mark in item.iter_markers("xdist_group")
+        }
+        nodeid = item.nodeid
+        if groups and nodeid.rfind("@") <= nodeid.rfind("]"):
+            item._id = NodeId.parse(f"{nodeid}@{'_'.join(sorted(groups))}")
+
+
 @pytest.fixture(scope="session")
 def docker_daemon() -> Iterator[DockerDaemon]:
     """Debian's dockerd on a private socket (no bridge, no iptables), stopped by PID after."""
