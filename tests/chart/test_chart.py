@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import textwrap
 import tomllib
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import pytest
 import yaml
 from cryptography import x509
 
+from kuikcore.api import parse_resource
 from kuikcore.config import Config, load_config
 
 from .conftest import CHART_DIR, JSON, NAMESPACE, ChartRenderer, Rendered
@@ -601,8 +603,13 @@ def test_inconsistent_values_fail_with_a_message(
 
 def test_notes_tell_what_to_do_next(defaults: Rendered) -> None:
     assert f"kubectl -n {NAMESPACE} get pods" in defaults.notes
-    assert "ClusterImageSetMirror" in defaults.notes
     assert "kube-system and kuik-system" in defaults.notes
+    assert f"svc/{FULLNAME}-monitor-metrics 8080" in defaults.notes
+    defaults.get("Service", f"{FULLNAME}-monitor-metrics")
+    # The example resource in the notes is one kuik accepts.
+    example = defaults.notes.split("<<'YAML'\n", 1)[1].split("YAML\n", 1)[0]
+    resource = parse_resource(yaml.safe_load(textwrap.dedent(example)))
+    assert resource.kind == "ClusterImageSetMirror"
 
 
 def test_image_defaults_to_the_app_version(chart: ChartRenderer, defaults: Rendered) -> None:
