@@ -674,6 +674,12 @@ def test_internal_errors_admit_unchanged_with_a_warning(shared: Webhook) -> None
     assert response["allowed"] is True
     assert "patch" not in response
     assert response["warnings"][0].startswith("kuik: Pod admitted unchanged")
+    # not a Pod write kuik routes: allowed untouched, no warning
+    for options in ({"operation": "DELETE"}, {"sub_resource": "status", "operation": "UPDATE"}):
+        obj = pod("x", {"c": "127.0.0.1:1/x:1"})
+        status, body = shared.post(json.dumps(review(obj, old=obj, **options)).encode())
+        assert status == 200
+        assert body["response"] == {"uid": body["response"]["uid"], "allowed": True}
     status, body = shared.post(b"{not json")
     assert status == 400
     assert "malformed AdmissionReview" in body["error"]

@@ -42,6 +42,8 @@ __all__ = ["Admitter", "Answer", "NotReady"]
 log = structlog.get_logger("kuik.webhook")
 
 _RESERVE = 0.3  # seconds kept after the choice for secret copies and the answer
+_OPERATIONS = frozenset({"CREATE", "UPDATE"})
+_SUB_RESOURCES = frozenset({"", "ephemeralcontainers"})
 _KINDS: tuple[tuple[type[Resource], bool], ...] = (
     (ClusterImageSetMirror, False),
     (ImageSetMirror, True),
@@ -165,8 +167,12 @@ class Admitter:
         return out
 
     async def _admit(self, request: AdmissionRequest, choose_by: float) -> _Outcome:
-        if not request.is_pod:
-            return _Outcome(result="skipped")
+        if (
+            not request.is_pod
+            or request.operation not in _OPERATIONS
+            or request.sub_resource not in _SUB_RESOURCES
+        ):
+            return _Outcome(result="skipped")  # not a Pod write kuik routes: leave it alone
         namespace = request.namespace
         obj = request.object
         if isinstance(obj, Mapping) and isinstance(obj.get("metadata"), Mapping):

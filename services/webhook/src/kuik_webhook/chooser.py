@@ -274,7 +274,9 @@ class Chooser:
         deadline: float,
     ) -> None:
         assert self.board is not None
-        budget = max(0.0, min(BOARD_READ_BUDGET, deadline - self._clock()))
+        budget = min(BOARD_READ_BUDGET, deadline - self._clock())
+        if budget <= 0:
+            return
         snapshot = await self.board.read(
             [c.image for c in unknown], [c.host for c in unknown if c.host], deadline=budget
         )
