@@ -130,7 +130,7 @@ def local_ca_certificates() -> str:
     /usr/local/share/ca-certificates): what a build needs to trust an intercepting proxy."""
     root = Path("/usr/local/share/ca-certificates")
     files = sorted(root.rglob("*.crt")) if root.is_dir() else []
-    return "".join(f.read_text() for f in files)
+    return "".join(f.read_text().strip() + "\n" for f in files)
 
 
 def _tail(path: Path, lines: int = 40) -> str:
