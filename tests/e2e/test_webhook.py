@@ -175,20 +175,29 @@ class Webhook:
         tmp.write_text(yaml.safe_dump_all(docs))
         tmp.rename(path)
 
-    def start(self, config: dict[str, Any], *, redis_url: str | None = None) -> Webhook:
+    def start(
+        self,
+        config: dict[str, Any],
+        *,
+        redis_url: str | None = None,
+        cluster: str | None = None,
+        env: dict[str, str] | None = None,
+        wait: bool = True,
+    ) -> Webhook:
         config_path = self.root / "config.yaml"
         config_path.write_text(yaml.safe_dump({"clusterID": CLUSTER_ID, **config}))
         args = [
             "--config", str(config_path),
-            "--cluster", f"dir:{self.cluster}",
+            "--cluster", cluster or f"dir:{self.cluster}",
             "--listen", f"127.0.0.1:{self.port}",
             "--tls-cert", str(self.cert),
             "--tls-key", str(self.key),
         ]  # fmt: skip
         if redis_url:
             args += ["--redis-url", redis_url]
-        self.process = ServiceProcess("webhook", args, log_dir=self.root).start()
-        self.process.wait_ready()
+        self.process = ServiceProcess("webhook", args, env=env, log_dir=self.root).start()
+        if wait:
+            self.process.wait_ready()
         return self
 
     def context(self, ca: trustme.CA | None = None) -> ssl.SSLContext:

@@ -1,0 +1,76 @@
+"""kuik-webhook against a Kubernetes API server (the stateful fake, through the real
+kubernetes-asyncio client): CRs and Secrets come from the API, the pull-secret copy goes to it."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from pathlib import Path
+
+import pytest
+import trustme
+
+from kuikcore.testing import RegistryServer
+from kuikcore.testing.apiserver import FakeApiServer
+from tests.e2e.test_webhook import (  # the servers are module fixtures of their own here
+    Webhook,
+    base_config,
+    ca,
+    cism,
+    docker_secret,
+    images,
+    mirror,
+    pod,
+    push,
+    source,
+)
+
+pytestmark = pytest.mark.timeout(120)
+
+__all__ = ["ca", "mirror", "source"]  # fixtures
+
+
+async def test_routes_from_the_api_and_copies_the_secret_into_it(
+    apiserver: FakeApiServer,
+    tmp_path: Path,
+    ca: trustme.CA,
+    source: RegistryServer,
+    mirror: RegistryServer,
+) -> None:
+    secret = docker_secret("mirror-creds", "kuik-system", mirror.host)
+    secret["data"] = {
+        k: base64.b64encode(v.encode()).decode() for k, v in secret.pop("stringData").items()
+    }
+    apiserver.create(secret)
+    apiserver.create(cism("to-b", mirror.host))
+    await asyncio.to_thread(push, mirror, "m/k8s/app", "1", "k8s")
+    kubeconfig = apiserver.write_kubeconfig(tmp_path / "kubeconfig")
+    hook = Webhook(tmp_path, ca)
+    hook.start(
+        base_config(mirror),
+        cluster="kubernetes",
+        env={"KUBECONFIG": str(kubeconfig)},
+        wait=False,
+    )
+    try:
+        assert hook.process is not None
+        await asyncio.to_thread(hook.process.wait_ready)
+        _, out = await asyncio.to_thread(hook.admit, pod("apps", {"c": f"{source.host}/k8s/app:1"}))
+        assert images(out) == {"c": f"{mirror.host}/m/k8s/app:1"}
+        name = out["spec"]["imagePullSecrets"][0]["name"]
+        copy = apiserver.get("v1", "Secret", "apps", name)
+        assert copy is not None
+        assert copy["type"] == "kubernetes.io/dockerconfigjson"
+        assert (
+            copy["metadata"]["labels"]["kuik.enix.io/owner-uid"]
+            == (
+                apiserver.get("kuik.enix.io/v1alpha1", "ClusterImageSetMirror", None, "to-b")[
+                    "metadata"
+                ]["uid"]
+            )
+        )
+        auths = json.loads(base64.b64decode(copy["data"][".dockerconfigjson"]))["auths"]
+        assert mirror.host in auths
+    finally:
+        await asyncio.to_thread(hook.stop)
