@@ -224,6 +224,7 @@ async def test_states_board_events_outputs_and_expiry(
     scene.cisa(
         "short", {"unusedImageExpiry": "3s", "filter": {"include": [{"image": ".*/team/app:1"}]}}
     )
+    scene.cisa("broken", {"filter": {"include": [{"label": "app in (x"}]}})
     scene.pod("default", "app", [present, deleted, pinned])
     scene.pod("default", "doomed", down)
     scene.pull_secret("team", "good", private.host, "kuik", "s3cret")
@@ -245,6 +246,17 @@ async def test_states_board_events_outputs_and_expiry(
         missing.last_error == "unavailable secret: pod other/missing: secret other/absent not found"
     )
     assert (await scene.images("all"))[present].original is False
+
+    # a CISA whose filter does not compile: InvalidFilter, and that CISA only is left alone
+    broken = await scene.until(
+        "InvalidFilter event",
+        lambda: scene.view.list_events(ObjectKey(CISA, "", "broken")),
+    )
+    assert [(e["type"], e["reason"], e["action"]) for e in broken] == [
+        ("Warning", "InvalidFilter", "ReconcileSkipped")
+    ]
+    assert broken[0]["note"].startswith("filter is invalid: ")
+    assert await scene.images("broken") == {}
 
     # the manifest goes away -> NotFound, with a Warning Event on the CISA
     with main.client() as client:
@@ -314,7 +326,7 @@ async def test_states_board_events_outputs_and_expiry(
     assert sorted(grouped["groups"]) == sorted({main.host, doomed.host, private.host})
     assert all("registry" not in i for i in grouped["groups"][main.host])
     code, grouped = _http(monitor, "/status/images?groupBy=cisa")
-    assert sorted(grouped["groups"]) == ["all", "short"]
+    assert sorted(grouped["groups"]) == ["all", "short"]  # "broken" lists no image
     assert all("cisa" not in i for i in grouped["groups"]["short"])
     assert monitor.get("/status/images?groupBy=pod") == (
         400,

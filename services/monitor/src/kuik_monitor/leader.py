@@ -156,7 +156,11 @@ class Leader:
         now = self.clock()
         pods = self.cluster.store.pods()
         next_expiry: timedelta | None = None
-        for cisa in self.cluster.store.resources(CISA):
+        invalid_before = set(self.invalid)
+        cisas = self.cluster.store.resources(CISA)
+        for name in set(self.invalid) - {c.name for c in cisas}:
+            del self.invalid[name]
+        for cisa in cisas:
             try:
                 selection = compile_filter(cisa)
             except InvalidFilter as exc:
@@ -201,6 +205,9 @@ class Leader:
                 left = expires_in(entry.get("unusedSince"), now=now, after=expiry)
                 if left is not None and (next_expiry is None or left < next_expiry):
                     next_expiry = left
+        if set(self.invalid) != invalid_before:  # a CISA left or joined the schedule
+            self._schedule_dirty = True
+            self._wake.set()
         self._next_expiry_in = (
             None if next_expiry is None else max(0.05, next_expiry.total_seconds() + 0.01)
         )
