@@ -35,7 +35,7 @@ from kuikcore.mirroring import EXPEDITE, ROUTINE, copy_queue
 from kuikcore.registry import RegistryClient
 from kuikcore.service import ServiceContext
 
-__all__ = ["resolve_cluster_id", "run"]
+__all__ = ["MissingRedis", "resolve_cluster_id", "run"]
 
 _SYNC_TIMEOUT = 60.0
 _DEPTH_PERIOD = 2.0
@@ -47,10 +47,14 @@ async def resolve_cluster_id(configured: str | None, cluster: ClusterSource) -> 
     return configured or await cluster.cluster_id()
 
 
+class MissingRedis(RuntimeError):
+    """No Redis URL configured: the replicator cannot run without its queue and locks."""
+
+
 def _coord(ctx: ServiceContext) -> Coord:
     redis = ctx.config.redis
     if not redis.url:
-        raise SystemExit("kuik-replicator needs Redis: set --redis-url (config redis.url)")
+        raise MissingRedis("kuik-replicator needs Redis: set --redis-url (config redis.url)")
     return connect(
         redis.url,
         prefix=redis.key_prefix,
