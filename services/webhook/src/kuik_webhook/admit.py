@@ -219,7 +219,8 @@ class Admitter:
                 for a in t.route.alternatives
                 if a.credential_secret is not None
             ]
-        found, problems = await self.secrets.read(wanted)
+        # secrets must leave the checks half of the time that is left
+        found, problems = await self.secrets.read(wanted, within=(choose_by - time.monotonic()) / 2)
         for pod_ref in pod_refs:
             if pod_ref in problems:
                 log.info(

@@ -94,9 +94,11 @@ class SecretReader:
         self.cluster = cluster
         self.timeout = timeout
 
-    async def _one(self, ref: SecretRef) -> tuple[SecretRef, dict[str, Any] | None, str | None]:
+    async def _one(
+        self, ref: SecretRef, limit: float
+    ) -> tuple[SecretRef, dict[str, Any] | None, str | None]:
         try:
-            async with asyncio.timeout(self.timeout):
+            async with asyncio.timeout(limit):
                 secret = await self.cluster.get_secret(ref.namespace, ref.name)
         except TimeoutError:
             return ref, None, f"Secret {ref.namespace}/{ref.name}: read timed out"
@@ -107,13 +109,15 @@ class SecretReader:
         return ref, secret, None
 
     async def read(
-        self, refs: Iterable[SecretRef]
+        self, refs: Iterable[SecretRef], *, within: float | None = None
     ) -> tuple[dict[SecretRef, dict[str, Any]], dict[SecretRef, str]]:
-        """(found secrets, reason per secret that could not be read)."""
+        """(found secrets, reason per secret that could not be read); each read within
+        `within` seconds (default: the reader's timeout)."""
         unique = list(dict.fromkeys(refs))
         if not unique:
             return {}, {}
-        results = await asyncio.gather(*(self._one(r) for r in unique))
+        limit = self.timeout if within is None else min(self.timeout, max(within, 0.01))
+        results = await asyncio.gather(*(self._one(r, limit) for r in unique))
         found = {ref: s for ref, s, _ in results if s is not None}
         problems = {ref: why for ref, _, why in results if why is not None}
         return found, problems
