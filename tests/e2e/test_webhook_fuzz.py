@@ -69,7 +69,7 @@ def webhook(tmp_path_factory: pytest.TempPathFactory, registry: RegistryServer) 
     config = root / "config.yaml"
     config.write_text(
         yaml.safe_dump(
-            {"routing": {"activeCheck": {"timeout": "300ms"}}, "webhook": {"deadline": "1s"}}
+            {"routing": {"activeCheck": {"timeout": "2s"}}, "webhook": {"deadline": "4s"}}
         )
     )
     port = free_port()
