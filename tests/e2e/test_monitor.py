@@ -485,9 +485,27 @@ async def test_budget_holds_across_replicas_failover_and_restart(
     first = scene.start_monitor()
     second = scene.start_monitor()
     await asyncio.sleep(4)
-    first.stop()  # SIGTERM: leadership released, the standby takes over
-    await asyncio.sleep(5)
-    second.kill()  # no goodbye; a restarted replica leads again at once
+    # one leader; the standby serves the same images and metrics from the shared statuses
+    leaders = [
+        'kube_image_keeper_monitor_is_leader{role="monitor"} 1.0' in m.metrics()
+        for m in (first, second)
+    ]
+    assert sorted(leaders) == [False, True]
+    served = []
+    for m in (first, second):
+        code, body = _http(m, "/status/images")
+        assert code == 200
+        served.append(sorted((i["cisa"], i["image"]) for i in body["items"]))
+    assert served[0] == served[1] == sorted(("all", image) for image in images)
+    leader, standby = (first, second) if leaders[0] else (second, first)
+    leader.stop()  # SIGTERM: leadership released, the standby takes over
+
+    async def took_over() -> bool:
+        return 'kube_image_keeper_monitor_is_leader{role="monitor"} 1.0' in standby.metrics()
+
+    await scene.until("the standby to lead", took_over, within=20)
+    await asyncio.sleep(3)
+    standby.kill()  # no goodbye; a restarted replica leads again at once
     third = scene.start_monitor()
     await asyncio.sleep(4)
     assert third.running()
