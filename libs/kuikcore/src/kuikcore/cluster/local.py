@@ -416,6 +416,10 @@ class LocalCluster:
         (called with the state lock held): mark held deletions, drop the rest."""
         kept: dict[ObjectKey, JSON] = {}
         for key, overlay in overlays.items():
+            if key.kind not in self._kinds:
+                # Documents of kinds this process does not watch are not read, so their absence
+                # says nothing: another process (the monitor's CISA status) owns that state.
+                continue
             meta = overlay.setdefault("metadata", {})
             path = self.state.resource_path(key)
             if key in docs:
