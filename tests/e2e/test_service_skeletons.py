@@ -87,16 +87,27 @@ def _log_events(stderr: str) -> list[dict[str, object]]:
     return [json.loads(line) for line in stderr.splitlines() if line.strip()]
 
 
+# What a real service needs to start alone on a test machine (local mode, free ports), and the
+# readiness checks it adds to the runner's.
+_READY = {"webhook": "[+]startup ok\n[+]cluster ok\nreadyz check passed\n"}
+
+
+def _standalone(name: str, tmp_path: Path) -> list[str]:
+    if name == "webhook":
+        return ["--cluster", f"dir:{tmp_path}", "--listen", f"127.0.0.1:{free_port()}"]
+    return []
+
+
 @pytest.mark.parametrize("name", SERVICES)
 def test_service_serves_health_metrics_and_stops_on_sigterm(
     name: str, tmp_path: Path, started: list[Service]
 ) -> None:
     config = tmp_path / "config.yaml"
     config.write_text("monitoring:\n  registries:\n    default:\n      interval: 1h\n")
-    service = Service(name, ["--config", str(config)])
+    service = Service(name, ["--config", str(config), *_standalone(name, tmp_path)])
     started.append(service)
 
-    assert service.wait_ready() == "[+]startup ok\nreadyz check passed\n"
+    assert service.wait_ready() == _READY.get(name, "[+]startup ok\nreadyz check passed\n")
     assert _get(service.url("/healthz")) == (200, "ok\n")
     status, metrics = _get(service.url("/metrics"))
     assert status == 200
@@ -167,7 +178,14 @@ def test_cli_beats_environment(tmp_path: Path, started: list[Service]) -> None:
 
     service = Service(
         "webhook",
-        ["--config", str(tmp_path / "none.yaml"), "--cluster", "dir:/srv/manifests"],
+        [
+            "--config",
+            str(tmp_path / "none.yaml"),
+            "--cluster",
+            f"dir:{tmp_path}",
+            "--listen",
+            f"127.0.0.1:{free_port()}",
+        ],
         env={"KUIK_CLUSTER": "nowhere", "KUIK_REDIS_URL": "redis://u:pw-in-env@127.0.0.1:1/0"},
     )
     started.append(service)
@@ -176,7 +194,7 @@ def test_cli_beats_environment(tmp_path: Path, started: list[Service]) -> None:
     code, stderr = service.finish(timeout=5)
     assert code == 0
     starting = next(e for e in _log_events(stderr) if e["event"] == "service starting")
-    assert starting["cluster"] == "dir:/srv/manifests"
+    assert starting["cluster"] == f"dir:{tmp_path}"
     assert starting["redis"] == "redis://u:[REDACTED]@127.0.0.1:1/0"
     assert "pw-in-env" not in stderr
 
