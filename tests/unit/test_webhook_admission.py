@@ -469,3 +469,10 @@ async def test_single_candidate_is_used_without_a_check() -> None:
     assert decisions[0].reason == "single candidate"
     assert len(chooser.flights) == 0
     assert len(chooser.cache) == 0
+
+
+def test_update_without_old_object_never_adds_pull_secrets() -> None:
+    obj = pod([{"name": "a", "image": "a.local/a:1"}])
+    plan = plan_admission(request(obj, operation="UPDATE", old=None), [cism()], RoutingOptions())
+    assert [t.slot.key for t in plan.targets] == ["a"]
+    assert plan.can_add_pull_secrets is False

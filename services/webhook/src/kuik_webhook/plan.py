@@ -207,7 +207,7 @@ def plan_admission(
         skip = dict(current)
         record = dict(current)
         record.update({s.key: s.image for s in slots if s.key in changed and s.image is not None})
-        can_add = True
+        can_add = request.operation != "UPDATE"  # an UPDATE without oldObject still cannot
     annotation: dict[str, str] | None = record
     if request.is_ephemeral_containers:
         annotation, can_add = None, False
