@@ -12,6 +12,8 @@ help:
 	@echo "make install-docker  Debian's docker.io and mmdebstrap (image tests; large, so separate)"
 	@echo "make lint      ruff check, ruff format --check, mypy"
 	@echo "make bench     benchmarks in bench/ (results: docs/benchmarks.md)"
+	@echo "make demo      the whole system on this machine: mirror an image, kill its registry, see the reroute"
+	@echo "make dev       the same stack left running (fixed ports, examples/cluster/) until Ctrl-C"
 
 install:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -38,3 +40,10 @@ crds:  ## regenerate the CRDs from kuikcore.api.models (tests fail when the comm
 .PHONY: install-docker
 install-docker:  ## dockerd + mmdebstrap for the image tests (large: only `make test` pulls them in)
 	@scripts/install-system-packages.sh --docker
+
+.PHONY: demo dev
+demo: install  ## the whole system on this machine, no cluster: mirror an image, kill its registry, see the reroute
+	$(UV) run python -m kuikcore.demo
+
+dev: install  ## the demo's stack on fixed ports over examples/cluster/, in the foreground until Ctrl-C
+	$(UV) run python -m kuikcore.demo dev
