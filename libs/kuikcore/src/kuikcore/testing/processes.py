@@ -2,8 +2,11 @@
 
 `ServiceProcess("replicator", ["--cluster", "dir:/x", ...])` starts `kuik-replicator` from the
 current virtualenv on a free metrics port, `wait_ready()` polls `/readyz`, `stop()` sends SIGTERM
-(then SIGKILL after a grace), `kill()` sends SIGKILL at once. Output goes to a log file kept for
-assertions and for debugging a failed test (`.log_text()`).
+(then SIGKILL after a grace), `kill()` sends SIGKILL at once, `wait()` waits for a process that
+exits by itself (a startup error). Output goes to a log file kept for assertions and for debugging
+a failed test (`.log_text()`). `command=` runs another program on the same terms (a throwaway
+service script built on `kuikcore.service`); `metrics_via_env=True` hands it the metrics address
+through `KUIK_METRICS_LISTEN` instead of `--metrics-listen`.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
 from kuikcore.testing.ports import free_port
@@ -38,18 +42,22 @@ class ServiceProcess:
         *,
         env: dict[str, str] | None = None,
         log_dir: Path | None = None,
+        command: Sequence[str] | None = None,
+        metrics_via_env: bool = False,
     ) -> None:
         self.service = service
         self.port = free_port()
+        listen = f"127.0.0.1:{self.port}"
         self.args = [
-            str(bin_path(f"kuik-{service}")),
+            *(command or [str(bin_path(f"kuik-{service}"))]),
             "--log-format",
             "json",
-            "--metrics-listen",
-            f"127.0.0.1:{self.port}",
+            *([] if metrics_via_env else ["--metrics-listen", listen]),
             *args,
         ]
         self.env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **(env or {})}
+        if metrics_via_env:
+            self.env["KUIK_METRICS_LISTEN"] = listen
         handle, name = tempfile.mkstemp(prefix=f"kuik-{service}-", suffix=".log", dir=log_dir)
         os.close(handle)
         self.log_path = Path(name)
@@ -113,6 +121,11 @@ class ServiceProcess:
                 self.process.kill()
                 self.process.wait()
         return self.process.returncode
+
+    def wait(self, timeout: float = 30.0) -> int:
+        """The exit status of a process that ends by itself (raises TimeoutExpired otherwise)."""
+        assert self.process is not None
+        return self.process.wait(timeout)
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
