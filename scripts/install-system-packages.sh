@@ -2,8 +2,8 @@
 # Installs the Debian packages the tests, benchmarks and demo run for real:
 # redis-server, docker-registry (distribution v2) and skopeo (benchmark baseline).
 # With --docker (make install-docker, which make test runs): docker.io (dockerd, containerd,
-# runc, client) and mmdebstrap, for the image tests; large, so only the targets that build
-# images ask for them.
+# runc, client), mmdebstrap and docker-compose (1.29), for the image and compose tests; large,
+# so only the targets that build images ask for them.
 # As root: apt-get installs what is missing. Otherwise: says what to run.
 set -euo pipefail
 export PATH="$PATH:/usr/sbin:/sbin"
@@ -18,6 +18,7 @@ if [ "${1:-}" = "--docker" ]; then
   binary_of=(
     [docker.io]=dockerd
     [mmdebstrap]=mmdebstrap
+    [docker-compose]=docker-compose
   )
   services=(docker containerd)
 fi

@@ -58,7 +58,7 @@ class Target:
     registry_a_url: str  # where to push from here
     webhook_url: str  # .../mutate
     monitor_url: str  # the monitor's metrics listener
-    kill_registry_a: Callable[[], None]
+    kill_registry_a: Callable[[], object]
     status_command: list[str]  # `kuik status` for this cluster directory
     webhook_ca: Path | None = None  # None: plain HTTP webhook
 
