@@ -50,7 +50,7 @@ from kuikcore.cluster.interface import (
     StatusMutator,
 )
 from kuikcore.cluster.kinds import ALL_KINDS, watched_kind
-from kuikcore.cluster.patch import finalizers_after, status_after
+from kuikcore.cluster.patch import finalizers_after, json_copy, status_after
 from kuikcore.cluster.statedir import CLUSTER_SCOPE_DIR, StateDir
 from kuikcore.cluster.store import Store
 from kuikcore.manifests import InvalidManifest, Manifest, manifest_files, read_manifests
@@ -158,7 +158,7 @@ def compose_resource(key: ObjectKey, doc: _Doc | None, overlay: JSON | None) -> 
     else:
         obj["metadata"].pop("finalizers", None)
     if overlay.get("status"):
-        obj["status"] = copy.deepcopy(overlay["status"])
+        obj["status"] = json_copy(overlay["status"])
     return _with_version(obj)
 
 
