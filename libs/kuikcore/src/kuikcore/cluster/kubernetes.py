@@ -75,6 +75,17 @@ async def _call(request: Awaitable[aiohttp.ClientResponse], what: str) -> JSON:
     return data
 
 
+class _PlainJsonApiClient(k8s.ApiClient):
+    """kuik passes plain JSON (dicts and lists of str, numbers, bools) and reads raw responses,
+    so the generated client's hunt for model objects (a recursive copy of every body, ~0.1 s for
+    a 10,000-image status patch) is skipped; anything else still goes through it."""
+
+    def sanitize_for_serialization(self, obj: Any) -> Any:
+        if type(obj) in (dict, list):
+            return obj
+        return super().sanitize_for_serialization(obj)
+
+
 async def api_client_from_environment() -> k8s.ApiClient:
     """In-cluster service account when running in a Pod, else `$KUBECONFIG` / ~/.kube/config."""
     configuration = k8s.Configuration()
@@ -86,7 +97,7 @@ async def api_client_from_environment() -> k8s.ApiClient:
             config_file=os.environ.get("KUBECONFIG", "~/.kube/config"),
             client_configuration=configuration,
         )
-    return k8s.ApiClient(configuration)
+    return _PlainJsonApiClient(configuration)
 
 
 class KubernetesCluster:
