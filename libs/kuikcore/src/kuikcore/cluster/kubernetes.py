@@ -319,8 +319,10 @@ class KubernetesCluster:
             old = current.get("status") or {}
             return None if new is None else {"status": merge_patch_between(old, new)}
 
-        return parse_resource(
-            await self._read_modify_write(kind, namespace, name, change, status=True)
+        # parsed like the store parses the watch event that follows: validated, reusing the
+        # stored version's models for unchanged status entries
+        return self._store.parse(
+            kind, await self._read_modify_write(kind, namespace, name, change, status=True)
         )
 
     async def _set_finalizer(

@@ -128,6 +128,8 @@ class Store:
         self._secrets_by_owner: dict[str, set[tuple[str, str]]] = defaultdict(set)
         self._subscribers: list[ChangeCallback] = []
         self._problems: dict[ObjectKey, InvalidDocument] = {}
+        # the raw `status` each stored kuik resource was parsed from (see `parse`)
+        self._raw_status: dict[ObjectKey, Any] = {}
 
     # ------------------------------------------------------------------ reading
 
@@ -218,7 +220,7 @@ class Store:
         if version and self._versions.get(key) == version:
             return None
         try:
-            obj = self._convert(kind, raw)
+            obj = self._convert(kind, raw, key)
         except ValueError as error:
             self._problems[key] = InvalidDocument(source, index, kind, key.name, _reason(error))
             log.warning(
@@ -232,6 +234,8 @@ class Store:
         if old is None:
             self._sorted_keys.pop(kind, None)
         self._versions[key] = version
+        if kind not in (POD, SECRET):
+            self._raw_status[key] = raw.get("status")
         self._reindex(key, old, obj)
         change = Change(ChangeType.MODIFIED if old is not None else ChangeType.ADDED, key, old, obj)
         self._notify(change)
@@ -240,6 +244,7 @@ class Store:
     def remove(self, key: ObjectKey) -> Change | None:
         old = self._objects.get(key.kind, {}).pop((key.namespace, key.name), None)
         self._versions.pop(key, None)
+        self._raw_status.pop(key, None)
         if old is None:
             return None
         self._sorted_keys.pop(key.kind, None)
@@ -290,7 +295,18 @@ class Store:
             return clean_secret(raw)
         return raw
 
-    def _convert(self, kind: str, raw: JSON) -> Any:
+    def parse(self, kind: str, raw: JSON) -> Any:
+        """`raw` (a kuik resource, API shape) as the typed model the store would keep for it,
+        without storing it; `ValueError` (`InvalidResource`) when invalid.
+
+        Status list entries equal to the stored version's entry at the same position reuse
+        that entry's already validated model; only the rest is validated. A 10,000-image
+        status where a batch of checks changed 40 entries validates those 40 (and the rest of
+        the resource), not 10,000.
+        """
+        return self._convert(kind, raw, object_key(kind, raw))
+
+    def _convert(self, kind: str, raw: JSON, key: ObjectKey) -> Any:
         if kind == POD:
             return slim_pod(raw)
         if kind == SECRET:
@@ -298,7 +314,12 @@ class Store:
         if self._parse_resource is None:
             raise ValueError(f"the store was not given a parser for {kind}")
         meta = {k: v for k, v in (raw.get("metadata") or {}).items() if k != "managedFields"}
-        return self._parse_resource({**raw, "metadata": meta})
+        return _parse_reusing(
+            self._parse_resource,
+            {**raw, "metadata": meta},
+            self._raw_status.get(key),
+            self.get(key),
+        )
 
     def _reindex(self, key: ObjectKey, old: Any, new: Any) -> None:
         ident = (key.namespace, key.name)
@@ -337,6 +358,66 @@ class Store:
                 log.exception(
                     "change callback failed", object=str(change.key), change=change.type.value
                 )
+
+
+def _parse_reusing(parse: ResourceParser, raw: JSON, old_raw_status: Any, old: Any) -> Any:
+    """`parse(raw)`, validating only the status list entries that differ from `old_raw_status`'s
+    entry at the same position and reusing `old`'s model for the others (`old` was parsed from
+    `old_raw_status`, so an equal entry gives an equal model).
+
+    Equivalent to `parse(raw)` (an invalid `raw` is parsed whole again, so its error names
+    the right list index) because no status list of a kuik kind has a whole-list rule
+    (length or uniqueness; tests/cluster/test_store.py checks the schemas): every entry is valid
+    on its own. Everything else (metadata, spec, other status fields) is validated every time.
+    """
+    status = raw.get("status")
+    old_status = getattr(old, "status", None)
+    if not isinstance(status, dict) or not isinstance(old_raw_status, dict) or old_status is None:
+        return parse(raw)
+    kept: dict[str, tuple[str, list[Any]]] = {}  # alias -> (attribute, old model or None per entry)
+    reduced = dict(status)
+    for alias, items in status.items():
+        before = old_raw_status.get(alias)
+        attribute = _attribute_of(old_status, alias)
+        models = getattr(old_status, attribute, None) if attribute else None
+        if not (
+            isinstance(items, list)
+            and isinstance(before, list)
+            and isinstance(models, list)
+            and len(models) == len(before)
+        ):
+            continue
+        reuse = [
+            models[i] if i < len(before) and before[i] == item else None
+            for i, item in enumerate(items)
+        ]
+        if any(model is not None for model in reuse):
+            assert attribute is not None
+            kept[alias] = (attribute, reuse)
+            reduced[alias] = [
+                item for item, model in zip(items, reuse, strict=True) if model is None
+            ]
+    if not kept:
+        return parse(raw)
+    try:
+        resource = parse({**raw, "status": reduced})
+    except ValueError:
+        return parse(raw)  # the error again, with field paths indexing the whole lists
+    for attribute, reuse in kept.values():
+        fresh = iter(getattr(resource.status, attribute))
+        # set without validate_assignment: every entry is a validated model already
+        resource.status.__dict__[attribute] = [
+            model if model is not None else next(fresh) for model in reuse
+        ]
+    return resource
+
+
+def _attribute_of(model: Any, alias: str) -> str | None:
+    """The attribute of a pydantic model's field named `alias` in the API."""
+    for name, info in type(model).model_fields.items():
+        if (info.alias or name) == alias:
+            return str(name)
+    return None
 
 
 def _reason(error: ValueError) -> str:
