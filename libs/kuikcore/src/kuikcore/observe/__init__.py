@@ -1,7 +1,7 @@
 """Observability shared by every kuik process: logging, secret redaction, metrics, health server."""
 
 from kuikcore.observe.health import CheckResult, HealthServer, ReadinessCheck
-from kuikcore.observe.logs import LOG_LEVELS, configure_logging, get_logger
+from kuikcore.observe.logs import LOG_LEVELS, HotLogger, LogLine, configure_logging, get_logger
 from kuikcore.observe.metrics import NAMESPACE, build_info, metrics_registry
 from kuikcore.observe.redact import REDACTED, is_sensitive_key, redact, redact_event, redact_text
 
@@ -11,6 +11,8 @@ __all__ = [
     "REDACTED",
     "CheckResult",
     "HealthServer",
+    "HotLogger",
+    "LogLine",
     "ReadinessCheck",
     "build_info",
     "configure_logging",

@@ -10,7 +10,6 @@ Over-redacting a harmless value costs little; leaking a registry password costs 
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Mapping, MutableMapping
 from typing import Any
@@ -42,10 +41,18 @@ def is_sensitive_key(key: object) -> bool:
     """Does a value stored under this key need hiding? (`password`, `.dockerconfigjson`, ...)"""
     if not isinstance(key, str):
         return False
-    return _sensitive(key)
+    found = _SENSITIVE_KEYS.get(key)
+    if found is None:
+        found = _sensitive(key)
+        if len(_SENSITIVE_KEYS) < _MAX_CACHED_KEYS:  # log events reuse a few hundred keys
+            _SENSITIVE_KEYS[key] = found
+    return found
 
 
-@functools.lru_cache(maxsize=4096)  # log events reuse a few hundred keys over and over
+_SENSITIVE_KEYS: dict[str, bool] = {}
+_MAX_CACHED_KEYS = 4096
+
+
 def _sensitive(key: str) -> bool:
     squashed = re.sub(r"[^a-z0-9]", "", key.lower())
     if not any(word in squashed for word in _SENSITIVE_WORDS):
@@ -64,31 +71,52 @@ _JSON_MEMBER = re.compile(
 )
 
 
-_KEY_VALUE_WORDS = ("passw", "token", "secret", "apikey")
-_JSON_MEMBER_WORDS = ("auth", "passw", "token", "secret")
+def _may_hold_secret(text: str) -> bool:
+    """False only when no pattern above can match: each needs `://` or one of these words.
+
+    Substring tests on the lower-cased text are several times faster than one case-insensitive
+    regex scan; non-ASCII text (where Unicode case folding could match what `lower()` misses,
+    such as `ſ` for `s`) always goes through the patterns."""
+    if not text.isascii():
+        return True
+    low = text.lower()
+    return (
+        "://" in low
+        or "auth" in low
+        or "passw" in low
+        or "token" in low
+        or "secret" in low
+        or "basic" in low
+        or "bearer" in low
+        or "apikey" in low
+    )
 
 
 def redact_text(text: str) -> str:
-    """Mask credentials embedded in free text (URLs, auth headers, key=value, JSON members).
-
-    Each pattern only runs when the text holds the words it needs (cheap substring tests), so
-    the common log value (an image reference, a name) costs a lower-casing, not four regexes."""
-    lowered = text.lower()
+    """Mask credentials embedded in free text (URLs, auth headers, key=value, JSON members)."""
+    if not _may_hold_secret(text):
+        return text  # nearly every log value (an image reference, a name) ends here
     if "@" in text and "://" in text:
         text = _URL_USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:{REDACTED}@", text)
-    if "basic" in lowered or "bearer" in lowered:
-        text = _AUTH_SCHEME.sub(lambda m: f"{m['scheme']} {REDACTED}", text)
-    if '"' in text and any(word in lowered for word in _JSON_MEMBER_WORDS):
+    text = _AUTH_SCHEME.sub(lambda m: f"{m['scheme']} {REDACTED}", text)
+    if '"' in text:
         text = _JSON_MEMBER.sub(lambda m: f'{m["key"]}"{REDACTED}"', text)
-    if any(word in lowered for word in _KEY_VALUE_WORDS):
-        text = _KEY_VALUE.sub(lambda m: f"{m['key']}{m['quote']}{REDACTED}", text)
-    return text
+    return _KEY_VALUE.sub(lambda m: f"{m['key']}{m['quote']}{REDACTED}", text)
 
 
 def redact(value: Any, key: object = None) -> Any:
     """A copy of `value` with secrets masked; `key` is the name it is stored under, if any."""
     if key is not None and is_sensitive_key(key) and value not in (None, "", b""):
         return REDACTED
+    cls = type(value)  # exact types first: the common log values, without isinstance chains
+    if cls is str:
+        return redact_text(value)
+    if value is None or cls is bool or cls is int or cls is float:
+        return value
+    if cls is dict:
+        return {k: redact(v, k) for k, v in value.items()}
+    if cls is list:
+        return [redact(item) for item in value]
     if isinstance(value, str):
         return redact_text(value)
     if isinstance(value, bytes):
@@ -101,7 +129,7 @@ def redact(value: Any, key: object = None) -> Any:
         return redact_text(str(value))
     if type(value).__name__ in ("SecretStr", "SecretBytes"):
         return REDACTED
-    if value is None or isinstance(value, bool | int | float):
+    if isinstance(value, bool | int | float):
         return value
     # Anything else (URL objects, exceptions' args, custom reprs) is rendered as text anyway.
     return redact_text(str(value))

@@ -1,0 +1,134 @@
+"""kuikcore.observe.HotLogger, the webhook's path for its line per rerouted container: the same
+line as the ordinary structlog path, redacted the same, and the ordinary path whenever the line
+could go anywhere else than kuik's one JSON handler."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import structlog
+
+from kuikcore.observe import REDACTED, HotLogger, configure_logging, get_logger
+
+PASSWORD = "hunter2-Sup3rS3cret"
+
+FIELDS: dict[str, Any] = {
+    "pod": "shop/web-7d9f",
+    "container": "web",
+    "original": "registry.a/shop/web:1.4",
+    "image": "registry.b/mirror/shop/web:1.4",
+    "source": "ClusterImageSetMirror/keep-everything",
+    "reason": "first available",
+    "rejected": [{"image": "registry.a/shop/web:1.4", "reason": "NotFound: missing (check)"}],
+    "dry_run": False,
+}
+
+
+@pytest.fixture
+def stream() -> Iterator[io.StringIO]:
+    out = io.StringIO()
+    configure_logging("info", json=True, stream=out, service="webhook")
+    yield out
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if getattr(h, "_kuik_handler", False)]:
+        root.removeHandler(handler)
+    root.setLevel(logging.WARNING)
+    structlog.reset_defaults()
+    structlog.contextvars.clear_contextvars()
+
+
+def _both(out: io.StringIO, **fields: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The line of the ordinary path and of the hot one, timestamps aside."""
+    out.seek(0)
+    out.truncate()
+    get_logger("kuik.webhook").info("rerouting image", **fields)
+    hot = HotLogger("kuik.webhook")
+    hot.write(hot.prepare("rerouting image", **fields))
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert len(lines) == 2
+    for line in lines:
+        assert str(line.pop("timestamp")).endswith("Z")
+    return lines[0], lines[1]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{}, {"service": "own"}, {"level": "own"}, {"logger": "own", "timestamp": 1}],
+    ids=["plain", "own-service", "own-level", "own-logger-and-timestamp"],
+)
+def test_the_same_line_as_the_ordinary_path(stream: io.StringIO, extra: dict[str, Any]) -> None:
+    ordinary, hot = _both(stream, **FIELDS, **extra)
+    assert hot == ordinary
+    assert list(hot) == list(ordinary)  # same field order too
+    assert hot["service"] == extra.get("service", "webhook")
+
+
+def test_secrets_never_written_however_often_a_line_is(stream: io.StringIO) -> None:
+    hot = HotLogger("kuik.webhook")
+    line = hot.prepare(
+        "rerouting image",
+        **FIELDS,
+        password=PASSWORD,
+        url=f"https://user:{PASSWORD}@registry.b/v2/",
+        rejected_detail=[{"reason": f"Unauthorized: Basic {PASSWORD}"}, {"token": PASSWORD}],
+        note=f"password={PASSWORD}",
+    )
+    for _ in range(3):
+        hot.write(line)
+    assert PASSWORD not in stream.getvalue()
+    lines = [json.loads(text) for text in stream.getvalue().splitlines()]
+    assert len(lines) == 3
+    assert lines[0]["password"] == REDACTED
+    assert lines[0]["url"] == f"https://user:{REDACTED}@registry.b/v2/"
+    assert lines[0]["rejected_detail"] == [
+        {"reason": f"Unauthorized: Basic {REDACTED}"},
+        {"token": REDACTED},
+    ]
+    assert lines[0]["note"] == f"password={REDACTED}"
+
+
+def test_level_honoured(stream: io.StringIO) -> None:
+    configure_logging("warning", json=True, stream=stream)
+    hot = HotLogger("kuik.webhook")
+    hot.info("rerouting image", **FIELDS)
+    hot.write(hot.prepare("rerouting image", **FIELDS))
+    assert stream.getvalue() == ""
+
+
+def test_context_variables_take_the_ordinary_path(stream: io.StringIO) -> None:
+    structlog.contextvars.bind_contextvars(request="r-1")
+    ordinary, hot = _both(stream, **FIELDS)
+    assert hot == ordinary
+    assert hot["request"] == "r-1"
+
+
+def test_console_rendering_takes_the_ordinary_path(stream: io.StringIO) -> None:
+    configure_logging("info", json=False, stream=stream)
+    HotLogger("kuik.webhook").info("rerouting image", **FIELDS, token=PASSWORD)
+    text = stream.getvalue()
+    assert "rerouting image" in text
+    assert f"token={REDACTED}" in text
+    assert PASSWORD not in text
+    assert not text.lstrip().startswith("{")
+
+
+def test_another_handler_gets_the_record(stream: io.StringIO) -> None:
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    keep = Keep()
+    logging.getLogger().addHandler(keep)
+    try:
+        HotLogger("kuik.webhook").info("rerouting image", **FIELDS)
+    finally:
+        logging.getLogger().removeHandler(keep)
+    assert len(records) == 1
+    assert json.loads(stream.getvalue())["event"] == "rerouting image"
