@@ -9,7 +9,7 @@ export UV_FROZEN := 1
 help:
 	@echo "make install   uv, the locked Python environment, and the Debian packages tests need"
 	@echo "make test      install, install-docker, lint, then the whole test suite (what CI runs)"
-	@echo "make install-docker  Debian's docker.io and mmdebstrap (image tests; large, so separate)"
+	@echo "make install-docker  Debian's docker.io, mmdebstrap, docker-compose (image and compose tests; large, so separate)"
 	@echo "make lint      ruff check, ruff format --check, mypy"
 	@echo "make bench     benchmarks in bench/ (results: docs/benchmarks.md)"
 	@echo "make demo      the whole system on this machine: mirror an image, kill its registry, see the reroute"
@@ -38,7 +38,7 @@ crds:  ## regenerate the CRDs from kuikcore.api.models (tests fail when the comm
 	$(UV) run python -m kuikcore.api.crd charts/kube-image-keeper/crds
 
 .PHONY: install-docker
-install-docker:  ## dockerd + mmdebstrap for the image tests (large: only `make test` pulls them in)
+install-docker:  ## dockerd, mmdebstrap, docker-compose for the image and compose tests (large: only `make test` pulls them in)
 	@scripts/install-system-packages.sh --docker
 
 .PHONY: demo dev
