@@ -20,8 +20,9 @@ import pytest
 import yaml
 
 from kuikcore.demo.manifests import STACK_CONFIG, cluster_manifests
-from kuikcore.demo.scenario import Narrator, StepFailed, Target, run_scenario
+from kuikcore.demo.scenario import Narrator, StepFailed, Target, demo_image, run_scenario
 from kuikcore.demo.stack import Ports
+from kuikcore.testing import RegistryServer, get_manifest
 from kuikcore.testing.ports import free_port
 
 pytestmark = pytest.mark.timeout(180)
@@ -190,3 +191,19 @@ def test_examples_are_the_demo_manifests_and_config() -> None:
         assert list(yaml.safe_load_all((examples / "cluster" / name).read_text())) == docs, name
     assert yaml.safe_load((examples / "config.yaml").read_text()) == STACK_CONFIG
     assert Ports.fixed().registry_a == 5001
+
+
+def test_push_puts_the_demo_image_in_a_registry(registry: RegistryServer) -> None:
+    """`python -m kuikcore.demo push` (for docker-compose's registry A) pushes demo/web:1.0."""
+    done = subprocess.run(
+        [*DEMO, "push", "--registry", registry.url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    fetched = get_manifest(registry, "demo/web", "1.0")
+    assert fetched.status == 200
+    assert f"pushed demo/web:1.0 to {registry.url} ({fetched.digest})" in done.stdout
+    assert fetched.digest == demo_image().digest
