@@ -132,3 +132,16 @@ def test_another_handler_gets_the_record(stream: io.StringIO) -> None:
         logging.getLogger().removeHandler(keep)
     assert len(records) == 1
     assert json.loads(stream.getvalue())["event"] == "rerouting image"
+
+
+def test_lines_written_together_keep_their_order(stream: io.StringIO) -> None:
+    hot = HotLogger("kuik.webhook")
+    lines = [hot.prepare("rerouting image", **{**FIELDS, "container": c}) for c in "abc"]
+    hot.write(*lines)
+    written = [json.loads(text) for text in stream.getvalue().splitlines()]
+    assert [line["container"] for line in written] == ["a", "b", "c"]
+    structlog.contextvars.bind_contextvars(request="r-2")  # the ordinary path, same order
+    hot.write(*lines)
+    written = [json.loads(text) for text in stream.getvalue().splitlines()]
+    assert [line["container"] for line in written[3:]] == ["a", "b", "c"]
+    assert all(line["request"] == "r-2" for line in written[3:])

@@ -176,22 +176,29 @@ class HotLogger:
         if self._std.isEnabledFor(logging.INFO):
             self.write(self.prepare(event, **fields))
 
-    def write(self, line: LogLine) -> None:
-        """Write a prepared line at level info."""
-        if not self._std.isEnabledFor(logging.INFO):
+    def write(self, *lines: LogLine) -> None:
+        """Write prepared lines at level info, in one write to the stream (one system call)."""
+        if not lines or not self._std.isEnabledFor(logging.INFO):
             return
         setup = self._setup()
-        if setup is None or not line.rendered or structlog.contextvars.get_contextvars():
-            self._fallback.info(line.event, **line.fields)
+        if (
+            setup is None
+            or not all(line.rendered for line in lines)
+            or structlog.contextvars.get_contextvars()
+        ):
+            for line in lines:
+                self._fallback.info(line.event, **line.fields)
             return
-        tail: dict[str, Any] = {"level": "info", "logger": self.name}
-        _TIMESTAMPER(None, "info", tail)
-        if setup.service is not None and "service" not in line.fields:
-            tail["service"] = setup.service  # added as a default, as `_add_fields` does
-        text = (b"{" + line.rendered + b"," + orjson.dumps(tail)[1:]).decode()
+        texts = []
+        for line in lines:
+            tail: dict[str, Any] = {"level": "info", "logger": self.name}
+            _TIMESTAMPER(None, "info", tail)
+            if setup.service is not None and "service" not in line.fields:
+                tail["service"] = setup.service  # added as a default, as `_add_fields` does
+            texts.append(b"{" + line.rendered + b"," + orjson.dumps(tail)[1:] + b"\n")
         setup.handler.acquire()
         try:
-            setup.stream.write(text + "\n")
+            setup.stream.write(b"".join(texts).decode())
             setup.stream.flush()
         except (OSError, ValueError):  # a closed or broken stream must not break the caller
             pass
