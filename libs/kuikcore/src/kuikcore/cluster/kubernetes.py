@@ -24,8 +24,6 @@ from typing import Any
 
 import aiohttp
 import structlog
-from kubernetes_asyncio import client as k8s
-from kubernetes_asyncio import config as k8s_config
 
 from kuikcore.api import OWNER_UID_LABEL, parse_resource
 from kuikcore.cluster.events import EventDeduplicator, build_event, regards
@@ -42,6 +40,7 @@ from kuikcore.cluster.interface import (
     ObjectKey,
     StatusMutator,
 )
+from kuikcore.cluster.k8sclient import k8s, k8s_config
 from kuikcore.cluster.kinds import ALL_KINDS, WatchedKind, watched_kind
 from kuikcore.cluster.patch import finalizers_after, merge_patch_between, status_after
 from kuikcore.cluster.store import Store
