@@ -694,3 +694,73 @@ def test_internal_errors_admit_unchanged_with_a_warning(shared: Webhook) -> None
     status, body = shared.post(b"{not json")
     assert status == 400
     assert "malformed AdmissionReview" in body["error"]
+
+
+# --- identical admissions (the decision memo) -------------------------------------------------
+
+
+def _reroute_lines(hook: Webhook, original: str) -> list[dict[str, Any]]:
+    return [
+        e for e in hook.logs() if e.get("event") == "rerouting image" and e["original"] == original
+    ]
+
+
+def test_identical_admissions_answer_alike_and_follow_the_registry(
+    tmp_path: Path, ca: trustme.CA, source: RegistryServer
+) -> None:
+    """A repeated admission (same Pod, new uid) answers the same, logs and counts again; once
+    the cached verdicts expire, what the registry now says decides (no Redis: checks only)."""
+    original = f"{source.host}/memo/app:1"
+    push(source, "m/memo/app", "1", "memo")
+    hook = Webhook(tmp_path, ca)
+    mirror_cr = cism("to-source", source.host, secret=False)
+    hook.write("mirrors.yaml", mirror_cr)
+    hook.start({"webhook": {"cacheTTL": "1s", "deadline": "8s"}})
+    try:
+        obj = pod("memo", {"web": original})
+        first, out = hook.admit(obj)
+        second, again = hook.admit(obj)
+        assert first["uid"] != second["uid"]
+        assert images(out) == images(again) == {"web": f"{source.host}/m/memo/app:1"}
+        assert first["patch"] == second["patch"]
+        wait_until("two reroute lines", lambda: len(_reroute_lines(hook, original)) == 2)
+        assert all(line["pod"] == f"memo/{obj['metadata']['name']}" for line in hook.logs()
+                   if line.get("original") == original)  # fmt: skip
+        counted = hook.metric(
+            "kube_image_keeper_webhook_reroutes_total",
+            from_registry=source.host,
+            to_registry=source.host,
+        )
+        assert counted == 2
+        assert hook.metric("kube_image_keeper_webhook_admissions_total", result="rerouted") == 2
+        push(source, "memo/app", "1", "memo")  # the original appears
+        # a remembered answer that outlived its verdicts would reroute forever
+        wait_until("the original kept", lambda: images(hook.admit(obj)[1]) == {"web": original})
+    finally:
+        hook.stop()
+
+
+def test_identical_admissions_follow_routing_changes(
+    tmp_path: Path, ca: trustme.CA, source: RegistryServer
+) -> None:
+    """Verdicts cached for a minute, the CR changes: the next admission routes by the new CR."""
+    original = f"{source.host}/memo-cr/app:1"
+    push(source, "m/memo-cr/app", "1", "memo-cr")
+    push(source, "n/memo-cr/app", "1", "memo-cr")
+    hook = Webhook(tmp_path, ca)
+    hook.write("mirrors.yaml", cism("to-m", source.host, secret=False))
+    hook.start({"webhook": {"cacheTTL": "60s", "deadline": "8s"}})
+    try:
+        obj = pod("memo-cr", {"web": original})
+        for _ in range(2):
+            assert images(hook.admit(obj)[1]) == {"web": f"{source.host}/m/memo-cr/app:1"}
+        moved = cism("to-n", source.host, secret=False)
+        moved["spec"]["mirrors"][0]["path"] = "n"
+        hook.write("mirrors.yaml", moved)
+        wait_until(
+            "the new mirror used",
+            lambda: images(hook.admit(obj)[1]) == {"web": f"{source.host}/n/memo-cr/app:1"},
+            timeout=20,
+        )
+    finally:
+        hook.stop()

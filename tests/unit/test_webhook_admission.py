@@ -476,3 +476,75 @@ def test_update_without_old_object_never_adds_pull_secrets() -> None:
     plan = plan_admission(request(obj, operation="UPDATE", old=None), [cism()], RoutingOptions())
     assert [t.slot.key for t in plan.targets] == ["a"]
     assert plan.can_add_pull_secrets is False
+
+
+async def test_decide_cached_only_when_the_cache_knows_every_candidate() -> None:
+    """What identical admissions may reuse: the decision `decide` gives without reading or
+    checking anything, and until when (the first of its verdicts to expire)."""
+    from prometheus_client import CollectorRegistry
+
+    from kuik_webhook.chooser import Chooser
+    from kuik_webhook.metrics import WebhookMetrics
+    from kuikcore.registry import RegistryClient
+
+    now = [100.0]
+    metrics = WebhookMetrics(CollectorRegistry())
+    async with RegistryClient() as client:
+        chooser = Chooser(client, board=None, metrics=metrics, check_timeout=1, cache_ttl=5)
+        chooser.cache._clock = lambda: now[0]
+        original = Candidate(Alternative("127.0.0.1:1/x:1", ORIGINAL))
+        near = Candidate(Alternative("127.0.0.1:1/m/x:1", "ClusterImageSetMirror/near"))
+        far = Candidate(Alternative("127.0.0.1:1/f/x:1", "ClusterImageSetMirror/far"))
+        lists = [[original, near, far]]
+        assert chooser.decide_cached(lists) is None  # nothing known
+        version = chooser.cache.version
+        chooser.cache.set(original.cache_key, Verdict(AvailabilityStatus.NOT_FOUND, Source.CHECK))
+        now[0] += 2
+        chooser.cache.set(near.cache_key, Verdict(AvailabilityStatus.AVAILABLE, Source.CHECK))
+        assert chooser.cache.version == version + 2  # every new verdict shows
+        # `decide` would still start a check of `far`: not a cache-only decision
+        assert chooser.decide_cached(lists) is None
+        chooser.cache.set(far.cache_key, Verdict(AvailabilityStatus.AVAILABLE, Source.CHECK))
+        found = chooser.decide_cached(lists)
+        assert found is not None
+        decisions, valid_until = found
+        assert [d.chosen for d in decisions] == [1]
+        assert valid_until == 105.0  # the original's verdict, set first, expires first
+        assert decisions == await chooser.decide(lists, deadline=float("inf"))
+        now[0] = 105.0
+        assert chooser.decide_cached(lists) is None  # expired: checks again
+        await chooser.close()
+
+
+def test_response_template_renders_any_uid() -> None:
+    from kuik_webhook.admission import ResponseTemplate
+
+    ops = [{"op": "replace", "path": "/spec/containers/0/image", "value": "é/b<&>"}]
+    template = ResponseTemplate.of(patch=ops, warnings=["w"])
+    for uid in ("a", 'quote"and\\slash', "ünï"):
+        body = json.loads(template.render(uid))
+        assert body == json.loads(encode_response(uid, patch=ops, warnings=["w"]))
+        assert body["response"]["uid"] == uid
+        assert json.loads(base64.b64decode(body["response"]["patch"])) == ops
+
+
+@pytest.mark.parametrize(
+    "odd",
+    ["NaN", "123456789012345678901234567890", '"\\ud800"'],
+    ids=["nan", "huge-int", "lone-surrogate"],
+)
+def test_json_the_fast_decoder_refuses_is_still_read(odd: str) -> None:
+    """The stdlib reads these and orjson does not: the same bodies are accepted as before."""
+    text = (
+        '{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", '
+        f'"request": {{"uid": "u", "object": {{"odd": {odd}}}}}}}'
+    )
+    req = decode_review(text.encode())
+    assert req.uid == "u"
+    assert "odd" in req.object
+
+
+def test_a_string_the_fast_encoder_refuses_is_still_encoded() -> None:
+    lone = "registry.local/x\ud800:1"  # what a lone surrogate escape in a Pod decodes to
+    body = json.loads(encode_response("u", patch=[{"op": "add", "path": "/x", "value": lone}]))
+    assert json.loads(base64.b64decode(body["response"]["patch"]))[0]["value"] == lone

@@ -12,19 +12,26 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import structlog
 
-from kuik_webhook.admission import AdmissionRequest, MalformedReview, decode_review, encode_response
+from kuik_webhook.admission import (
+    AdmissionRequest,
+    MalformedReview,
+    ResponseTemplate,
+    decode_review,
+)
 from kuik_webhook.chooser import Candidate, Chooser, Decision
 from kuik_webhook.metrics import WebhookMetrics
 from kuik_webhook.plan import NotAPod, Plan, Slot, Target, build_patch, plan_admission
 from kuik_webhook.routes import RouteCache
 from kuik_webhook.secrets import SecretReader, pull_secret_name
-from kuik_webhook.stale import StaleMirrorReporter, stale_mirror_job
+from kuik_webhook.stale import StaleMirror, StaleMirrorReporter, stale_mirror_job
 from kuikcore.api.models import (
     ClusterImageSetMirror,
     ClusterReplicatedImageSet,
@@ -33,6 +40,7 @@ from kuikcore.api.models import (
     Resource,
 )
 from kuikcore.cluster import ClusterSource
+from kuikcore.observe import HotLogger, LogLine
 from kuikcore.reference import InvalidReference, parse
 from kuikcore.registry import Credentials, InvalidDockerConfig, Keyring
 from kuikcore.routing import RoutingOptions, SecretRef
@@ -42,6 +50,8 @@ __all__ = ["Admitter", "Answer", "NotReady"]
 log = structlog.get_logger("kuik.webhook")
 
 _RESERVE = 0.3  # seconds kept after the choice for secret copies and the answer
+_MAX_MEMO = 1024  # identical admissions remembered (distinct Pod shapes within a cache TTL)
+_MAX_CHILDREN = 4096  # metric children kept at hand, per metric
 _OPERATIONS = frozenset({"CREATE", "UPDATE"})
 _SUB_RESOURCES = frozenset({"", "ephemeralcontainers"})
 _KINDS: tuple[tuple[type[Resource], bool], ...] = (
@@ -69,6 +79,31 @@ class _Outcome:
     patch: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     result: str = "unchanged"
+    template: ResponseTemplate | None = None
+    # What an identical admission repeats (see `_Memo`), and until when it may.
+    memo_until: float | None = None
+    lines: list[LogLine] = field(default_factory=list)
+    reroutes: list[Any] = field(default_factory=list)
+    stale_jobs: list[StaleMirror] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class _Memo:
+    """An admission's outcome, for the admissions with the same request apart from the uid.
+
+    Only admissions that read nothing (no Secret, no board, no check: every verdict in the
+    process's cache) are kept, until the first verdict used expires; any new verdict in the
+    cache or any routing CR change drops them all. What they did beyond the answer is repeated
+    on every reuse: the reroute log lines and metrics, the stale-mirror reports, the warnings
+    about bad CRs."""
+
+    template: ResponseTemplate
+    result: str
+    valid_until: float
+    problems: tuple[str, ...]
+    lines: tuple[LogLine, ...]
+    reroutes: tuple[Any, ...]
+    stale_jobs: tuple[StaleMirror, ...]
 
 
 def _pod_label(request: AdmissionRequest, namespace: str) -> str:
@@ -106,9 +141,12 @@ class Admitter:
         self.options = options
         self.deadline = deadline
         self.routes = RouteCache(self.resources, options)
-        # A concrete logger (structlog's module-level proxy re-binds on every call: ~70 us),
-        # made here because logging is configured before the service builds the Admitter.
-        self.log: Any = log.bind()
+        self._memo: OrderedDict[tuple[Any, ...], _Memo] = OrderedDict()
+        self._memo_stamp: tuple[int, int] = (-1, -1)
+        self._admissions: dict[tuple[str, str], Any] = {}
+        self._reroutes: dict[tuple[str, str], Any] = {}
+        # The line per rerouted container is written on every such admission: the light path.
+        self.log = HotLogger("kuik.webhook")
 
     async def handle(self, body: bytes) -> Answer:
         """Answer one request body. Never raises."""
@@ -128,13 +166,16 @@ class Admitter:
                 )
         except Exception as exc:
             outcome = self._failed(request, exc, started)
-        answer = Answer(
-            200,
-            encode_response(request.uid, patch=outcome.patch, warnings=outcome.warnings),
-            outcome.result,
-            operation,
+        template = outcome.template or ResponseTemplate.of(
+            patch=outcome.patch, warnings=outcome.warnings
         )
-        self.metrics.admissions.labels(operation=operation, result=outcome.result).inc()
+        answer = Answer(200, template.render(request.uid), outcome.result, operation)
+        counter = self._admissions.get((operation, outcome.result))
+        if counter is None:  # labels() costs more than the increment: keep the children
+            counter = self.metrics.admissions.labels(operation=operation, result=outcome.result)
+            if len(self._admissions) < _MAX_CHILDREN:
+                self._admissions[(operation, outcome.result)] = counter
+        counter.inc()
         self.metrics.admission_duration.observe(time.monotonic() - started)
         return answer
 
@@ -179,6 +220,11 @@ class Admitter:
             namespace = str(obj["metadata"].get("namespace") or namespace)
         if not self.cluster.synced:
             raise NotReady("kuik's cache of image routing resources is not ready yet")
+        key = self._memo_key(request)
+        if key is not None:
+            memo = self._memo.get(key)
+            if memo is not None and memo.valid_until > time.monotonic():
+                return self._replay(memo, request)
         plan = plan_admission(request, router=self.routes.route)
         outcome = _Outcome()
         for problem in plan.problems:
@@ -199,7 +245,58 @@ class Admitter:
                         pull_secrets.append(change[1])
         outcome.patch = build_patch(pod, images, plan.annotation, pull_secrets)
         outcome.result = "rerouted" if images else "unchanged"
+        if key is not None and (outcome.memo_until is not None or not plan.targets):
+            outcome.template = ResponseTemplate.of(patch=outcome.patch, warnings=outcome.warnings)
+            self._remember(key, plan, outcome)
         return outcome
+
+    # --- identical admissions ------------------------------------------------------------------
+
+    def _memo_key(self, request: AdmissionRequest) -> tuple[Any, ...] | None:
+        """Everything an admission reads from its request except the uid (None: not kept)."""
+        stamp = (self.routes.generation, self.chooser.cache.version)
+        if stamp != self._memo_stamp:  # a CR changed or a verdict arrived: start again
+            self._memo.clear()
+            self._memo_stamp = stamp
+        try:
+            obj = orjson.dumps(request.object)
+            old = None if request.old_object is None else orjson.dumps(request.old_object)
+        except TypeError:  # what orjson cannot encode (stdlib-decoded oddities): not kept
+            return None
+        return (
+            request.operation,
+            request.sub_resource,
+            request.dry_run,
+            request.namespace,
+            request.name,
+            obj,
+            old,
+        )
+
+    def _remember(self, key: tuple[Any, ...], plan: Plan, outcome: _Outcome) -> None:
+        assert outcome.template is not None
+        self._memo[key] = _Memo(
+            outcome.template,
+            outcome.result,
+            outcome.memo_until if outcome.memo_until is not None else float("inf"),
+            tuple(str(problem) for problem in plan.problems),
+            tuple(outcome.lines),
+            tuple(outcome.reroutes),
+            tuple(outcome.stale_jobs),
+        )
+        while len(self._memo) > _MAX_MEMO:
+            self._memo.popitem(last=False)
+
+    def _replay(self, memo: _Memo, request: AdmissionRequest) -> _Outcome:
+        for problem in memo.problems:
+            log.warning("routing resource skipped", error=problem)
+        if not request.dry_run:
+            for job in memo.stale_jobs:
+                self.reporter.report(job)
+        for counter in memo.reroutes:
+            counter.inc()
+        self.log.write(*memo.lines)
+        return _Outcome(result=memo.result, template=memo.template)
 
     async def _choose(
         self, request: AdmissionRequest, plan: Plan, outcome: _Outcome, choose_by: float
@@ -255,6 +352,11 @@ class Admitter:
                 creds = _lookup(keyrings[ref], alternative.image)
                 candidates.append(Candidate(alternative, creds, pull_secret=name))
             lists.append(candidates)
+        if not wanted:
+            cached = self.chooser.decide_cached(lists)
+            if cached is not None:  # nothing read, nothing to wait for: may be reused
+                outcome.memo_until = cached[1]
+                return cached[0], found
         return await self.chooser.decide(lists, choose_by), found
 
     async def _apply(
@@ -268,7 +370,7 @@ class Admitter:
     ) -> tuple[str, str | None] | None:
         """(new image, pull secret to list) for a rerouted container, else None."""
         if not request.dry_run:
-            self._report_stale(decision)
+            self._report_stale(decision, outcome)
         choice = decision.choice
         if choice is None or choice.is_original:
             return None
@@ -294,10 +396,9 @@ class Admitter:
                     )
                     return None
         original = target.route.image
-        self.metrics.reroutes.labels(
-            from_registry=_registry(original), to_registry=_registry(choice.image)
-        ).inc()
-        self.log.info(
+        counter = self._reroute_counter(original, choice.image)
+        counter.inc()
+        line = self.log.prepare(
             "rerouting image",
             pod=_pod_label(request, plan.namespace),
             container=target.slot.key,
@@ -308,9 +409,23 @@ class Admitter:
             rejected=decision.rejected(),
             dry_run=request.dry_run,
         )
+        self.log.write(line)
+        outcome.lines.append(line)
+        outcome.reroutes.append(counter)
         return choice.image, secret_name
 
-    def _report_stale(self, decision: Decision) -> None:
+    def _reroute_counter(self, original: str, image: str) -> Any:
+        """The `reroutes_total` child for these two images' registries (parsing costs)."""
+        counter = self._reroutes.get((original, image))
+        if counter is None:
+            counter = self.metrics.reroutes.labels(
+                from_registry=_registry(original), to_registry=_registry(image)
+            )
+            if len(self._reroutes) < _MAX_CHILDREN:
+                self._reroutes[(original, image)] = counter
+        return counter
+
+    def _report_stale(self, decision: Decision, outcome: _Outcome) -> None:
         for candidate, verdict in zip(decision.candidates, decision.verdicts, strict=True):
             if verdict is None or verdict.status.value != "NotFound":
                 continue
@@ -320,6 +435,7 @@ class Admitter:
             )
             if job is not None:
                 self.reporter.report(job)
+                outcome.stale_jobs.append(job)
 
 
 def _lookup(keyring: Keyring | None, image: str) -> tuple[Credentials, ...]:

@@ -31,6 +31,8 @@ class TTLCache(Generic[K, V]):
         self.max_entries = max_entries
         self._clock = clock
         self._entries: OrderedDict[K, tuple[float, V]] = OrderedDict()
+        self.version = 0
+        """Bumped by every `set`: what was derived from the cache may have changed."""
 
     def get(self, key: K) -> V | None:
         entry = self._entries.get(key)
@@ -42,7 +44,18 @@ class TTLCache(Generic[K, V]):
             return None
         return value
 
+    def get_entry(self, key: K) -> tuple[float, V] | None:
+        """(expiry instant, value) of a live entry, else None."""
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if entry[0] <= self._clock():
+            del self._entries[key]
+            return None
+        return entry
+
     def set(self, key: K, value: V) -> None:
+        self.version += 1
         self._entries.pop(key, None)
         self._entries[key] = (self._clock() + self.ttl, value)
         while len(self._entries) > self.max_entries:

@@ -189,6 +189,31 @@ class Chooser:
 
     # --- one admission --------------------------------------------------------------------
 
+    def decide_cached(
+        self, lists: Sequence[Sequence[Candidate]]
+    ) -> tuple[list[Decision], float] | None:
+        """What `decide` answers when this process's cache knows every candidate it would look
+        up (so it would read and check nothing), with the instant the first of those verdicts
+        expires; None otherwise."""
+        known: dict[tuple[str, tuple[str, ...]], Verdict] = {}
+        valid_until = float("inf")
+        decisions = []
+        for candidates in lists:
+            if len(candidates) > 1:
+                for candidate in candidates:
+                    if candidate.unusable is not None or candidate.cache_key in known:
+                        continue
+                    entry = self.cache.get_entry(candidate.cache_key)
+                    if entry is None:
+                        return None
+                    valid_until = min(valid_until, entry[0])
+                    known[candidate.cache_key] = entry[1]
+            decision = self._decide_known(list(candidates), known)
+            if decision is None:  # pragma: no cover - every verdict it needs is known
+                return None
+            decisions.append(decision)
+        return decisions, valid_until
+
     async def decide(self, lists: Sequence[Sequence[Candidate]], deadline: float) -> list[Decision]:
         """One decision per candidate list; `deadline` is a `clock()` instant."""
         known: dict[tuple[str, tuple[str, ...]], Verdict] = {}
