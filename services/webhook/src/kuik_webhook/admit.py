@@ -51,6 +51,7 @@ log = structlog.get_logger("kuik.webhook")
 
 _RESERVE = 0.3  # seconds kept after the choice for secret copies and the answer
 _MAX_MEMO = 1024  # identical admissions remembered (distinct Pod shapes within a cache TTL)
+_MAX_MEMO_BYTES = 16 * 1024 * 1024  # and the Pods they key on, in encoded bytes at most
 _MAX_CHILDREN = 4096  # metric children kept at hand, per metric
 _OPERATIONS = frozenset({"CREATE", "UPDATE"})
 _SUB_RESOURCES = frozenset({"", "ephemeralcontainers"})
@@ -143,6 +144,7 @@ class Admitter:
         self.routes = RouteCache(self.resources, options)
         self._memo: OrderedDict[tuple[Any, ...], _Memo] = OrderedDict()
         self._memo_stamp: tuple[int, int] = (-1, -1)
+        self._memo_bytes = 0
         self._admissions: dict[tuple[str, str], Any] = {}
         self._reroutes: dict[tuple[str, str], Any] = {}
         # The line per rerouted container is written on every such admission: the light path.
@@ -257,6 +259,7 @@ class Admitter:
         stamp = (self.routes.generation, self.chooser.cache.version)
         if stamp != self._memo_stamp:  # a CR changed or a verdict arrived: start again
             self._memo.clear()
+            self._memo_bytes = 0
             self._memo_stamp = stamp
         try:
             obj = orjson.dumps(request.object)
@@ -275,6 +278,10 @@ class Admitter:
 
     def _remember(self, key: tuple[Any, ...], plan: Plan, outcome: _Outcome) -> None:
         assert outcome.template is not None
+        if (self.routes.generation, self.chooser.cache.version) != self._memo_stamp:
+            return  # something changed while this admission ran: not an answer to keep
+        if self._memo.pop(key, None) is not None:  # an expired one, replaced
+            self._memo_bytes -= _key_bytes(key)
         self._memo[key] = _Memo(
             outcome.template,
             outcome.result,
@@ -284,8 +291,10 @@ class Admitter:
             tuple(outcome.reroutes),
             tuple(outcome.stale_jobs),
         )
-        while len(self._memo) > _MAX_MEMO:
-            self._memo.popitem(last=False)
+        self._memo_bytes += _key_bytes(key)
+        while len(self._memo) > _MAX_MEMO or self._memo_bytes > _MAX_MEMO_BYTES:
+            oldest, _ = self._memo.popitem(last=False)
+            self._memo_bytes -= _key_bytes(oldest)
 
     def _replay(self, memo: _Memo, request: AdmissionRequest) -> _Outcome:
         for problem in memo.problems:
@@ -436,6 +445,11 @@ class Admitter:
             if job is not None:
                 self.reporter.report(job)
                 outcome.stale_jobs.append(job)
+
+
+def _key_bytes(key: tuple[Any, ...]) -> int:
+    """The size of the encoded object and oldObject a memory key holds."""
+    return sum(len(part) for part in key if isinstance(part, bytes))
 
 
 def _lookup(keyring: Keyring | None, image: str) -> tuple[Credentials, ...]:
