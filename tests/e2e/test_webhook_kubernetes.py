@@ -62,14 +62,9 @@ async def test_routes_from_the_api_and_copies_the_secret_into_it(
         copy = apiserver.get("v1", "Secret", "apps", name)
         assert copy is not None
         assert copy["type"] == "kubernetes.io/dockerconfigjson"
-        assert (
-            copy["metadata"]["labels"]["kuik.enix.io/owner-uid"]
-            == (
-                apiserver.get("kuik.enix.io/v1alpha1", "ClusterImageSetMirror", None, "to-b")[
-                    "metadata"
-                ]["uid"]
-            )
-        )
+        owner = apiserver.get("kuik.enix.io/v1alpha1", "ClusterImageSetMirror", None, "to-b")
+        assert owner is not None
+        assert copy["metadata"]["labels"]["kuik.enix.io/owner-uid"] == owner["metadata"]["uid"]
         auths = json.loads(base64.b64decode(copy["data"][".dockerconfigjson"]))["auths"]
         assert mirror.host in auths
     finally:
