@@ -42,6 +42,9 @@ INTERVAL = 20.0
 MAX_PER_INTERVAL = 4
 WINDOW = float(os.environ.get("KUIK_BENCH_MONITOR_SECONDS", "120"))
 WARMUP_TIMEOUT = 300.0
+# Run the monitor from another source tree (e.g. an exported older commit) for before/after
+# comparisons on the same machine: its src directories, put ahead of the installed packages.
+MONITOR_PYTHONPATH = os.environ.get("KUIK_BENCH_MONITOR_PYTHONPATH", "")
 
 
 def _start_registries(count: int) -> list[RegistryServer]:
@@ -205,7 +208,8 @@ def run() -> dict[str, Any]:
                     "--redis-url",
                     redis.url,
                 ],
-                env={"KUBECONFIG": str(kubeconfig)},
+                env={"KUBECONFIG": str(kubeconfig)}
+                | ({"PYTHONPATH": MONITOR_PYTHONPATH} if MONITOR_PYTHONPATH else {}),
                 log_dir=root,
             ).start()
             monitor.wait_ready(120)
@@ -258,6 +262,7 @@ def run() -> dict[str, Any]:
                 "tick_seconds": INTERVAL / MAX_PER_INTERVAL,
                 "budget_respected": worst <= MAX_PER_INTERVAL,
                 "load_average": os.getloadavg()[0],
+                "monitor_pythonpath": MONITOR_PYTHONPATH or None,
             }
         finally:
             if monitor is not None:
