@@ -25,7 +25,7 @@ import sys
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import structlog
@@ -47,12 +47,16 @@ from kuikcore.observe import (
     metrics_registry,
 )
 
+if TYPE_CHECKING:
+    from kuikcore.coord import Coord
+
 __all__ = [
     "COMMON_OPTIONS",
     "STOP_GRACE",
     "ConfigOption",
     "RunFn",
     "ServiceContext",
+    "StartupError",
     "service_command",
 ]
 
@@ -79,6 +83,34 @@ class ServiceContext:
     @property
     def started(self) -> bool:
         return self._started.is_set()
+
+    def connect_coord(self, *, retries: int | None = None) -> Coord:
+        """The Redis coordination client from `redis.*`, named after this service.
+
+        No Redis URL is a `StartupError` (one clear log line, exit 1) rather than a failure
+        deep inside `run`; a service for which Redis is optional checks `config.redis.url` first.
+        """
+        redis = self.config.redis
+        if not redis.url:
+            raise StartupError(
+                f"kuik-{self.service} needs Redis: set --redis-url, KUIK_REDIS_URL "
+                "or redis.url in the config file"
+            )
+        from kuikcore.coord import connect  # only services that use Redis pay its import
+
+        return connect(
+            redis.url,
+            prefix=redis.key_prefix,
+            client_name=f"kuik-{self.service}",
+            username=redis.username,
+            password=redis.password.get_secret_value() if redis.password else None,
+            ca_file=str(redis.ca_file) if redis.ca_file else None,
+            **({"retries": retries} if retries is not None else {}),
+        )
+
+
+class StartupError(RuntimeError):
+    """The service cannot start as configured; the runner logs the message alone and exits 1."""
 
 
 RunFn = Callable[[ServiceContext], Coroutine[Any, Any, None]]
@@ -272,8 +304,12 @@ async def _serve(
             _hard_exit(1)
     else:
         waiter.cancel()
-    if not task.cancelled() and task.exception() is not None:
-        log.error("service failed", exc_info=task.exception())
+    failure = None if task.cancelled() else task.exception()
+    if isinstance(failure, StartupError):
+        log.error("cannot start", error=str(failure))
+        code = 1
+    elif failure is not None:
+        log.error("service failed", exc_info=failure)
         code = 1
     try:
         async with asyncio.timeout(_SERVER_STOP_TIMEOUT):

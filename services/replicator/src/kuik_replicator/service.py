@@ -21,12 +21,10 @@ from kuikcore.cluster import ClusterSource
 from kuikcore.cluster.open import open_cluster
 from kuikcore.coord import (
     AvailabilityBoard,
-    Coord,
     JobQueue,
     Leadership,
     UsageRecords,
     Worker,
-    connect,
     default_identity,
 )
 from kuikcore.coord.connection import OUTAGE_ERRORS
@@ -35,7 +33,7 @@ from kuikcore.mirroring import EXPEDITE, ROUTINE, copy_queue
 from kuikcore.registry import RegistryClient
 from kuikcore.service import ServiceContext
 
-__all__ = ["MissingRedis", "resolve_cluster_id", "run"]
+__all__ = ["resolve_cluster_id", "run"]
 
 _SYNC_TIMEOUT = 60.0
 _DEPTH_PERIOD = 2.0
@@ -45,24 +43,6 @@ async def resolve_cluster_id(configured: str | None, cluster: ClusterSource) -> 
     """`--cluster-id` / config `clusterID`, else the backend's own (kube-system UID, or a
     stable id derived from the local directory)."""
     return configured or await cluster.cluster_id()
-
-
-class MissingRedis(RuntimeError):
-    """No Redis URL configured: the replicator cannot run without its queue and locks."""
-
-
-def _coord(ctx: ServiceContext) -> Coord:
-    redis = ctx.config.redis
-    if not redis.url:
-        raise MissingRedis("kuik-replicator needs Redis: set --redis-url (config redis.url)")
-    return connect(
-        redis.url,
-        prefix=redis.key_prefix,
-        client_name="kuik-replicator",
-        username=redis.username,
-        password=redis.password.get_secret_value() if redis.password else None,
-        ca_file=str(redis.ca_file) if redis.ca_file else None,
-    )
 
 
 async def _forever(name: str, body: Callable[[], Awaitable[None]], ctx: ServiceContext) -> None:
@@ -90,7 +70,7 @@ async def _queue_depth(queue: JobQueue, metrics: ReplicatorMetrics) -> None:
 async def run(ctx: ServiceContext) -> None:
     config = ctx.config
     mirroring = config.mirroring
-    coord = _coord(ctx)
+    coord = ctx.connect_coord()
     metrics = ReplicatorMetrics.create(ctx.metrics)
     cluster = await open_cluster(config.cluster, field_manager="kuik-replicator")
     client = RegistryClient.from_config(config, user_agent="kuik-replicator")

@@ -25,7 +25,7 @@ from kuikcore.api.models import (
 )
 from kuikcore.cluster import SECRET, Change, ClusterSource
 from kuikcore.cluster.open import open_cluster
-from kuikcore.coord import AvailabilityBoard, Coord, connect
+from kuikcore.coord import AvailabilityBoard, Coord
 from kuikcore.registry import RegistryClient
 from kuikcore.routing import RoutingOptions
 from kuikcore.service import ServiceContext
@@ -42,19 +42,11 @@ WATCHED_KINDS = (
 
 
 def _coord(ctx: ServiceContext) -> Coord | None:
-    redis = ctx.config.redis
-    if not redis.url:
+    """Redis is optional here: without it the webhook decides from active checks alone."""
+    if not ctx.config.redis.url:
         ctx.log.info("no Redis configured: availability from active checks only")
         return None
-    return connect(
-        redis.url,
-        prefix=redis.key_prefix,
-        retries=1,
-        client_name="kuik-webhook",
-        username=redis.username,
-        password=redis.password.get_secret_value() if redis.password else None,
-        ca_file=str(redis.ca_file) if redis.ca_file else None,
-    )
+    return ctx.connect_coord(retries=1)  # an admission cannot wait for long reconnects
 
 
 async def _cluster_id(ctx: ServiceContext, cluster: ClusterSource) -> str | None:
