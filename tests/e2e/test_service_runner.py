@@ -179,9 +179,10 @@ def test_redis_is_required(name: str, launch: Launcher) -> None:
     )
     assert service.wait() == 1
     events = _events(service)
-    failed = next(e for e in events if e["event"] == "service failed")
-    assert f"kuik-{name} needs Redis" in str(failed["exception"])
-    assert "redis.url" in str(failed["exception"])
+    failed = next(e for e in events if e["event"] == "cannot start")
+    assert f"kuik-{name} needs Redis" in failed["error"]
+    assert "redis.url" in failed["error"]
+    assert "exception" not in failed  # one clear line, no traceback
     assert events[-1]["event"] == "service stopped"
     assert events[-1]["exit_code"] == 1
 

@@ -16,35 +16,18 @@ from kuik_monitor.metrics import MonitoringCollector
 from kuikcore.api import ClusterImageSetAvailability
 from kuikcore.cluster import POD, SECRET
 from kuikcore.cluster.open import open_cluster
-from kuikcore.coord import AvailabilityBoard, Leadership, RateLimiter, connect
+from kuikcore.coord import AvailabilityBoard, Leadership, RateLimiter
 from kuikcore.registry import RegistryClient, RetryPolicy
 from kuikcore.service import ServiceContext
 
-__all__ = ["LEADER_ROLE", "MonitorConfigError", "run"]
+__all__ = ["LEADER_ROLE", "run"]
 
 LEADER_ROLE = "monitor"
 
 
-class MonitorConfigError(RuntimeError):
-    """The configuration cannot run a monitor (e.g. no Redis URL)."""
-
-
 async def run(ctx: ServiceContext) -> None:
     config = ctx.config
-    if not config.redis.url:
-        raise MonitorConfigError(
-            "kuik-monitor needs Redis for leadership and budgets: set redis.url "
-            "(--redis-url or KUIK_REDIS_URL)"
-        )
-    password = config.redis.password.get_secret_value() if config.redis.password else None
-    coord = connect(
-        config.redis.url,
-        prefix=config.redis.key_prefix,
-        client_name="kuik-monitor",
-        username=config.redis.username,
-        password=password,
-        ca_file=str(config.redis.ca_file) if config.redis.ca_file else None,
-    )
+    coord = ctx.connect_coord()  # leadership and budgets live in Redis
     cluster = await open_cluster(
         config.cluster, field_manager="kuik-monitor", kinds=(POD, SECRET, CISA)
     )
