@@ -31,6 +31,7 @@ pytest:
 test: install install-docker lint pytest
 
 bench: install
+	@scripts/install-system-packages.sh --bench
 	$(UV) run python -m bench
 
 .PHONY: crds

@@ -3,7 +3,7 @@
 # redis-server, docker-registry (distribution v2) and skopeo (benchmark baseline).
 # With --docker (make install-docker, which make test runs): docker.io (dockerd, containerd,
 # runc, client), mmdebstrap and docker-compose (1.29), for the image and compose tests; large,
-# so only the targets that build images ask for them.
+# so only the targets that build images ask for them. With --bench (make bench): wrk.
 # As root: apt-get installs what is missing. Otherwise: says what to run.
 set -euo pipefail
 export PATH="$PATH:/usr/sbin:/sbin"
@@ -21,6 +21,9 @@ if [ "${1:-}" = "--docker" ]; then
     [docker-compose]=docker-compose
   )
   services=(docker containerd)
+elif [ "${1:-}" = "--bench" ]; then
+  binary_of=([wrk]=wrk)  # the webhook benchmark's load generator
+  services=()
 fi
 missing=()
 for pkg in "${!binary_of[@]}"; do
@@ -39,6 +42,6 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # The packages start a registry, a redis or a system dockerd (bridge, iptables) of their own;
 # tests start their own on private ports and sockets.
-for svc in "${services[@]}"; do
+for svc in "${services[@]+"${services[@]}"}"; do
   (command -v service >/dev/null && service "$svc" stop >/dev/null 2>&1) || true
 done
