@@ -156,14 +156,20 @@ class Leader:
                     await asyncio.sleep(pause)
                     pause = min(pause * 2, 5.0)
                     continue
+                folded_at = time.monotonic()
                 try:
-                    async with asyncio.timeout(max(plan_at - time.monotonic(), 0.0)):
+                    async with asyncio.timeout(max(plan_at - folded_at, 0.0)):
                         await self._wake.wait()
                 except TimeoutError:
                     pass
                 # changes come in bursts (a file of Pods, a rollout): take them in one pass;
-                # results are folded in batches, one status write per CR for many copies
-                await asyncio.sleep(_DEBOUNCE if self._plan_needed else _FOLD_BATCH)
+                # results are folded at most once per _FOLD_BATCH (one status write per CR for
+                # many copies), but a result after a quiet spell is folded at once, not a
+                # whole batch window later (the last copy of a burst shows up sooner)
+                if self._plan_needed:
+                    await asyncio.sleep(_DEBOUNCE)
+                else:
+                    await asyncio.sleep(max(_FOLD_BATCH - (time.monotonic() - folded_at), 0.0))
         finally:
             unsubscribe()
             watcher.cancel()
