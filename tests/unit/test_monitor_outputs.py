@@ -11,12 +11,13 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from kuik_monitor.checker import Outcome, outcome_of
-from kuik_monitor.events import availability_event, invalid_filter_event
+from kuik_monitor.events import availability_event
 from kuik_monitor.http import GROUP_BY_ERROR, go_json, status_images
 from kuik_monitor.metrics import MonitoringCollector
 from kuik_monitor.status import apply_outcomes, entry_statuses
 from kuikcore.api import AvailabilityStatus, parse_resource
 from kuikcore.cluster import EventType
+from kuikcore.cluster.events import invalid_filter_event
 from kuikcore.credentials import CredentialChoice, CredentialSet
 from kuikcore.filters import InvalidFilter
 from kuikcore.registry import CheckResult

@@ -29,12 +29,13 @@ import structlog
 
 from kuik_monitor.budget import Budget, rate_limit
 from kuik_monitor.checker import Checker, Outcome
-from kuik_monitor.events import EventSpec, availability_event, invalid_filter_event
+from kuik_monitor.events import availability_event
 from kuik_monitor.scheduler import Listed, Schedule, due_at
 from kuik_monitor.status import apply_outcomes, entry_statuses
 from kuik_monitor.tracker import selected_images, sync_status
 from kuikcore.api import AvailabilityStatus, ClusterImageSetAvailability
 from kuikcore.cluster import POD, Change, ChangeType, ClusterSource, NotFoundError, ObjectKey
+from kuikcore.cluster.events import EventSpec, invalid_filter_event
 from kuikcore.config import Config
 from kuikcore.coord import AvailabilityBoard
 from kuikcore.coord.connection import OUTAGE_ERRORS

@@ -41,6 +41,7 @@ from kuikcore.cluster import (
     NotFoundError,
     ObjectKey,
 )
+from kuikcore.cluster.events import invalid_filter_event
 from kuikcore.coord import EXPEDITE, ROUTINE, FencedLock, JobQueue, QueueFull, UsageRecords
 from kuikcore.coord.connection import OUTAGE_ERRORS
 from kuikcore.filters import InvalidFilter, ResourceFilter, SkipRules, compile_filter
@@ -256,12 +257,9 @@ class Leader:
         try:
             filt = compile_filter(resource)
         except InvalidFilter as exc:
+            event = invalid_filter_event(exc)
             await self.cluster.emit_event(
-                _key(resource),
-                EventType.WARNING,
-                "InvalidFilter",
-                f"filter is invalid: {exc}",
-                action="ReconcileSkipped",
+                _key(resource), event.type, event.reason, event.note, action=event.action
             )
             return None
         if MIRROR_CLEANUP_FINALIZER not in (resource.metadata.finalizers or []):

@@ -7,18 +7,58 @@ Pure: building the object and deciding whether an identical Event was recorded r
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from kuikcore.cluster.interface import EventType, ObjectKey
 from kuikcore.cluster.kinds import watched_kind
 
-__all__ = ["CLUSTER_SCOPED_EVENT_NAMESPACE", "EventDeduplicator", "build_event", "regards"]
+__all__ = [
+    "CLUSTER_SCOPED_EVENT_NAMESPACE",
+    "INVALID_FILTER",
+    "RECONCILE_SKIPPED",
+    "EventDeduplicator",
+    "EventSpec",
+    "build_event",
+    "invalid_filter_event",
+    "limit_note",
+    "regards",
+]
 
 JSON = dict[str, Any]
 # Where client-go records Events about cluster-scoped objects.
 CLUSTER_SCOPED_EVENT_NAMESPACE = "default"
 NOTE_LIMIT = 1024  # the API server rejects longer notes
+
+# Upstream's reason and action for a resource whose filter does not compile.
+INVALID_FILTER = "InvalidFilter"
+RECONCILE_SKIPPED = "ReconcileSkipped"
+
+
+@dataclass(frozen=True, slots=True)
+class EventSpec:
+    """One Event to emit, before it is addressed to an object."""
+
+    type: EventType
+    reason: str
+    note: str
+    action: str
+
+
+def limit_note(text: str) -> str:
+    """Cut a note to what the API server accepts, marking the cut."""
+    return text if len(text) <= NOTE_LIMIT else text[: NOTE_LIMIT - 3] + "..."
+
+
+def invalid_filter_event(error: Exception) -> EventSpec:
+    """Upstream's: Warning `InvalidFilter`, action `ReconcileSkipped`, `filter is invalid: …`."""
+    return EventSpec(
+        EventType.WARNING,
+        INVALID_FILTER,
+        limit_note(f"filter is invalid: {error}"),
+        RECONCILE_SKIPPED,
+    )
 
 
 def build_event(
@@ -52,7 +92,7 @@ def build_event(
         "reportingInstance": instance,
         "action": action or reason,
         "reason": reason,
-        "note": note[:NOTE_LIMIT],
+        "note": limit_note(note),
         "type": type.value,
         "regarding": target,
     }
