@@ -4,7 +4,6 @@ restarts, Retry-After deferral, and the per-registry copy semaphore with expirin
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import time
 from typing import Any
 
@@ -12,19 +11,7 @@ import pytest
 
 from kuikcore.coord import Coord, LockBusy, LockLost, RateLimit, RateLimiter, Semaphore, connect
 from kuikcore.testing import RedisServer
-
-# Worker processes fork from one server that has already imported everything they need, so each
-# starts in milliseconds instead of re-importing (the same list in every coord test module).
-PROCESSES = multiprocessing.get_context("forkserver")
-PROCESSES.set_forkserver_preload(
-    [
-        "__main__",
-        "kuikcore.coord",
-        "tests.integration.test_coord_budgets",
-        "tests.integration.test_coord_locks",
-        "tests.integration.test_coord_queue",
-    ]
-)
+from tests.integration.coord_processes import PROCESSES
 
 
 def _spend_budget(

@@ -4,7 +4,6 @@ renew themselves, a lost lock stops its holder's work, leadership fails over bet
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import os
 import signal
 from collections.abc import Awaitable, Callable
@@ -23,19 +22,7 @@ from kuikcore.coord import (
     connect,
 )
 from kuikcore.testing import RedisServer
-
-# Worker processes fork from one server that has already imported everything they need, so each
-# starts in milliseconds instead of re-importing (the same list in every coord test module).
-PROCESSES = multiprocessing.get_context("forkserver")
-PROCESSES.set_forkserver_preload(
-    [
-        "__main__",
-        "kuikcore.coord",
-        "tests.integration.test_coord_budgets",
-        "tests.integration.test_coord_locks",
-        "tests.integration.test_coord_queue",
-    ]
-)
+from tests.integration.coord_processes import PROCESSES
 
 
 async def until(predicate: Callable[[], Awaitable[object]]) -> None:
