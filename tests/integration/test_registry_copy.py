@@ -226,9 +226,13 @@ async def test_blobs_known_in_another_destination_repository_are_mounted(
     push_image(registry, "copy/known", "v1", index)
     src = f"{registry.host}/copy/known:v1"
     await client.copy(src, f"{destination.host}/team-a/app:v1", all_platforms=True)
+    mark = destination.log_offset()
     again = await client.copy(src, f"{destination.host}/team-b/app:v1", all_platforms=True)
     assert again.bytes_moved == 0
     assert again.blobs_mounted == len(index.blobs)
+    # the mount itself says whether the blob is there: no HEAD per blob before it
+    assert destination.count_requests("HEAD", r"/blobs/", since=mark) == 0
+    assert destination.count_requests("POST", r"mount=", since=mark) == len(index.blobs)
 
 
 async def test_concurrent_copies_upload_a_shared_base_layer_once(

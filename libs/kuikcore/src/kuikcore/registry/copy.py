@@ -3,8 +3,9 @@
 Order is what keeps a half copy invisible: every blob, then every child manifest by digest, then
 the top manifest (index or single) under its tag. Blobs stream from the source GET into the
 destination upload through `VerifyingStream` (bounded memory, digest verified before the last
-byte is sent); blobs the destination already has are skipped after a HEAD, and on the same
-registry they are mounted instead of uploaded. Blob copies run in parallel up to the client's
+byte is sent); blobs the destination already has are skipped after a HEAD, and blobs known in
+another repository of the destination registry are mounted instead (no HEAD first: the mount
+answers "present" too). Blob copies run in parallel up to the client's
 `blob_concurrency`, shared across the children of an index.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
@@ -39,6 +40,7 @@ BlobOutcome = Literal["copied", "skipped", "mounted"]
 _CONFIG_LIMIT = 32 * 1024 * 1024
 _BLOB_ATTEMPTS = 3
 _T = TypeVar("_T")
+_U = TypeVar("_U")
 
 
 class Progress(Protocol):
@@ -181,15 +183,18 @@ class _Copier:
     async def _transfer(self, desc: Descriptor, preloaded: bytes | None) -> BlobOutcome:
         from kuikcore.registry.client import BLOB_CHUNK, VerifyingStream
 
-        size = await self.client.blob_size(
-            self.dst, desc.digest, credentials=self.dst_creds, deadline=self.deadline
-        )
-        if size is not None:
-            return "skipped"
         host = api_host(self.dst.registry_host)
         sources = self.client.locations.mount_sources(host, desc.digest, self.dst.repository)
         # one mount attempt: a refused mount still opens the upload session used below
         mount = (desc.digest, sources[0]) if sources and self.client.mount else None
+        # a mount answers "already there" as well as a HEAD would (201 either way), so the
+        # HEAD is only worth its round trip when there is nothing to mount from
+        if mount is None:
+            size = await self.client.blob_size(
+                self.dst, desc.digest, credentials=self.dst_creds, deadline=self.deadline
+            )
+            if size is not None:
+                return "skipped"
         location = await self.client.start_upload(
             self.dst, mount=mount, credentials=self.dst_creds, deadline=self.deadline
         )
@@ -292,9 +297,28 @@ async def _all(aws: Sequence[Awaitable[_T]]) -> list[_T]:
         raise
 
 
+async def _both(first: Awaitable[_T], second: Awaitable[_U]) -> tuple[_T, _U]:
+    """Await two things concurrently; on the first failure cancel the other and raise it."""
+    a, b = asyncio.ensure_future(first), asyncio.ensure_future(second)
+    try:
+        await asyncio.wait((a, b), return_when=asyncio.FIRST_EXCEPTION)
+        for task in (a, b):  # the first one's failure wins when both failed
+            if task.done() and not task.cancelled() and (error := task.exception()) is not None:
+                raise error
+        return a.result(), b.result()
+    finally:
+        for task in (a, b):
+            task.cancel()
+        await asyncio.gather(a, b, return_exceptions=True)
+
+
+async def _false() -> bool:
+    return False
+
+
 async def _first_working(
     attempts: list[Credentials | None],
-    call: Callable[[Credentials | None], Coroutine[Any, Any, _T]],
+    call: Callable[[Credentials | None], Awaitable[_T]],
 ) -> tuple[Credentials | None, _T]:
     """Try each credential while the registry says they are wrong (or hides the repository)."""
     for index, creds in enumerate(attempts):
@@ -348,22 +372,34 @@ async def copy(
     target = _destination(source, as_reference(dst))
     deadline = deadline or Deadline.never()
 
-    src_creds, top = await _first_working(
+    def dst_probe(probed: Reference) -> Callable[[Credentials | None], Awaitable[str | None]]:
+        async def probe(creds: Credentials | None) -> str | None:
+            # the destination may legitimately lack the image: 404 means "credentials fine"
+            try:
+                info = await client.head_manifest(probed, credentials=creds, deadline=deadline)
+            except NotFound:
+                return None
+            return info.digest
+
+        return probe
+
+    read_source = _first_working(
         credential_attempts(src_credentials),
         lambda c: client.get_manifest(source, credentials=c, deadline=deadline),
     )
-
-    async def dst_probe(creds: Credentials | None) -> str | None:
-        # the destination may legitimately lack the image: 404 means "credentials fine"
-        try:
-            info = await client.head_manifest(
-                _push_target(target, top.digest), credentials=creds, deadline=deadline
-            )
-        except NotFound:
-            return None
-        return info.digest
-
-    dst_creds, existing = await _first_working(credential_attempts(dst_credentials), dst_probe)
+    # where the top manifest will go is known up front unless it is "by digest" and the
+    # source's digest is not: then the probe waits for the source's answer
+    known = target if target.tag or target.digest else None
+    if known is None and source.digest is not None:
+        known = target.with_digest(source.digest)
+    if known is not None:
+        probe_destination = _first_working(credential_attempts(dst_credentials), dst_probe(known))
+        (src_creds, top), (dst_creds, existing) = await _both(read_source, probe_destination)
+    else:
+        src_creds, top = await read_source
+        dst_creds, existing = await _first_working(
+            credential_attempts(dst_credentials), dst_probe(_push_target(target, top.digest))
+        )
     copier = _Copier(client, source, target, src_creds, dst_creds, deadline, progress)
     try:
         if top.is_index:
@@ -388,7 +424,10 @@ async def copy(
         else:
             digest = top.digest
             _check_pin(target, digest)
-            config = await copier.read_config(top)
+            config, present = await _both(
+                copier.read_config(top),
+                _false() if existing == digest else copier.dst_has_manifest(digest),
+            )
             platform = _image_platform(config)
             if (
                 platforms
@@ -405,7 +444,7 @@ async def copy(
             if existing == digest:
                 copier.tally.manifests_skipped += 1
             else:
-                if await copier.dst_has_manifest(digest):
+                if present:
                     copier.tally.manifests_skipped += 1
                 else:
                     await copier.copy_image(top, config)
