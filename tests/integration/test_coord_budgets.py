@@ -152,6 +152,28 @@ async def test_semaphore_slot_renews_and_times_out(coord: Coord) -> None:
     assert await sem.holders() == []
 
 
+async def test_semaphore_waiter_takes_a_released_slot_at_once(coord: Coord) -> None:
+    """A waiter blocks on the release, not on its poll: with a 30 s poll (and the holder's lease
+    30 s away) it still gets the slot right after the release."""
+    sem = Semaphore(coord, "copies:wake.example", limit=1, lease=30)
+    took: list[float] = []
+
+    async def waiter() -> None:
+        async with sem.slot(max_wait=20, poll=30):
+            took.append(time.monotonic())
+
+    holder = "holder-a"
+    assert (await sem.try_acquire(holder))[0]
+    task = asyncio.create_task(waiter())
+    await asyncio.sleep(0.3)
+    assert not took  # still waiting while the slot is held
+    released = time.monotonic()
+    await sem.release(holder)
+    await asyncio.wait_for(task, 20)
+    assert took[0] - released < 2.0  # a poll would have slept ~15-30 s
+    assert await coord.redis.llen(sem.wake_key) <= sem.limit
+
+
 async def test_semaphore_slot_lost_stops_the_copy(coord: Coord) -> None:
     sem = Semaphore(coord, "copies:lost.example", limit=1, lease=0.3)
 
