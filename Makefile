@@ -17,7 +17,8 @@ help:
 
 install:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
-	$(UV) sync --all-packages --frozen
+	$(UV) sync --all-packages --frozen --compile-bytecode
+	$(UV) run python -m compileall -q -j 0 libs/kuikcore/src services/webhook/src services/replicator/src services/monitor/src
 	@scripts/install-system-packages.sh
 
 lint:
