@@ -4,7 +4,9 @@ Image: a synthetic 2-platform OCI index, 5 layers x 20 MiB per platform (200 MiB
 Runs, alternated kuik/skopeo, each into a fresh destination registry (so neither tool finds
 a blob already there, and skopeo's blob-info cache knows nothing about the new port):
 
-- `--all` (whole index, verbatim): medians and the kuik/skopeo ratio (target <= 0.8);
+- `--all` (whole index, verbatim): medians and the kuik/skopeo ratio (target <= 0.8), and the
+  same copy through `RegistryClient.copy` in this process, which separates the copy from the
+  CLI's fixed cost (interpreter start-up, imports, teardown);
 - `--platform linux/amd64` (kuik; skopeo has no filtered-index mode, its single-platform copy
   `--override-arch amd64` is shown for reference);
 - a second `--all` copy into a destination that already holds everything (no layer bytes);
@@ -112,6 +114,7 @@ def run() -> dict[str, Any]:
         blob_bytes = sum(b.size for b in index.blobs)
 
         kuik_all: list[float] = []
+        kuik_inprocess: list[float] = []
         skopeo_all: list[float] = []
         kuik_platform: list[float] = []
         skopeo_single: list[float] = []
@@ -126,6 +129,8 @@ def run() -> dict[str, Any]:
                 second = {"seconds": round(again, 3), "bytes_moved": repeat["bytesMoved"]}
             with _Fresh() as destination:
                 skopeo_all.append(_skopeo(src, f"{destination.host}/m/app:v1", "--all")[0])
+            with _Fresh() as destination:
+                kuik_inprocess.append(_copy_in_process(src, f"{destination.host}/m/app:v1"))
             with _Fresh() as destination:
                 seconds, _, result = _kuik(
                     src, f"{destination.host}/m/amd64:v1", "--platform", "linux/amd64"
@@ -146,6 +151,12 @@ def run() -> dict[str, Any]:
             "all_skopeo_s": skopeo_median,
             "all_ratio": round(kuik_median / skopeo_median, 3),
             "all_kuik_runs": [round(s, 3) for s in kuik_all],
+            # the same copy inside an already started Python process: what the CLI's
+            # interpreter start-up, imports and teardown add is the difference
+            "all_kuik_in_process_s": _median(kuik_inprocess),
+            "all_kuik_in_process_ratio": round(_median(kuik_inprocess) / skopeo_median, 3),
+            "kuik_cli_fixed_cost_s": round(kuik_median - _median(kuik_inprocess), 3),
+            **_import_costs(),
             "all_skopeo_runs": [round(s, 3) for s in skopeo_all],
             "platform_amd64_kuik_s": _median(kuik_platform),
             "single_amd64_skopeo_s": _median(skopeo_single),
@@ -155,6 +166,33 @@ def run() -> dict[str, Any]:
         }
     finally:
         source.cleanup()
+
+
+def _import_costs() -> dict[str, float]:
+    """Wall time of a process that only imports what `kuik copy` needs, then exits."""
+    runs: list[float] = []
+    for _ in range(5):
+        started = time.monotonic()
+        subprocess.run(
+            [sys.executable, "-c", "import kuikcore.cli.copy, kuikcore.registry"], check=True
+        )
+        runs.append(time.monotonic() - started)
+    return {"kuik_imports_and_exit_s": _median(runs)}
+
+
+def _copy_in_process(src: str, dst: str) -> float:
+    """`--all` through `RegistryClient.copy` in this process (no interpreter start, no imports)."""
+    import asyncio
+
+    from kuikcore.registry import RegistryClient
+
+    async def copy() -> float:
+        async with RegistryClient() as client:
+            started = time.monotonic()
+            await client.copy(src, dst, all_platforms=True)
+            return time.monotonic() - started
+
+    return asyncio.run(copy())
 
 
 def _oras_comparison(source: RegistryServer, index: Any) -> dict[str, Any]:
