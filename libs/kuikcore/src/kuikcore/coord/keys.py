@@ -63,6 +63,10 @@ class KeySpace:
         """ZSET of the leases currently holding slots of a distributed semaphore."""
         return f"{self.prefix}sem:{name}"
 
+    def semaphore_released(self, name: str) -> str:
+        """List of release tokens that a semaphore's waiters block on (BLPOP)."""
+        return f"{self.prefix}sem:{name}:released"
+
     # multi-cluster usage -------------------------------------------------------------------
     def usage(self, cluster_id: str) -> str:
         return f"{self.prefix}usage:{cluster_id}"

@@ -52,7 +52,7 @@ class Semaphore:
         self.limit = limit
         self.lease = lease
         self.key = coord.keys.semaphore(name)
-        self.wake_key = f"{self.key}:released"
+        self.wake_key = coord.keys.semaphore_released(name)
         self._script = coord.redis.register_script(_SEMAPHORE)
 
     async def _call(self, holder: str, mode: str) -> tuple[bool, float]:

@@ -29,7 +29,7 @@ from kuikcore.registry.errors import (
 )
 from kuikcore.registry.mediatypes import Descriptor, Manifest, digest_of
 from kuikcore.registry.platforms import Platform, filter_children
-from kuikcore.registry.transport import Deadline, api_host
+from kuikcore.registry.transport import Deadline, api_host, log
 
 if TYPE_CHECKING:
     from kuikcore.registry.client import RegistryClient
@@ -151,7 +151,7 @@ class _Copier:
                     # a reset mid-stream or a corrupt read: a fresh session may succeed
                     if attempt + 1 == _BLOB_ATTEMPTS or self.deadline.expired():
                         raise
-                    _log().warning(
+                    log().warning(
                         "blob copy failed, retrying", digest=desc.digest, error=str(error)
                     )
             if outcome == "copied":
@@ -272,13 +272,6 @@ class _Copier:
         return platform
 
 
-def _log() -> Any:
-    """structlog, imported when there is something to say (it costs ~90 ms at CLI start-up)."""
-    import structlog
-
-    return structlog.get_logger(__name__)
-
-
 async def _single(data: bytes) -> Any:
     yield data
 
@@ -298,18 +291,9 @@ async def _all(aws: Sequence[Awaitable[_T]]) -> list[_T]:
 
 
 async def _both(first: Awaitable[_T], second: Awaitable[_U]) -> tuple[_T, _U]:
-    """Await two things concurrently; on the first failure cancel the other and raise it."""
-    a, b = asyncio.ensure_future(first), asyncio.ensure_future(second)
-    try:
-        await asyncio.wait((a, b), return_when=asyncio.FIRST_EXCEPTION)
-        for task in (a, b):  # the first one's failure wins when both failed
-            if task.done() and not task.cancelled() and (error := task.exception()) is not None:
-                raise error
-        return a.result(), b.result()
-    finally:
-        for task in (a, b):
-            task.cancel()
-        await asyncio.gather(a, b, return_exceptions=True)
+    """`_all` for two awaitables of different types."""
+    done: list[Any] = await _all([first, second])
+    return done[0], done[1]
 
 
 async def _false() -> bool:
@@ -405,7 +389,7 @@ async def copy(
         if top.is_index:
             raw, children, missing = plan_index(top, platforms, all_platforms)
             for absent in missing:
-                _log().warning(
+                log().warning(
                     "requested platform not found in source image, skipping it",
                     image=str(source),
                     platform=str(absent),

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from email.utils import parsedate_to_datetime
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import aiohttp
 from yarl import URL
@@ -75,7 +75,7 @@ def env_proxy(scheme: str, host: str) -> Proxy:
         return None, None
     proxy = URL(raw)
     if proxy.scheme != "http":
-        _log_warning("only http:// proxies are supported, ignoring it", proxy=str(proxy.origin()))
+        log().warning("only http:// proxies are supported, ignoring it", proxy=str(proxy.origin()))
         return None, None
     if not proxy.user:
         return proxy, None
@@ -83,10 +83,11 @@ def env_proxy(scheme: str, host: str) -> Proxy:
     return proxy.with_user(None), {"Proxy-Authorization": header}
 
 
-def _log_warning(event: str, **fields: str) -> None:
-    import structlog  # lazily: it costs ~90 ms of CLI start-up
+def log() -> Any:
+    """The registry client's logger; structlog is imported on first use (~90 ms of CLI start-up)."""
+    import structlog
 
-    structlog.get_logger(__name__).warning(event, **fields)
+    return structlog.get_logger("kuikcore.registry")
 
 
 def api_host(host: str) -> str:
@@ -247,7 +248,7 @@ class Transport:
                 connector=connector,
                 auto_decompress=False,
                 headers={"User-Agent": self.user_agent},
-                trust_env=False,  # proxies: `_proxy`, read once per scheme and host
+                trust_env=False,  # proxies: `_via_proxy`, read once per scheme and host
                 read_bufsize=READ_BUFSIZE,
             )
             self._sessions[(host, pool)] = session
