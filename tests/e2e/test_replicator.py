@@ -41,22 +41,9 @@ CISM = "ClusterImageSetMirror"
 
 
 @pytest.fixture(scope="module")
-def source() -> Iterator[RegistryServer]:
-    with RegistryServer() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def mirror() -> Iterator[RegistryServer]:
     with RegistryServer() as server:
         yield server
-
-
-@pytest.fixture(scope="module")
-def redis_shared() -> Iterator[RedisServer]:
-    server = RedisServer().start()
-    yield server
-    server.cleanup()
 
 
 # --- a cluster directory and replicator processes ------------------------------------------

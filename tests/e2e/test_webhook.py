@@ -43,22 +43,9 @@ CLUSTER_ID = "webhook-e2e"
 
 
 @pytest.fixture(scope="module")
-def source() -> Iterator[RegistryServer]:
-    with RegistryServer() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def mirror() -> Iterator[RegistryServer]:
     with RegistryServer(tls=True, username=USER, password=PASSWORD) as server:
         yield server
-
-
-@pytest.fixture(scope="module")
-def redis_shared() -> Iterator[RedisServer]:
-    server = RedisServer().start()
-    yield server
-    server.cleanup()
 
 
 @pytest.fixture(scope="module")

@@ -23,12 +23,11 @@ from tests.e2e.test_webhook import (  # the servers are module fixtures of their
     mirror,
     pod,
     push,
-    source,
 )
 
 pytestmark = pytest.mark.timeout(120)
 
-__all__ = ["ca", "mirror", "source"]  # fixtures
+__all__ = ["ca", "mirror"]  # fixtures (`source` comes from conftest)
 
 
 async def test_routes_from_the_api_and_copies_the_secret_into_it(
