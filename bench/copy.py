@@ -249,15 +249,9 @@ def _oras_comparison(source: RegistryServer, index: Any) -> dict[str, Any]:
         single = synthetic_image("bench-oras", layers=1, layer_size=20 * MiB)
         push_image(source, "bench/single", "v1", single)
 
-        async def kuik_copy() -> float:
-            async with RegistryClient() as client:
-                started = time.monotonic()
-                await client.copy(
-                    f"{source.host}/bench/single:v1", f"{destination.host}/k/single:v1"
-                )
-                return time.monotonic() - started
-
-        kuik_blob = asyncio.run(kuik_copy())
+        kuik_blob = _copy_in_process(
+            f"{source.host}/bench/single:v1", f"{destination.host}/k/single:v1"
+        )
     finally:
         destination.cleanup()
     return {
