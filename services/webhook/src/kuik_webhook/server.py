@@ -18,6 +18,7 @@ from aiohttp import web
 
 from kuik_webhook.admit import Admitter
 from kuikcore.config import ListenAddress
+from kuikcore.observe import serve_app
 
 __all__ = ["MAX_BODY", "AdmissionServer", "CertReloader", "build_app"]
 
@@ -89,15 +90,7 @@ class AdmissionServer:
         self._runner: web.AppRunner | None = None
 
     async def start(self, listen: ListenAddress, ssl_context: ssl.SSLContext | None) -> None:
-        runner = web.AppRunner(self.app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, listen.host or None, listen.port, ssl_context=ssl_context)
-        try:
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
+        self._runner = await serve_app(self.app, listen, ssl_context)
 
     @property
     def port(self) -> int:

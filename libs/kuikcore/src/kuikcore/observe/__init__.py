@@ -1,6 +1,6 @@
 """Observability shared by every kuik process: logging, secret redaction, metrics, health server."""
 
-from kuikcore.observe.health import CheckResult, HealthServer, ReadinessCheck
+from kuikcore.observe.health import CheckResult, HealthServer, ReadinessCheck, serve_app
 from kuikcore.observe.logs import LOG_LEVELS, HotLogger, LogLine, configure_logging, get_logger
 from kuikcore.observe.metrics import NAMESPACE, build_info, metrics_registry
 from kuikcore.observe.redact import REDACTED, is_sensitive_key, redact, redact_event, redact_text
@@ -22,4 +22,5 @@ __all__ = [
     "redact",
     "redact_event",
     "redact_text",
+    "serve_app",
 ]

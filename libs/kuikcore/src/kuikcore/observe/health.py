@@ -14,6 +14,7 @@ serving, so extra routes go through one catch-all dispatcher keyed by exact meth
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -24,9 +25,26 @@ from prometheus_client.exposition import choose_encoder
 from kuikcore.config import ListenAddress, parse_listen
 from kuikcore.observe.redact import redact_text
 
-__all__ = ["CheckResult", "HealthServer", "ReadinessCheck"]
+__all__ = ["CheckResult", "HealthServer", "ReadinessCheck", "serve_app"]
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
+
+
+async def serve_app(
+    app: web.Application, listen: ListenAddress, ssl_context: ssl.SSLContext | None = None
+) -> web.AppRunner:
+    """Bind and serve `app`; raises OSError when the address cannot be bound (nothing leaks)."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, listen.host or None, listen.port, ssl_context=ssl_context)
+    try:
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return runner
+
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -76,15 +94,7 @@ class HealthServer:
 
     async def start(self) -> None:
         """Bind and serve; raises OSError when the address cannot be bound."""
-        runner = web.AppRunner(self._app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, self.listen.host or None, self.listen.port)
-        try:
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
+        self._runner = await serve_app(self._app, self.listen)
 
     async def stop(self) -> None:
         if self._runner is not None:
