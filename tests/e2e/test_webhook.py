@@ -576,34 +576,34 @@ def test_black_holed_registry_answered_within_the_deadline(
         hole.cleanup()
 
 
-def test_registry_down_on_the_board_is_skipped_at_once(
+def test_a_black_holed_registry_is_given_up_on_as_soon_as_the_probes_find_it(
     tmp_path: Path, ca: trustme.CA, mirror: RegistryServer, redis_shared: RedisServer
 ) -> None:
+    """An admission already waiting on a check of a registry that stopped answering does not
+    wait for its check's timeout (30 s) or the deadline: the prober marks the host down within
+    a probe interval and timeout, and the admission moves on to the mirror."""
     hole = RegistryServer().start()
     try:
         push(mirror, "m/down/app", "1", "down")
         hole.freeze()
         prefix = f"wh-down-{uuid.uuid4().hex[:6]}:"
-
-        async def mark_down() -> None:
-            async with connect(redis_shared.url, prefix=prefix) as coord:
-                board = AvailabilityBoard(coord)
-                for _ in range(board.down_after):
-                    await board.report_registry(hole.host, reachable=False, error="timeout")
-
-        asyncio.run(mark_down())
         hook = Webhook(tmp_path, ca)
         cluster_docs(hook, mirror)
         config = {**base_config(mirror, deadline="6s"), "redis": {"keyPrefix": prefix}}
         config["routing"]["activeCheck"]["timeout"] = "30s"
         hook.start(config, redis_url=redis_shared.url)
         try:
+            started = time.monotonic()
             _, out = hook.admit(pod("down", {"c": f"{hole.host}/down/app:1"}), timeout=10)
-            # without the board the deadline would keep the original (previous test)
+            took = time.monotonic() - started
             assert images(out) == {"c": f"{mirror.host}/m/down/app:1"}
+            assert took < 4.0  # the deadline minus its reserve is 5.7 s; probes need ~1 s
             line = next(e for e in hook.logs() if e.get("event") == "rerouting image")
             assert "is down since" in line["rejected"][0]["reason"]
             assert line["reason"] == "first available"
+            down = next(e for e in hook.logs() if e.get("event") == "registry marked down")
+            assert down["registry"] == hole.host
+            assert down["by"].startswith("webhook ")
         finally:
             hook.stop()
     finally:

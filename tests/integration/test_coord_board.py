@@ -10,7 +10,9 @@ from redis.exceptions import ConnectionError
 
 from kuikcore.api import AvailabilityStatus
 from kuikcore.coord import AvailabilityBoard, Coord, ImageAvailability, UsageRecords, connect
+from kuikcore.health import Observation, fold
 from kuikcore.testing import RedisServer
+from tests.unit.test_health_state import HYSTERESIS
 
 NGINX = "docker.io/library/nginx:1.27"
 MIRROR = "mirror.example/docker.io/library/nginx:1.27"
@@ -25,7 +27,7 @@ async def test_webhook_reads_every_candidate_in_one_round_trip(coord: Coord) -> 
     board = AvailabilityBoard(coord)
     await board.publish_image(NGINX, AvailabilityStatus.NOT_FOUND, error="manifest unknown")
     await board.publish_image(MIRROR, AvailabilityStatus.AVAILABLE, digest="sha256:" + "a" * 64)
-    assert await board.report_registry("mirror.example", reachable=True)
+    assert (await board.report_registry("mirror.example", reachable=True, by="probe")).up
 
     before = await commands_run(coord, "mget")
     snapshot = await board.read(
@@ -48,36 +50,44 @@ async def test_webhook_reads_every_candidate_in_one_round_trip(coord: Coord) -> 
     assert not snapshot.registry_down("docker.io")
 
 
-async def test_registry_goes_down_after_repeated_failures_and_up_at_first_success(
-    coord: Coord,
+@pytest.mark.parametrize(("name", "seen", "expected"), HYSTERESIS, ids=[c[0] for c in HYSTERESIS])
+async def test_the_board_folds_host_health_like_the_pure_rule(
+    coord: Coord, name: str, seen: list[bool], expected: list[tuple[bool, bool]]
 ) -> None:
-    board = AvailabilityBoard(coord, down_after=3)
-    for _ in range(2):
-        assert await board.report_registry(
-            "flaky.example", reachable=False, error="connection refused"
-        )
-    first_down = await board.read(hosts=["flaky.example"])
-    assert not first_down.registry_down("flaky.example")
-    assert not await board.report_registry("flaky.example", reachable=False, error="i/o timeout")
-    assert not await board.report_registry("flaky.example", reachable=False, error="i/o timeout")
-    down = (await board.read(hosts=["flaky.example"])).registries["flaky.example"]
-    assert down is not None
-    assert not down.up
-    assert down.consecutive_failures == 4
-    assert down.last_error == "i/o timeout"
-    assert down.down_since is not None
-    since = down.down_since
-    assert not await board.report_registry("flaky.example", reachable=False, error="again")
-    again = (await board.read(hosts=["flaky.example"])).registries["flaky.example"]
-    assert again is not None
-    assert again.down_since == since  # down since the first time it went down
-    assert await board.report_registry("flaky.example", reachable=True)
-    up = (await board.read(hosts=["flaky.example"])).registries["flaky.example"]
-    assert up is not None
-    assert up.up
-    assert up.down_since is None
-    assert up.consecutive_failures == 0
-    assert up.last_error == "again"  # kept for the record
+    board = AvailabilityBoard(coord, up_after=2)
+    host = f"host-{abs(hash(name))}.example"
+    got = []
+    for i, ok in enumerate(seen):
+        report = await board.report_registry(host, reachable=ok, by="probe", at=100.0 + i)
+        got.append((report.up, report.transition))
+    assert got == expected
+    # and what it stored is what the pure rule computes
+    state = None
+    for i, ok in enumerate(seen):
+        state, _ = fold(state, Observation(ok, 100.0 + i, "probe"), up_after=2)
+    stored = (await board.read(hosts=[host])).registries[host]
+    assert stored is not None
+    assert state is not None
+    assert (stored.up, stored.confirmed_at, stored.since, stored.successes) == (
+        state.up, state.confirmed_at, state.since, state.successes,
+    )  # fmt: skip
+
+
+async def test_host_health_keeps_who_saw_it_and_ignores_late_observations(coord: Coord) -> None:
+    board = AvailabilityBoard(coord)
+    await board.report_registry("flaky.example", reachable=True, by="probe a", at=10.0)
+    down = await board.report_registry(
+        "flaky.example", reachable=False, by="webhook w-1 (passive)", error="refused", at=12.0
+    )
+    assert (down.up, down.transition) == (False, True)
+    late = await board.report_registry("flaky.example", reachable=True, by="probe a", at=11.0)
+    assert (late.up, late.transition) == (False, False)
+    health = (await board.read(hosts=["flaky.example"])).registries["flaky.example"]
+    assert health is not None
+    assert (health.up, health.since, health.by, health.error) == (
+        False, 12.0, "webhook w-1 (passive)", "refused",
+    )  # fmt: skip
+    assert (await board.read(hosts=["flaky.example"])).registry_down("flaky.example")
 
 
 async def test_entries_expire_into_unknown(coord: Coord) -> None:
@@ -91,7 +101,7 @@ async def test_entries_expire_into_unknown(coord: Coord) -> None:
             )
         }
     )
-    await board.report_registry("docker.io", reachable=False, down_after=1)
+    await board.report_registry("docker.io", reachable=False, by="probe")
     assert (await board.read([NGINX], ["docker.io"])).registry_down("docker.io")
     assert 0 < await coord.redis.pttl(coord.keys.board_image(NGINX)) <= 100
     assert 0 < await coord.redis.pttl(coord.keys.board_registry("docker.io")) <= 100
@@ -113,7 +123,8 @@ async def test_garbage_on_the_board_reads_as_unknown(coord: Coord) -> None:
     assert snapshot.images[NGINX] is None
     assert snapshot.registries["docker.io"] is None
     # a writer folding into a garbled entry starts it afresh
-    assert await board.report_registry("docker.io", reachable=False)
+    report = await board.report_registry("docker.io", reachable=False, by="probe")
+    assert (report.up, report.transition) == (False, True)
 
 
 async def test_usage_of_every_cluster_is_visible_to_each(coord: Coord) -> None:

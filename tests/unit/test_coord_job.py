@@ -13,6 +13,7 @@ from kuikcore.api import AvailabilityStatus
 from kuikcore.coord import ImageAvailability, RateLimit, backoff_delay
 from kuikcore.coord.board import decode_image, decode_registry
 from kuikcore.coord.job import Envelope, Job, JobDecodeError, JobTypes
+from kuikcore.health import HostHealth
 
 
 class Copy(Job):
@@ -122,13 +123,15 @@ def test_board_entries_decode_or_read_as_unknown() -> None:
     ]:
         assert decode_image(garbage) is None
     health = decode_registry(
-        '{"up": false, "checked_at": 10, "down_since": 5, "consecutive_failures": 3}'
+        '{"up": false, "confirmed_at": 10, "since": 5, "by": "probe", "error": "refused",'
+        ' "successes": 1}'
     )
-    assert health is not None
-    assert not health.up
-    assert health.consecutive_failures == 3
-    assert health.down_since == datetime.fromtimestamp(5, UTC)
-    assert decode_registry('{"up": "yes", "checked_at": 1}') is None
+    assert health == HostHealth(False, 10.0, 5.0, "probe", "refused", 1)
+    # an entry without `since` (or of an earlier kuik) counts from its confirmation
+    older = decode_registry('{"up": true, "confirmed_at": 7}')
+    assert older == HostHealth(True, 7.0, 7.0, "")
+    assert decode_registry('{"up": "yes", "confirmed_at": 1}') is None
+    assert decode_registry('{"up": true, "checked_at": 1}') is None  # no confirmation time
 
 
 def test_rate_limit_validates_and_spaces_requests() -> None:

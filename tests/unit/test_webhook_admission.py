@@ -490,7 +490,15 @@ async def test_decide_cached_only_when_the_cache_knows_every_candidate() -> None
     now = [100.0]
     metrics = WebhookMetrics(CollectorRegistry())
     async with RegistryClient() as client:
-        chooser = Chooser(client, board=None, metrics=metrics, check_timeout=1, cache_ttl=5)
+        chooser = Chooser(
+            client,
+            board=None,
+            metrics=metrics,
+            check_timeout=1,
+            cache_ttl=5,
+            clock=lambda: now[0],
+            wall=lambda: now[0],
+        )
         chooser.cache._clock = lambda: now[0]
         original = Candidate(Alternative("127.0.0.1:1/x:1", ORIGINAL))
         near = Candidate(Alternative("127.0.0.1:1/m/x:1", "ClusterImageSetMirror/near"))
@@ -498,13 +506,19 @@ async def test_decide_cached_only_when_the_cache_knows_every_candidate() -> None
         lists = [[original, near, far]]
         assert chooser.decide_cached(lists) is None  # nothing known
         version = chooser.cache.version
-        chooser.cache.set(original.cache_key, Verdict(AvailabilityStatus.NOT_FOUND, Source.CHECK))
+        chooser.cache.set(
+            original.cache_key, Verdict(AvailabilityStatus.NOT_FOUND, Source.CHECK, at=now[0])
+        )
         now[0] += 2
-        chooser.cache.set(near.cache_key, Verdict(AvailabilityStatus.AVAILABLE, Source.CHECK))
+        chooser.cache.set(
+            near.cache_key, Verdict(AvailabilityStatus.AVAILABLE, Source.CHECK, at=now[0])
+        )
         assert chooser.cache.version == version + 2  # every new verdict shows
         # `decide` would still start a check of `far`: not a cache-only decision
         assert chooser.decide_cached(lists) is None
-        chooser.cache.set(far.cache_key, Verdict(AvailabilityStatus.AVAILABLE, Source.CHECK))
+        chooser.cache.set(
+            far.cache_key, Verdict(AvailabilityStatus.AVAILABLE, Source.CHECK, at=now[0])
+        )
         found = chooser.decide_cached(lists)
         assert found is not None
         decisions, valid_until = found

@@ -327,6 +327,8 @@ class Leader:
             self._wake.set()
 
     async def _publish(self, host: str, outcome: Outcome) -> None:
+        """The image's result, for the webhook. The host's health is the health keeper's: the
+        client reported a failed connection already, and "up" is the probes' to say."""
         await self.board.publish_image(
             outcome.image,
             outcome.status,
@@ -334,11 +336,6 @@ class Leader:
             error=outcome.error,
             checked_at=outcome.checked_at,
         )
-        up = await self.board.report_registry(
-            host, reachable=outcome.reachable, error=None if outcome.reachable else outcome.error
-        )
-        if not up:
-            log.warning("registry marked down on the availability board", registry=host)
 
     # ------------------------------------------------------------------ flushing
 

@@ -8,6 +8,8 @@ and Redis answers.
 
 from __future__ import annotations
 
+import asyncio
+
 from kuik_monitor.budget import Budget
 from kuik_monitor.checker import Checker
 from kuik_monitor.http import status_handler
@@ -17,6 +19,7 @@ from kuikcore.api import ClusterImageSetAvailability
 from kuikcore.cluster import POD, SECRET
 from kuikcore.cluster.open import open_cluster
 from kuikcore.coord import AvailabilityBoard, Leadership, RateLimiter
+from kuikcore.health.keeper import HealthKeeper
 from kuikcore.registry import RegistryClient, RetryPolicy
 from kuikcore.service import ServiceContext
 
@@ -36,6 +39,10 @@ async def run(ctx: ServiceContext) -> None:
         config, retry=RetryPolicy(attempts=1), user_agent="kuik-monitor"
     )
     store = cluster.store
+    health = HealthKeeper.for_service(
+        config, client.transport, coord=coord, cluster=cluster, service="monitor",
+        registry=ctx.metrics,
+    )  # fmt: skip
 
     def cisas() -> list[ClusterImageSetAvailability]:
         return list(store.resources(CISA))
@@ -62,6 +69,7 @@ async def run(ctx: ServiceContext) -> None:
     )
     leadership = Leadership(coord, LEADER_ROLE, service="monitor", registry=ctx.metrics)
     unsubscribe = cluster.subscribe(leader.on_change)
+    health_task = asyncio.create_task(health.run(), name="registry-health")
     try:
         await cluster.start()
         ctx.mark_started()
@@ -70,6 +78,8 @@ async def run(ctx: ServiceContext) -> None:
         await leadership.run(leader.run)
     finally:
         unsubscribe()
+        health_task.cancel()
+        await asyncio.gather(health_task, return_exceptions=True)
         await cluster.stop()
         await client.close()
         await coord.aclose()

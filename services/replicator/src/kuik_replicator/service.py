@@ -29,6 +29,7 @@ from kuikcore.coord import (
 )
 from kuikcore.coord.connection import OUTAGE_ERRORS
 from kuikcore.filters import SkipRules
+from kuikcore.health.keeper import HealthKeeper
 from kuikcore.mirroring import EXPEDITE, ROUTINE, copy_queue
 from kuikcore.registry import RegistryClient
 from kuikcore.service import ServiceContext
@@ -74,6 +75,14 @@ async def run(ctx: ServiceContext) -> None:
     metrics = ReplicatorMetrics.create(ctx.metrics)
     cluster = await open_cluster(config.cluster, field_manager="kuik-replicator")
     client = RegistryClient.from_config(config, user_agent="kuik-replicator")
+    health = HealthKeeper.for_service(
+        config,
+        client.transport,
+        coord=coord,
+        cluster=cluster,
+        service="replicator",
+        registry=ctx.metrics,
+    )
     tasks: list[asyncio.Task[None]] = []
     try:
         await cluster.start()
@@ -147,6 +156,7 @@ async def run(ctx: ServiceContext) -> None:
             asyncio.create_task(_forever("workers", work, ctx), name="replicator-workers"),
             asyncio.create_task(_forever("leader", lead, ctx), name="replicator-leader"),
             asyncio.create_task(_queue_depth(queue, metrics), name="replicator-depth"),
+            asyncio.create_task(health.run(), name="registry-health"),
         ]
         ctx.log.info(
             "replicator started",
@@ -162,6 +172,7 @@ async def run(ctx: ServiceContext) -> None:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await health.close()
         await client.close()
         await cluster.stop()
         await coord.aclose()

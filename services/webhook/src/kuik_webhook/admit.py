@@ -143,7 +143,7 @@ class Admitter:
         self.deadline = deadline
         self.routes = RouteCache(self.resources, options)
         self._memo: OrderedDict[tuple[Any, ...], _Memo] = OrderedDict()
-        self._memo_stamp: tuple[int, int] = (-1, -1)
+        self._memo_stamp: tuple[int, tuple[int, int]] = (-1, (-1, -1))
         self._memo_bytes = 0
         self._admissions: dict[tuple[str, str], Any] = {}
         self._reroutes: dict[tuple[str, str], Any] = {}
@@ -256,7 +256,7 @@ class Admitter:
 
     def _memo_key(self, request: AdmissionRequest) -> tuple[Any, ...] | None:
         """Everything an admission reads from its request except the uid (None: not kept)."""
-        stamp = (self.routes.generation, self.chooser.cache.version)
+        stamp = (self.routes.generation, self.chooser.version)
         if stamp != self._memo_stamp:  # a CR changed or a verdict arrived: start again
             self._memo.clear()
             self._memo_bytes = 0
@@ -278,7 +278,7 @@ class Admitter:
 
     def _remember(self, key: tuple[Any, ...], plan: Plan, outcome: _Outcome) -> None:
         assert outcome.template is not None
-        if (self.routes.generation, self.chooser.cache.version) != self._memo_stamp:
+        if (self.routes.generation, self.chooser.version) != self._memo_stamp:
             return  # something changed while this admission ran: not an answer to keep
         if self._memo.pop(key, None) is not None:  # an expired one, replaced
             self._memo_bytes -= _key_bytes(key)

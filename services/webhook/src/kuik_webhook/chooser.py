@@ -1,11 +1,16 @@
 """Choosing the first available alternative of each container, fast and within a deadline.
 
-Knowledge comes from, in order: this process's TTL cache (keyed by image *and* the credentials
-that would be used, unlike upstream, Appendix B #3), the availability board in Redis (one read
-per admission: images and registry hosts; a host marked down rejects its candidates at once),
-then active checks (HEAD, `routing.activeCheck.timeout`), all candidates of all containers
-started together, single-flight across concurrent admissions. The first candidate in order
-known to be available wins once every earlier one is known unavailable.
+Knowledge comes from, in order: the registry health view (`kuikcore.health`: a host known down
+rejects its candidates at once, whatever else is known), this process's cache (keyed by image
+*and* the credentials that would be used, unlike upstream, Appendix B #3), the availability board
+in Redis (one read per admission), then active checks (HEAD, `routing.activeCheck.timeout`), all
+candidates of all containers started together, single-flight across concurrent admissions. The
+first candidate in order known to be available wins once every earlier one is known unavailable.
+
+How long an image verdict is worth depends on its host: within `webhook.cacheTTL` of the check it
+is used as is; past that, only while its host is known up (confirmed by the probes) is it used,
+up to `VERDICT_LIFETIME`, and revalidated in the background; never once its host has changed state
+since the check (a registry back from an outage may have come back without the image).
 
 At the deadline, the best decision known is taken (`pick(final=True)`): earlier candidates still
 unknown are passed over, except the original, which is then kept (when in doubt, change nothing).
@@ -29,6 +34,8 @@ from kuik_webhook.cache import SingleFlight, TTLCache
 from kuik_webhook.metrics import WebhookMetrics
 from kuikcore.api import AvailabilityStatus
 from kuikcore.coord import AvailabilityBoard, ImageAvailability
+from kuikcore.health import HostHealth, Knowledge
+from kuikcore.health.keeper import HealthKeeper
 from kuikcore.reference import InvalidReference, parse
 from kuikcore.registry import Credentials, RegistryClient
 from kuikcore.registry.check import CheckResult, check
@@ -38,6 +45,8 @@ __all__ = [
     "BOARD_BACKOFF",
     "BOARD_READ_BUDGET",
     "BOARD_TTL",
+    "HEALTH_POLL",
+    "VERDICT_LIFETIME",
     "Candidate",
     "Chooser",
     "Decision",
@@ -50,13 +59,17 @@ log = structlog.get_logger("kuik.webhook")
 
 BOARD_READ_BUDGET = 0.1  # seconds: Redis slower than this is treated as "knows nothing"
 BOARD_TTL = 60.0  # seconds the webhook's own results live on the board
+VERDICT_LIFETIME = 60.0  # seconds a verdict may serve at most, while its host is known up
+HEALTH_POLL = 0.1  # seconds between looks at a host's health while a check of it is awaited
 BOARD_BACKOFF = 2.0  # seconds without board reads after one failed
 _BOARD_TRUSTED = (AvailabilityStatus.AVAILABLE, AvailabilityStatus.NOT_FOUND)
+_LASTING = frozenset(_BOARD_TRUSTED)  # what a known-up host lets live past the cache TTL
 
 
 class Source(StrEnum):
     """Where a verdict came from (logged with every reroute)."""
 
+    HEALTH = "health"
     CACHE = "cache"
     BOARD = "board"
     CHECK = "check"
@@ -103,6 +116,8 @@ class Verdict:
     status: AvailabilityStatus
     source: Source
     error: str | None = None
+    at: float = 0.0
+    """When the knowledge was gathered (unix s): judged against the host's last transition."""
 
     @property
     def available(self) -> bool:
@@ -168,18 +183,29 @@ class Chooser:
         check_timeout: float,
         cache_ttl: float,
         resolve_digest: bool = False,
+        health: HealthKeeper | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.client = client
         self.board = board
         self.metrics = metrics
         self.check_timeout = check_timeout
         self.resolve_digest = resolve_digest
-        self.cache: TTLCache[tuple[str, tuple[str, ...]], Verdict] = TTLCache(cache_ttl)
+        self.health = health
+        self.cache_ttl = cache_ttl
+        lifetime = max(cache_ttl, VERDICT_LIFETIME) if health is not None else cache_ttl
+        self.cache: TTLCache[tuple[str, tuple[str, ...]], Verdict] = TTLCache(lifetime)
         self.flights: SingleFlight[tuple[str, tuple[str, ...]], Verdict] = SingleFlight()
         self._clock = clock
+        self._wall = wall  # verdicts and host health are dated in unix time
         self._background: set[asyncio.Task[None]] = set()
         self._board_skip_until = 0.0
+
+    @property
+    def version(self) -> tuple[int, int]:
+        """Changes whenever a verdict arrives or a registry host changes state."""
+        return (self.cache.version, self.health.view.version if self.health is not None else 0)
 
     async def close(self) -> None:
         await self.flights.cancel_all()
@@ -189,25 +215,76 @@ class Chooser:
 
     # --- one admission --------------------------------------------------------------------
 
+    # --- what is known, and for how long -----------------------------------------------------
+
+    def _host(self, host: str) -> HostHealth | None:
+        return None if self.health is None else self.health.view.get(host)
+
+    def _down(self, candidate: Candidate, health: HostHealth | None, now: float) -> Verdict | None:
+        """UNREACHABLE when the candidate's host is known down (confirmed recently)."""
+        if health is None or health.up:
+            return None
+        fresh_for = self.health.settings.fresh_for if self.health is not None else float("inf")
+        if health.knowledge(now, fresh_for) is not Knowledge.DOWN:
+            return None
+        since = datetime.fromtimestamp(health.since, UTC).isoformat(timespec="milliseconds")
+        why = f"registry {candidate.host} is down since {since}"
+        if health.by:
+            why += f" (seen by {health.by})"
+        return Verdict(AvailabilityStatus.UNREACHABLE, Source.HEALTH, why, at=health.confirmed_at)
+
+    def _judge(self, verdict: Verdict, health: HostHealth | None, now: float) -> tuple[bool, bool]:
+        """(usable, revalidate): see the module docstring."""
+        if health is not None and verdict.at < health.since:
+            return False, False  # the host changed state since: what it said no longer holds
+        age = now - verdict.at
+        if age <= self.cache_ttl:
+            return True, False
+        if (
+            self.health is not None
+            and health is not None
+            and verdict.status in _LASTING
+            and age <= VERDICT_LIFETIME
+            and health.knowledge(now, self.health.settings.fresh_for) is Knowledge.UP
+        ):
+            return True, True
+        return False, False
+
+    def _known(self, candidate: Candidate, now: float) -> tuple[Verdict | None, bool]:
+        """(verdict from the health view or the cache, whether to revalidate it)."""
+        health = self._host(candidate.host)
+        down = self._down(candidate, health, now)
+        if down is not None:
+            return down, False
+        cached = self.cache.get(candidate.cache_key)
+        if cached is None:
+            return None, False
+        usable, stale = self._judge(cached, health, now)
+        return (cached, stale) if usable else (None, False)
+
+    # --- one admission --------------------------------------------------------------------
+
     def decide_cached(
         self, lists: Sequence[Sequence[Candidate]]
     ) -> tuple[list[Decision], float] | None:
-        """What `decide` answers when this process's cache knows every candidate it would look
-        up (so it would read and check nothing), with the instant the first of those verdicts
-        expires; None otherwise."""
+        """What `decide` answers when the health view and this process's cache know every
+        candidate it would look up (so it would read, check and revalidate nothing), with the
+        `clock()` instant until which that stays true barring a host transition; None otherwise."""
         known: dict[tuple[str, tuple[str, ...]], Verdict] = {}
-        valid_until = float("inf")
+        now, mono = self._wall(), self._clock()
+        valid_until = mono + self.cache_ttl
         decisions = []
         for candidates in lists:
             if len(candidates) > 1:
                 for candidate in candidates:
                     if candidate.unusable is not None or candidate.cache_key in known:
                         continue
-                    entry = self.cache.get_entry(candidate.cache_key)
-                    if entry is None:
+                    verdict, stale = self._known(candidate, now)
+                    if verdict is None or stale:
                         return None
-                    valid_until = min(valid_until, entry[0])
-                    known[candidate.cache_key] = entry[1]
+                    if verdict.source is not Source.HEALTH:
+                        valid_until = min(valid_until, mono + verdict.at + self.cache_ttl - now)
+                    known[candidate.cache_key] = verdict
             decision = self._decide_known(list(candidates), known)
             if decision is None:  # pragma: no cover - every verdict it needs is known
                 return None
@@ -218,13 +295,21 @@ class Chooser:
         """One decision per candidate list; `deadline` is a `clock()` instant."""
         known: dict[tuple[str, tuple[str, ...]], Verdict] = {}
         contested = [c for cands in lists if len(cands) > 1 for c in cands if c.unusable is None]
+        if self.health is not None:
+            self.health.want(c.host for c in contested)
+        now = self._wall()
+        revalidate: list[Candidate] = []
         for candidate in contested:
-            cached = self.cache.get(candidate.cache_key)
-            if cached is not None:
-                known[candidate.cache_key] = cached
+            verdict, stale = self._known(candidate, now)
+            if verdict is not None:
+                known[candidate.cache_key] = verdict
+                if stale:
+                    revalidate.append(candidate)
         unknown = [c for c in contested if c.cache_key not in known]
         if unknown and self.board is not None and self._clock() >= self._board_skip_until:
-            await self._read_board(unknown, known, deadline)
+            await self._read_board(unknown, known, deadline, revalidate)
+        for candidate in revalidate:  # the last known answer serves meanwhile
+            self.flights.run(candidate.cache_key, functools.partial(self._check, candidate))
         tasks = {
             c.cache_key: self.flights.run(c.cache_key, functools.partial(self._check, c))
             for c in contested
@@ -283,44 +368,50 @@ class Chooser:
                 reason = "first available" if chosen is not None else "none available"
                 return Decision(tuple(candidates), tuple(verdicts), chosen, reason)
             remaining = deadline - self._clock()
-            task = tasks[candidates[waiting].cache_key]
+            candidate = candidates[waiting]
+            # while waiting on a check, look at the host's health now and then: a registry that
+            # turns out dead meanwhile is given up on as soon as the probes say so
+            step = remaining if self.health is None else min(remaining, HEALTH_POLL)
             try:
                 if remaining <= 0:
                     raise TimeoutError
-                verdicts[waiting] = await asyncio.wait_for(asyncio.shield(task), remaining)
+                verdicts[waiting] = await asyncio.wait_for(
+                    asyncio.shield(tasks[candidate.cache_key]), step
+                )
             except TimeoutError:
-                chosen, _ = pick(candidates, verdicts, final=True)
-                return Decision(tuple(candidates), tuple(verdicts), chosen, "deadline: best known")
+                down = self._down(candidate, self._host(candidate.host), self._wall())
+                if down is not None:
+                    verdicts[waiting] = down
+                elif step >= remaining:
+                    chosen, _ = pick(candidates, verdicts, final=True)
+                    return Decision(
+                        tuple(candidates), tuple(verdicts), chosen, "deadline: best known"
+                    )
 
     async def _read_board(
         self,
         unknown: list[Candidate],
         known: dict[tuple[str, tuple[str, ...]], Verdict],
         deadline: float,
+        revalidate: list[Candidate],
     ) -> None:
         assert self.board is not None
         budget = min(BOARD_READ_BUDGET, deadline - self._clock())
         if budget <= 0:
             return
-        snapshot = await self.board.read(
-            [c.image for c in unknown], [c.host for c in unknown if c.host], deadline=budget
-        )
+        # hosts the view knows nothing of (not probed yet): the board may, from other services
+        hosts = [c.host for c in unknown if c.host and self._host(c.host) is None]
+        snapshot = await self.board.read([c.image for c in unknown], hosts, deadline=budget)
         if not snapshot.complete:
             # Redis down or slow: do not make every admission pay the budget again right away
             self.metrics.board_unavailable.inc()
             self._board_skip_until = self._clock() + BOARD_BACKOFF
             return
+        now = self._wall()
         for candidate in unknown:
-            health = snapshot.registries.get(candidate.host)
-            verdict = None
-            if health is not None and not health.up:
-                since = health.down_since.isoformat() if health.down_since else "recently"
-                verdict = Verdict(
-                    AvailabilityStatus.UNREACHABLE,
-                    Source.BOARD,
-                    f"registry {candidate.host} is down since {since}",
-                )
-            else:
+            health = self._host(candidate.host) or snapshot.registries.get(candidate.host)
+            verdict = self._down(candidate, health, now)
+            if verdict is None:
                 image = snapshot.images.get(candidate.image)
                 trusted = image is not None and (
                     image.status is AvailabilityStatus.NOT_FOUND
@@ -329,10 +420,18 @@ class Chooser:
                         and candidate.trust_board_available
                     )
                 )
-                if image is not None and trusted:
-                    verdict = Verdict(image.status, Source.BOARD, image.error)
-            if verdict is not None:
-                known[candidate.cache_key] = verdict
+                if image is None or not trusted:
+                    continue
+                verdict = Verdict(
+                    image.status, Source.BOARD, image.error, at=image.checked_at.timestamp()
+                )
+                usable, stale = self._judge(verdict, health, now)
+                if not usable:
+                    continue
+                if stale:
+                    revalidate.append(candidate)
+            known[candidate.cache_key] = verdict
+            if verdict.source is Source.BOARD:
                 self.cache.set(candidate.cache_key, verdict)
 
     # --- active checks ----------------------------------------------------------------------
@@ -356,7 +455,7 @@ class Chooser:
             result = CheckResult(AvailabilityStatus.UNREACHABLE, f"check failed: {exc}")
         self.metrics.check_duration.observe(time.perf_counter() - started)
         self.metrics.check_results.labels(status=result.status.value).inc()
-        verdict = Verdict(result.status, Source.CHECK, result.error)
+        verdict = Verdict(result.status, Source.CHECK, result.error, at=self._wall())
         self.cache.set(candidate.cache_key, verdict)
         if self.board is not None:
             self._spawn(self._publish(candidate, result))
@@ -368,24 +467,21 @@ class Chooser:
         task.add_done_callback(self._background.discard)
 
     async def _publish(self, candidate: Candidate, result: CheckResult) -> None:
-        """Best effort: Redis down only means the board learns nothing from us."""
+        """Best effort: Redis down only means the board learns nothing from us. Host health is
+        not reported from here: failed connections already were (passively, by the client), and
+        "up" is the probes' to say."""
         assert self.board is not None
+        if result.status not in _BOARD_TRUSTED or not candidate.trust_board_available:
+            return
         try:
             async with asyncio.timeout(1.0):
-                if result.status in _BOARD_TRUSTED and candidate.trust_board_available:
-                    await self.board.publish_images(
-                        {
-                            candidate.image: ImageAvailability(
-                                result.status, datetime.now(UTC), result.digest, result.error
-                            )
-                        },
-                        ttl=BOARD_TTL,
-                    )
-                if candidate.host:
-                    await self.board.report_registry(
-                        candidate.host,
-                        reachable=result.status is not AvailabilityStatus.UNREACHABLE,
-                        error=result.error,
-                    )
+                await self.board.publish_images(
+                    {
+                        candidate.image: ImageAvailability(
+                            result.status, datetime.now(UTC), result.digest, result.error
+                        )
+                    },
+                    ttl=BOARD_TTL,
+                )
         except Exception as exc:
             log.debug("board write failed", image=candidate.image, error=repr(exc))

@@ -26,6 +26,7 @@ from kuikcore.api.models import (
 from kuikcore.cluster import SECRET, Change, ClusterSource
 from kuikcore.cluster.open import open_cluster
 from kuikcore.coord import AvailabilityBoard, Coord
+from kuikcore.health.keeper import HealthKeeper
 from kuikcore.registry import RegistryClient
 from kuikcore.routing import RoutingOptions
 from kuikcore.service import ServiceContext
@@ -67,6 +68,14 @@ async def run(ctx: ServiceContext) -> None:
     cluster = await open_cluster(config.cluster, field_manager="kuik-webhook", kinds=WATCHED_KINDS)
     coord = _coord(ctx)
     client = RegistryClient.from_config(config, user_agent="kuik-webhook")
+    health = HealthKeeper.for_service(
+        config,
+        client.transport,
+        coord=coord,
+        cluster=cluster,
+        service="webhook",
+        registry=ctx.metrics,
+    )
     active = config.routing.active_check
     chooser = Chooser(
         client,
@@ -75,6 +84,7 @@ async def run(ctx: ServiceContext) -> None:
         check_timeout=active.timeout.total_seconds(),
         cache_ttl=config.webhook.cache_ttl.total_seconds(),
         resolve_digest=active.resolve_digest,
+        health=health,
     )
     cluster_id = await _cluster_id(ctx, cluster) if coord is not None else None
     reporter = StaleMirrorReporter(
@@ -112,6 +122,7 @@ async def run(ctx: ServiceContext) -> None:
     tasks: list[asyncio.Task[None]] = []
     try:
         await cluster.start()
+        tasks.append(asyncio.create_task(health.run(), name="registry-health"))
 
         async def cluster_synced() -> bool:
             return cluster.synced
@@ -140,6 +151,7 @@ async def run(ctx: ServiceContext) -> None:
             await server.stop()
         await reporter.close()
         await chooser.close()
+        await health.close()
         await client.close()
         with contextlib.suppress(Exception):
             await cluster.stop()

@@ -43,6 +43,7 @@ __all__ = [
     "Monitoring",
     "Platform",
     "Redis",
+    "RegistryHealth",
     "RegistryMonitoring",
     "RegistryMonitoringOverride",
     "RegistryTLS",
@@ -472,6 +473,23 @@ class RegistryTLS(_Model):
         return self
 
 
+class RegistryHealth(_Model):
+    """Probing of every registry host that routing may pick (kuik; upstream relies on a 1 s cache).
+
+    One prober cluster-wide (a Redis lease) sends `GET /v2/` to each host every `probeInterval`;
+    a host is down at its first failed probe (or failed connection anywhere) and up again after
+    `upAfter` consecutive answers. Knowledge not confirmed within `4 x probeInterval +
+    probeTimeout` is treated as unknown."""
+
+    probe_interval: PositiveDuration = timedelta(milliseconds=500)
+    probe_timeout: PositiveDuration = timedelta(milliseconds=500)
+    up_after: int = Field(default=2, ge=1, le=100)
+    # hosts probed at most (the least recently wanted are dropped first)
+    max_hosts: int = Field(default=512, ge=1, le=10_000)
+    # a host no service has wanted for this long is no longer probed
+    forget_after: PositiveDuration = timedelta(hours=1)
+
+
 class Webhook(_Model):
     """The admission endpoint's HTTPS listener (`kuik-webhook --listen/--tls-cert/--tls-key`)."""
 
@@ -514,6 +532,7 @@ class Config(_Model):
     cluster: Annotated[str, AfterValidator(_check_cluster)] = "kubernetes"
     cluster_id: str | None = Field(default=None, alias="clusterID")
     registries: dict[str, RegistryTLS] = Field(default_factory=dict)
+    registry_health: RegistryHealth = RegistryHealth()
     webhook: Webhook = Webhook()
 
     @field_validator("skip_labels", "skip_annotations")

@@ -7,8 +7,8 @@ from __future__ import annotations
 from kuikcore.coord.board import (
     AvailabilityBoard,
     BoardSnapshot,
+    HostReport,
     ImageAvailability,
-    RegistryHealth,
 )
 from kuikcore.coord.connection import OUTAGE_ERRORS, Coord, connect, default_identity
 from kuikcore.coord.errors import (
@@ -53,6 +53,7 @@ __all__ = [
     "Delivery",
     "Enqueued",
     "FencedLock",
+    "HostReport",
     "ImageAvailability",
     "InvalidRedisURL",
     "Job",
@@ -70,7 +71,6 @@ __all__ = [
     "RateLimit",
     "RateLimiter",
     "RedisSettings",
-    "RegistryHealth",
     "Semaphore",
     "UsageRecords",
     "Worker",

@@ -17,47 +17,58 @@ from typing import Any
 
 from kuikcore.api import AvailabilityStatus
 from kuikcore.coord.connection import OUTAGE_ERRORS, Coord
+from kuikcore.health.state import HostHealth
 
 __all__ = [
     "AvailabilityBoard",
     "BoardSnapshot",
+    "HostReport",
     "ImageAvailability",
-    "RegistryHealth",
     "decode_image",
     "decode_registry",
 ]
 
 _READ_ERRORS: tuple[type[Exception], ...] = (*OUTAGE_ERRORS, TimeoutError)
 
-# KEYS: registry key. ARGV: reachable (1/0), now (unix s), error, failures before down, ttl ms.
+# The hysteresis rule of `kuikcore.health.state.fold`, applied atomically for every writer.
+# KEYS: host key. ARGV: ok (1/0), at (unix s), by, error, up_after, ttl ms.
+# Returns {up (1/0), transition (1/0)}.
 _REPORT_REGISTRY = """
-local failures, down_since, last_error = 0, false, false
 local cur = redis.call('GET', KEYS[1])
+local d = false
 if cur then
-  local ok, d = pcall(cjson.decode, cur)
-  if ok and type(d) == 'table' then
-    failures = tonumber(d.consecutive_failures) or 0
-    if type(d.down_since) == 'number' then down_since = d.down_since end
-    if type(d.last_error) == 'string' then last_error = d.last_error end
+  local ok, v = pcall(cjson.decode, cur)
+  if ok and type(v) == 'table' and type(v.up) == 'boolean'
+     and type(v.confirmed_at) == 'number' then d = v end
+end
+local seen_ok, at, by, err = ARGV[1] == '1', tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local up_after = tonumber(ARGV[5])
+local transition = 0
+if not d then
+  d = {up = seen_ok, confirmed_at = at, since = at, by = by, successes = 0}
+  if not seen_ok then d.error = err; transition = 1 end
+elseif at < d.confirmed_at then
+  return {d.up and 1 or 0, 0}
+elseif not seen_ok then
+  if d.up then
+    d = {up = false, confirmed_at = at, since = at, by = by, error = err, successes = 0}
+    transition = 1
+  else
+    d.confirmed_at, d.error, d.successes = at, err, 0
+  end
+elseif d.up then
+  d.confirmed_at = at
+else
+  d.successes = (tonumber(d.successes) or 0) + 1
+  if d.successes >= up_after then
+    d = {up = true, confirmed_at = at, since = at, by = by, successes = 0}
+    transition = 1
+  else
+    d.confirmed_at = at
   end
 end
-local now = tonumber(ARGV[2])
-local up = true
-if ARGV[1] == '1' then
-  failures = 0
-  down_since = false
-else
-  failures = failures + 1
-  last_error = ARGV[3]
-  up = failures < tonumber(ARGV[4])
-  if not up and not down_since then down_since = now end
-end
-local out = {up = up, consecutive_failures = failures, checked_at = now}
-if down_since then out.down_since = down_since end
-if last_error then out.last_error = last_error end
-redis.call('SET', KEYS[1], cjson.encode(out), 'PX', ARGV[5])
-if up then return 1 end
-return 0
+redis.call('SET', KEYS[1], cjson.encode(d), 'PX', ARGV[6])
+return {d.up and 1 or 0, transition}
 """
 
 
@@ -88,18 +99,6 @@ class ImageAvailability:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class RegistryHealth:
-    """Whether a registry host answers: down after several consecutive unreachable results, up at
-    the first success."""
-
-    up: bool
-    checked_at: datetime
-    consecutive_failures: int = 0
-    down_since: datetime | None = None
-    last_error: str | None = None
-
-
 def decode_image(text: str | None) -> ImageAvailability | None:
     """Parse a board entry; anything missing, garbled or of an unknown status is unknown (None)."""
     data = _load(text)
@@ -121,21 +120,22 @@ def decode_image(text: str | None) -> ImageAvailability | None:
     )
 
 
-def decode_registry(text: str | None) -> RegistryHealth | None:
+def decode_registry(text: str | None) -> HostHealth | None:
+    """A host's folded health; anything missing or garbled is unknown (None)."""
     data = _load(text)
     if data is None or not isinstance(data.get("up"), bool):
         return None
-    checked_at = _instant(data.get("checked_at"))
-    if checked_at is None:
+    confirmed_at, since = data.get("confirmed_at"), data.get("since")
+    if not isinstance(confirmed_at, int | float) or isinstance(confirmed_at, bool):
         return None
-    failures = data.get("consecutive_failures")
-    error = data.get("last_error")
-    return RegistryHealth(
+    error, by, successes = data.get("error"), data.get("by"), data.get("successes")
+    return HostHealth(
         up=data["up"],
-        checked_at=checked_at,
-        consecutive_failures=failures if isinstance(failures, int) else 0,
-        down_since=_instant(data.get("down_since")),
-        last_error=error if isinstance(error, str) else None,
+        confirmed_at=float(confirmed_at),
+        since=float(since) if isinstance(since, int | float) else float(confirmed_at),
+        by=by if isinstance(by, str) else "",
+        error=error if isinstance(error, str) and error else None,
+        successes=successes if isinstance(successes, int) else 0,
     )
 
 
@@ -150,20 +150,29 @@ def _load(text: str | None) -> Mapping[str, Any] | None:
 
 
 @dataclass(frozen=True, slots=True)
+class HostReport:
+    up: bool
+    transition: bool
+    """This report changed the host's state (and no other writer's did)."""
+
+
+@dataclass(frozen=True, slots=True)
 class BoardSnapshot:
     """What one read returned; `None` values (and absent keys) mean unknown."""
 
     images: dict[str, ImageAvailability | None]
-    registries: dict[str, RegistryHealth | None]
+    registries: dict[str, HostHealth | None]
     complete: bool = True  # False when the board could not be read in time: all unknown
 
     def registry_down(self, host: str) -> bool:
+        """Marked down, however long ago: readers that care how fresh ask `HostHealth.knowledge`."""
         health = self.registries.get(host)
         return health is not None and not health.up
 
 
 class AvailabilityBoard:
-    """Reads and writes of the board. TTLs: `image_ttl` for images, `registry_ttl` for hosts."""
+    """Reads and writes of the board. TTLs: `image_ttl` for images, `registry_ttl` for hosts (a
+    host entry outlives its freshness on purpose: readers judge freshness by `confirmed_at`)."""
 
     def __init__(
         self,
@@ -171,14 +180,14 @@ class AvailabilityBoard:
         *,
         image_ttl: float = 600.0,
         registry_ttl: float = 600.0,
-        down_after: int = 3,
+        up_after: int = 2,
     ) -> None:
-        if down_after < 1:
-            raise ValueError(f"down_after must be at least 1, got {down_after}")
+        if up_after < 1:
+            raise ValueError(f"up_after must be at least 1, got {up_after}")
         self.coord = coord
         self.image_ttl = image_ttl
         self.registry_ttl = registry_ttl
-        self.down_after = down_after
+        self.up_after = up_after
         self._report_registry = coord.redis.register_script(_REPORT_REGISTRY)
 
     async def read(
@@ -249,22 +258,27 @@ class AvailabilityBoard:
         host: str,
         *,
         reachable: bool,
+        by: str,
         error: str | None = None,
-        down_after: int | None = None,
+        at: float | None = None,
+        up_after: int | None = None,
         ttl: float | None = None,
-    ) -> bool:
-        """Fold one result into the host's health (atomically across writers); True if up after it.
+    ) -> HostReport:
+        """Fold one observation into the host's health, atomically across every writer.
 
-        `reachable` means the registry answered at all (a 404 or 401 is reachable). The host is
-        marked down after `down_after` consecutive unreachable results, up at the first success."""
-        up = await self._report_registry(
+        `reachable` means the registry answered at all (a 404 or 401 is an answer). Down at the
+        first unreachable result, up after `up_after` consecutive answers (see
+        `kuikcore.health.state`). The report says whether this call made the transition, so
+        exactly one writer logs it and emits its Event."""
+        up, transition = await self._report_registry(
             keys=[self.coord.keys.board_registry(host)],
             args=[
                 1 if reachable else 0,
-                time.time(),
+                time.time() if at is None else at,
+                by,
                 error or "",
-                down_after or self.down_after,
+                up_after or self.up_after,
                 int((ttl or self.registry_ttl) * 1000),
             ],
         )
-        return bool(int(up))
+        return HostReport(up=bool(int(up)), transition=bool(int(transition)))

@@ -54,6 +54,10 @@ class KeySpace:
     def board_registry(self, host: str) -> str:
         return f"{self.prefix}board:registry:{host}"
 
+    def health_targets(self) -> str:
+        """ZSET of the registry hosts some service wants probed (score: last wanted, unix s)."""
+        return f"{self.prefix}health:targets"
+
     # shared budgets ------------------------------------------------------------------------
     def rate(self, name: str) -> str:
         """GCRA state (theoretical arrival time) of one rate limit, e.g. `monitoring:<host>`."""

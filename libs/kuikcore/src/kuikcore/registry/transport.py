@@ -124,7 +124,7 @@ class RegistryTLS:
 
 
 TLSLookup = Callable[[str], RegistryTLS | None]
-Pool = Literal["api", "download"]
+Pool = Literal["api", "download", "probe"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +208,8 @@ class Transport:
     _challenges: dict[str, Challenge] = field(default_factory=dict)
     _scheme_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     _proxies: dict[tuple[str, str], Proxy] = field(default_factory=dict)
+    on_unreachable: Callable[[str, str], None] | None = None
+    """Told (registry host, error) of every connection-level failure: passive health detection."""
 
     async def close(self) -> None:
         sessions, self._sessions = self._sessions, {}
@@ -238,9 +240,12 @@ class Transport:
         """
         session = self._sessions.get((host, pool))
         if session is None or session.closed:
+            # probes get a small pool of their own: busy copies must never delay them into a
+            # timeout that would read as "down"
+            limit = 2 if pool == "probe" else self.connections_per_host
             connector = aiohttp.TCPConnector(
-                limit=self.connections_per_host,
-                limit_per_host=self.connections_per_host,
+                limit=limit,
+                limit_per_host=limit,
                 ssl=self._ssl(host),
                 keepalive_timeout=30,
             )
@@ -290,18 +295,7 @@ class Transport:
     async def _probe_scheme(self, host: str, deadline: Deadline) -> str:
         """Loopback without config: HTTPS if it speaks TLS, else plain HTTP (as docker does)."""
         try:
-            probe = URL(f"https://{host}/v2/")
-            headers: dict[str, str] = {}
-            proxy, proxy_headers = self._via_proxy(probe, headers)
-            async with self.session(host).get(
-                probe,
-                headers=headers,
-                timeout=self._timeout(deadline),
-                allow_redirects=False,
-                proxy=proxy,
-                proxy_headers=proxy_headers,
-            ) as response:
-                await response.read()
+            await self._get_v2(host, f"https://{host}", deadline, "api")
             return "https"
         except aiohttp.ClientConnectorCertificateError:
             return "https"  # it speaks TLS; the certificate error will surface on use
@@ -400,6 +394,49 @@ class Transport:
             raise InvalidAuth(f"{what}: answer holds no token")
         return token, expires_in
 
+    # --- health ---------------------------------------------------------------------------------
+
+    async def ping(self, host: str, within: float) -> int:
+        """`GET /v2/` once, no auth, no retry, on the probe pool: the HTTP status it answered.
+
+        Raises `Unreachable` when nothing answered within `within` seconds (refused, reset, DNS,
+        TLS, silence). Any status is an answer; what it means is the caller's to say."""
+        deadline = Deadline.after(within)
+        registry, host = host, api_host(host)
+        try:
+            async with asyncio.timeout(within):  # also bounds a wait for another's scheme probe
+                return await self._ping(host, deadline)
+        except Unreachable:
+            raise
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise _network_error("GET", registry, "/v2/", exc, deadline) from exc
+
+    async def _ping(self, host: str, deadline: Deadline) -> int:
+        return await self._get_v2(host, await self.base_url(host, deadline), deadline, "probe")
+
+    async def _get_v2(self, host: str, base: str, deadline: Deadline, pool: Pool) -> int:
+        """`GET <base>/v2/` without auth or retry; the status (the body is read and dropped)."""
+        url = URL(base + "/v2/", encoded=True)
+        headers: dict[str, str] = {}
+        proxy, proxy_headers = self._via_proxy(url, headers)
+        async with self.session(host, pool).get(
+            url,
+            headers=headers,
+            timeout=self._timeout(deadline),
+            allow_redirects=False,
+            proxy=proxy,
+            proxy_headers=proxy_headers,
+        ) as response:
+            await response.content.read(_MAX_ERROR_BODY)
+            return response.status
+
+    def _passive(self, host: str, exc: BaseException, error: Unreachable) -> None:
+        if self.on_unreachable is not None and _connection_failure(exc):
+            try:
+                self.on_unreachable(host, str(error))
+            except Exception:  # a listener's bug must not change what the request raises
+                log().exception("health listener failed", registry=host)
+
     # --- the request loop -------------------------------------------------------------------
 
     async def request(
@@ -424,7 +461,7 @@ class Transport:
         settled by an earlier request, which is how uploads work anyway (POST before PUT).
         """
         deadline = deadline or Deadline.never()
-        host = api_host(host)
+        registry, host = host, api_host(host)
         replayable = body is None or isinstance(body, bytes)
         attempt = 0
         authenticated_retry = False
@@ -455,6 +492,7 @@ class Transport:
                 raise
             except (aiohttp.ClientError, TimeoutError) as exc:
                 error = _network_error(method, host, _path(path_or_url), exc, deadline)
+                self._passive(registry, exc, error)
                 if replayable and _retryable_exception(exc) and attempt + 1 < self.retry.attempts:
                     delay = self.retry.delay(attempt)
                     if deadline.allows(delay):
@@ -538,6 +576,18 @@ def _retryable_exception(exc: BaseException) -> bool:
         | aiohttp.ClientConnectionResetError
         | aiohttp.ClientOSError
         | aiohttp.ClientPayloadError,
+    )
+
+
+def _connection_failure(exc: BaseException) -> bool:
+    """Failures that say the registry itself is gone: not our deadline running out mid-body."""
+    return isinstance(
+        exc,
+        aiohttp.ClientConnectorError  # refused, DNS, TLS handshake, certificate
+        | aiohttp.ConnectionTimeoutError  # connect timed out
+        | aiohttp.ServerDisconnectedError
+        | aiohttp.ClientConnectionResetError
+        | aiohttp.ClientSSLError,
     )
 
 

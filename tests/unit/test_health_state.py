@@ -1,0 +1,81 @@
+"""The hysteresis rule of registry health, as a table shared with the board's Lua script
+(tests/integration/test_coord_board.py runs the same table against a real Redis)."""
+
+from __future__ import annotations
+
+import pytest
+
+from kuikcore.health import HostHealth, Knowledge, Observation, fold, knowledge
+
+# (observations in order, expected (up, transition) after each), up_after = 2
+HYSTERESIS: list[tuple[str, list[bool], list[tuple[bool, bool]]]] = [
+    ("discovered up: no transition", [True, True], [(True, False), (True, False)]),
+    ("discovered down: a transition", [False], [(False, True)]),
+    ("down at the first failure", [True, False], [(True, False), (False, True)]),
+    (
+        "up only after two answers in a row",
+        [True, False, True, True],
+        [(True, False), (False, True), (False, False), (True, True)],
+    ),
+    (
+        "a failure between answers starts the count again",
+        [True, False, True, False, True, True],
+        [
+            (True, False),
+            (False, True),
+            (False, False),
+            (False, False),
+            (False, False),
+            (True, True),
+        ],
+    ),
+    (
+        "failures while down are not transitions",
+        [False, False, False],
+        [(False, True), (False, False), (False, False)],
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "seen", "expected"), HYSTERESIS, ids=[c[0] for c in HYSTERESIS])
+def test_hysteresis(name: str, seen: list[bool], expected: list[tuple[bool, bool]]) -> None:
+    state: HostHealth | None = None
+    got = []
+    for i, ok in enumerate(seen):
+        state, transition = fold(state, Observation(ok, 100.0 + i, "probe"), up_after=2)
+        got.append((state.up, transition))
+    assert got == expected
+
+
+def test_since_moves_only_on_transitions_and_confirmation_on_every_observation() -> None:
+    state, _ = fold(None, Observation(True, 10.0, "probe a"), up_after=2)
+    state, _ = fold(state, Observation(True, 11.0, "probe b"), up_after=2)
+    assert (state.since, state.confirmed_at, state.by) == (10.0, 11.0, "probe a")
+    state, _ = fold(state, Observation(False, 12.0, "webhook (passive)", "refused"), up_after=2)
+    assert (state.up, state.since, state.by, state.error) == (
+        False, 12.0, "webhook (passive)", "refused",
+    )  # fmt: skip
+    state, _ = fold(state, Observation(False, 13.0, "probe", "reset"), up_after=2)
+    assert (state.since, state.confirmed_at, state.error) == (12.0, 13.0, "reset")
+
+
+def test_an_observation_older_than_the_state_is_ignored() -> None:
+    state, _ = fold(None, Observation(False, 20.0, "probe", "refused"), up_after=1)
+    late, transition = fold(state, Observation(True, 19.0, "probe"), up_after=1)
+    assert late == state
+    assert not transition
+
+
+def test_knowledge_lapses_into_unknown() -> None:
+    state = HostHealth(up=False, confirmed_at=100.0, since=90.0, by="probe")
+    assert knowledge(state, 101.0, fresh_for=2.5) is Knowledge.DOWN
+    assert knowledge(state, 102.5, fresh_for=2.5) is Knowledge.DOWN
+    assert knowledge(state, 102.6, fresh_for=2.5) is Knowledge.UNKNOWN
+    assert knowledge(None, 100.0, fresh_for=2.5) is Knowledge.UNKNOWN
+    up = HostHealth(up=True, confirmed_at=100.0, since=90.0, by="probe")
+    assert up.knowledge(100.0, 2.5) is Knowledge.UP
+
+
+def test_up_after_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        fold(None, Observation(True, 1.0, "probe"), up_after=0)
