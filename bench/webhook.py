@@ -9,18 +9,18 @@ seconds per run, runs alternated floor / kuik / floor / kuik ... (`ROUNDS` each)
 - kuik: `kuik-webhook` in local mode with Redis, two ClusterImageSetMirrors in scope, AdmissionReviews
   of a Pod with 3 containers + 1 init container (two images missing on their registry, so
   rerouted; two present, so kept); caches warm (one admission before measuring) at the default
-  `webhook.cacheTTL`, so the cache expires and refills from the board and registries during the run;
+  `webhook.cacheTTL`: past it, verdicts on hosts the probes confirm up are served while revalidated
+  in the background;
 - kuik_without_reroute_logs: the same at `--log-level warning`: the webhook's own decision cost
   without the `rerouting image` line per rerouted container (two per admission here);
 - outage: the same Pod's images on a registry that is a black hole (SIGSTOP: connections hang),
-  which the availability board already marks down; the mirror holds the copies.
+  which the registry health probes find down; the mirror holds the copies.
 
 Targets (issue 7): kuik >= 0.5x the floor's throughput and p99 <= 5 ms; outage p99 <= 10 ms.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import json
@@ -42,7 +42,6 @@ from typing import Any
 import trustme
 import yaml
 
-from kuikcore.coord import AvailabilityBoard, connect
 from kuikcore.testing import RedisServer, RegistryServer, free_port, push_image, synthetic_image
 from kuikcore.testing.processes import ServiceProcess
 
@@ -271,16 +270,7 @@ def environment() -> Iterator[Setup]:
         config = work / "config.yaml"
         config.write_text(yaml.safe_dump({"redis": {"keyPrefix": "bench:"}}))
 
-        async def mark_down() -> None:
-            async with connect(redis.url, prefix="bench:") as coord:
-                board = AvailabilityBoard(coord)
-                for _ in range(board.down_after):
-                    await board.report_registry(
-                        hole.host, reachable=False, error="bench: black hole"
-                    )
-
-        asyncio.run(mark_down())
-        hole.freeze()
+        hole.freeze()  # the webhooks' health probes find it down at their first admission
 
         kuik_port, quiet_port, noop_port = free_port(), free_port(), free_port()
         for port, extra in ((kuik_port, []), (quiet_port, ["--log-level", "warning"])):

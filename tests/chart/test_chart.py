@@ -514,9 +514,11 @@ def test_rbac_is_least_privilege(defaults: Rendered) -> None:
     )
     assert not _allows(rules["monitor"], "kuik.enix.io", "clusterimagesetmirrors/status", "patch")
     assert not any("/status" in res for r in rules["webhook"] for res in r["resources"])
-    for service in ("replicator", "monitor"):
+    # every service may record Events (registry health transitions), none may change them
+    for service in SERVICES:
         assert _allows(rules[service], "events.k8s.io", "events", "create")
-    assert not _allows(rules["webhook"], "events.k8s.io", "events", "create")
+        for verb in ("update", "patch", "delete"):
+            assert not _allows(rules[service], "events.k8s.io", "events", verb)
     for service in SERVICES:
         binding = defaults.component("ClusterRoleBinding", service)
         deployment = defaults.component("Deployment", service)

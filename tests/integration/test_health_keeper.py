@@ -13,8 +13,9 @@ from prometheus_client import CollectorRegistry
 
 from kuikcore.coord import AvailabilityBoard, Coord, connect
 from kuikcore.health import Knowledge, Transition
-from kuikcore.health.keeper import HealthKeeper, HealthSettings, probe
+from kuikcore.health.keeper import HealthKeeper, HealthSettings
 from kuikcore.registry import RegistryClient, RegistryTLS, Unreachable
+from kuikcore.registry.probe import probe
 from kuikcore.testing import RedisServer, RegistryServer, free_port
 
 pytestmark = pytest.mark.timeout(60)

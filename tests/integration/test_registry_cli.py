@@ -96,8 +96,14 @@ def test_check_prints_one_status_per_image(registry: RegistryServer) -> None:
     ]
     assert items[0]["digest"] == digest
     assert items[1]["error"].startswith("image not found: ")
+    # the host's health, probed as the services' prober does, is shown beside the checks
+    [health] = json.loads(result.output)["registries"]
+    assert (health["host"], health["up"], health["error"]) == (registry.host, True, None)
     text = kuik("check", present)
     assert text.exit_code == 0
-    assert text.output.split() == [present, "Available", digest]
+    lines = text.output.splitlines()
+    assert lines[0].split() == [present, "Available", digest]
+    assert lines[1] == "registry health (GET /v2/, as the services' prober):"
+    assert lines[2].split()[:2] == [registry.host, "up"]
     invalid = kuik("check", "Not/A:Valid:Ref")
     assert invalid.exit_code == 2

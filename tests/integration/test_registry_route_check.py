@@ -93,6 +93,10 @@ def test_route_check_shows_the_choice_and_the_rejections(
     assert [a["status"] for a in first["alternatives"]] == ["NotFound", "Available"]
     assert first["alternatives"][0]["error"].startswith("image not found: ")
     assert first["chosen"] == original_image
+    hosts = {h["host"]: h["up"] for h in json.loads(_route(tmp_path, "--check", "--json").stdout)[
+        "registries"
+    ]}  # fmt: skip
+    assert hosts == {registry_auth.host: True, original.host: True}
 
     # mirror present (read with the CR's credential secret): it wins
     repository = mirror_image.split("/", 1)[1].rsplit(":", 1)[0]
@@ -110,3 +114,5 @@ def test_route_check_shows_the_choice_and_the_rejections(
     assert "Unreachable: registry unreachable: " in lines[1]
     assert "Unreachable: registry unreachable: " in lines[2]
     assert lines[3] == "  no alternative is available: the image is left as it is"
+    assert lines[4] == "registry health (GET /v2/, as the services' prober):"
+    assert all(" down: GET " in line and "connection failed" in line for line in lines[5:7])

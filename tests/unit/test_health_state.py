@@ -79,3 +79,53 @@ def test_knowledge_lapses_into_unknown() -> None:
 def test_up_after_must_be_positive() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         fold(None, Observation(True, 1.0, "probe"), up_after=0)
+
+
+# --- which hosts to probe, which objects a transition's Event regards (pure) ------------------
+
+
+def test_hosts_in_use_are_the_images_origins_and_every_host_a_routing_cr_names() -> None:
+    from kuikcore.api import parse_resource
+    from kuikcore.health.events import hosts_in_use
+    from tests.cluster.objects import cism
+
+    crs = [parse_resource(cism("to-b", registry="mirror.example:5000"))]
+    images = ["nginx:1.27", "quay.io/app/x:1", "127.0.0.1:5000/a@sha256:" + "a" * 64, "Not Valid"]
+    assert hosts_in_use(images, crs) == {
+        "docker.io", "quay.io", "127.0.0.1:5000", "mirror.example:5000",
+    }  # fmt: skip
+
+
+def test_a_transition_is_recorded_on_the_crs_naming_the_host_else_on_the_mirrors() -> None:
+    from kuikcore.api import parse_resource
+    from kuikcore.cluster.interface import ObjectKey
+    from kuikcore.health.events import regarded
+    from tests.cluster.objects import cisa, cism, ism
+
+    crs = [
+        parse_resource(doc)
+        for doc in (
+            cism("b-mirror", registry="b.example"),
+            ism("team", "c-mirror", registry="c.example"),
+            cism("a-mirror", registry="b.example"),
+            cisa("everything"),
+        )
+    ]
+    assert regarded(crs, "b.example") == [
+        ObjectKey("ClusterImageSetMirror", "", "a-mirror"),
+        ObjectKey("ClusterImageSetMirror", "", "b-mirror"),
+    ]
+    # an origin no CR names: the mirrors, which route Pods away from it
+    assert regarded(crs, "origin.example") == [
+        ObjectKey("ClusterImageSetMirror", "", "a-mirror"),
+        ObjectKey("ClusterImageSetMirror", "", "b-mirror"),
+        ObjectKey("ImageSetMirror", "team", "c-mirror"),
+    ]
+    assert regarded(crs, "origin.example", limit=1) == [
+        ObjectKey("ClusterImageSetMirror", "", "a-mirror")
+    ]
+    # a service that sees no routing CR (the monitor): its availability watches
+    assert regarded(crs[3:], "origin.example") == [
+        ObjectKey("ClusterImageSetAvailability", "", "everything")
+    ]
+    assert regarded([], "origin.example") == []

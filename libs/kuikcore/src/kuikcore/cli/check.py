@@ -4,6 +4,10 @@ Statuses and error texts are the ones the monitor writes into ClusterImageSetAva
 status (upstream's). Exit status 0 when every image is Available, 1 otherwise, 2 on bad input.
 Also `kuik route --check`: the same checks over a Pod's alternatives, showing the webhook's
 choice (the first Available in order) and why the earlier ones were rejected.
+
+Both also probe each registry host once, as the services' health prober does (`GET /v2/`,
+`registryHealth.probeTimeout`), and show that health beside the checks: the webhook passes over
+every candidate on a host its probes found down, whatever an image check would say.
 """
 
 from __future__ import annotations
@@ -27,10 +31,39 @@ from kuikcore.cli.copy import (
 from kuikcore.reference import Reference, parse
 from kuikcore.registry import Credentials, Keyring, RegistryClient
 from kuikcore.registry.check import CheckResult
+from kuikcore.registry.probe import ProbeResult, probe_all
 
 __all__ = ["check_route", "command", "print_checked_route"]
 
 EXIT_UNAVAILABLE = 1
+PROBE_TIMEOUT = 0.5  # `registryHealth.probeTimeout`'s default, when no config says otherwise
+
+Health = dict[str, ProbeResult]
+
+
+def _health_rows(health: Health) -> list[dict[str, Any]]:
+    return [
+        {"host": r.host, "up": r.ok, "seconds": round(r.seconds, 4), "error": r.error}
+        for r in health.values()
+    ]
+
+
+def _print_health(health: Health) -> None:
+    if not health:
+        return
+    click.echo("registry health (GET /v2/, as the services' prober):")
+    width = max(len(host) for host in health)
+    for host, result in health.items():
+        state = f"up ({result.seconds * 1000:.0f} ms)" if result.ok else f"down: {result.error}"
+        click.echo(f"  {host:<{width}}  {state}")
+
+
+def _probe_timeout(config_path: Path | None) -> float:
+    if config_path is None:
+        return PROBE_TIMEOUT
+    from kuikcore.config import load_config
+
+    return load_config(config_path).registry_health.probe_timeout.total_seconds()
 
 
 def _row(ref: Reference, result: CheckResult) -> dict[str, Any]:
@@ -50,22 +83,25 @@ async def _check_all(
     method: Literal["HEAD", "GET"],
     timeout: float,  # noqa: ASYNC109 (each check's own deadline)
     resolve_digest: bool,
-) -> list[CheckResult]:
+    probe_within: float,
+) -> tuple[list[CheckResult], Health]:
     async with client:
-        return list(
-            await asyncio.gather(
-                *(
-                    client.check(
-                        ref,
-                        method=method,
-                        timeout=timeout,
-                        credentials=credentials_for(ref, creds, keyring),
-                        resolve_digest=resolve_digest,
-                    )
-                    for ref in refs
+        health = asyncio.ensure_future(
+            probe_all(client.transport, (r.registry_host for r in refs), probe_within)
+        )
+        checks = await asyncio.gather(
+            *(
+                client.check(
+                    ref,
+                    method=method,
+                    timeout=timeout,
+                    credentials=credentials_for(ref, creds, keyring),
+                    resolve_digest=resolve_digest,
                 )
+                for ref in refs
             )
         )
+        return list(checks), await health
 
 
 @click.command(name="check")
@@ -108,12 +144,13 @@ def command(
     credentials = parse_creds("check", "--creds", creds)
     keyring = load_authfile("check", authfile)
     client = build_client("check", insecure, config_path)
-    results = asyncio.run(
-        _check_all(client, parsed, keyring, credentials, method, timeout, resolve_digest)
+    within = _probe_timeout(config_path)
+    results, health = asyncio.run(
+        _check_all(client, parsed, keyring, credentials, method, timeout, resolve_digest, within)
     )
     rows = [_row(ref, result) for ref, result in zip(parsed, results, strict=True)]
     if as_json:
-        click.echo(json.dumps({"items": rows}, indent=2))
+        click.echo(json.dumps({"items": rows, "registries": _health_rows(health)}, indent=2))
     else:
         width = max(len(r["image"]) for r in rows)
         for row in rows:
@@ -123,6 +160,7 @@ def command(
             elif row["digest"]:
                 line += f"  {row['digest']}"
             click.echo(line)
+        _print_health(health)
     if any(not r.available for r in results):
         sys.exit(EXIT_UNAVAILABLE)
 
@@ -173,22 +211,28 @@ def check_route(
     *,
     cluster: str | None,
     config_path: Path | None,
-) -> list[list[CheckResult | None]]:
-    """Check every alternative of every container (HEAD, `routing.activeCheck` settings).
+) -> tuple[list[list[CheckResult | None]], Health]:
+    """Check every alternative of every container (HEAD, `routing.activeCheck` settings), and
+    probe every host they name.
 
-    Returns, per container, one result per alternative (None for skipped containers).
+    Returns, per container, one result per alternative (None for skipped containers), and the
+    health of each host.
     """
-    timeout, resolve_digest = 1.0, False
+    timeout, resolve_digest, within = 1.0, False, PROBE_TIMEOUT
     if config_path is not None:
         from kuikcore.config import load_config
 
-        active = load_config(config_path).routing.active_check
+        config = load_config(config_path)
+        active = config.routing.active_check
         timeout, resolve_digest = active.timeout.total_seconds(), active.resolve_digest
+        within = config.registry_health.probe_timeout.total_seconds()
     secrets = _secrets_by_name(cluster)
     client = build_client("route", (), config_path)
+    hosts = [parse(a.image).registry_host for c in route.containers for a in c.alternatives]
 
-    async def run() -> list[list[CheckResult | None]]:
+    async def run() -> tuple[list[list[CheckResult | None]], Health]:
         async with client:
+            health = asyncio.ensure_future(probe_all(client.transport, hosts, within))
             out: list[list[CheckResult | None]] = []
             for container in route.containers:
                 checks = []
@@ -205,7 +249,7 @@ def check_route(
                         )
                     )
                 out.append(list(await asyncio.gather(*checks)))
-            return out
+            return out, await health
 
     return asyncio.run(run())
 
@@ -214,7 +258,9 @@ def chosen_index(results: list[CheckResult | None]) -> int | None:
     return next((i for i, r in enumerate(results) if r is not None and r.available), None)
 
 
-def print_checked_route(route: Any, results: list[list[CheckResult | None]], as_json: bool) -> None:
+def print_checked_route(
+    route: Any, results: list[list[CheckResult | None]], health: Health, as_json: bool
+) -> None:
     """Each alternative with its status; the first Available is what the webhook picks."""
     if as_json:
         containers = []
@@ -227,7 +273,8 @@ def print_checked_route(route: Any, results: list[list[CheckResult | None]], as_
             chosen = chosen_index(checks)
             doc["chosen"] = None if chosen is None else doc["alternatives"][chosen]["image"]
             containers.append(doc)
-        click.echo(json.dumps({"containers": containers}, indent=2, ensure_ascii=False))
+        doc = {"containers": containers, "registries": _health_rows(health)}
+        click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
         return
     for container, checks in zip(route.containers, results, strict=True):
         click.echo(f"{container.type.value} {container.name}: {container.image}")
@@ -251,3 +298,4 @@ def print_checked_route(route: Any, results: list[list[CheckResult | None]], as_
             click.echo("  no alternative: the image is left as it is")
         elif chosen is None:
             click.echo("  no alternative is available: the image is left as it is")
+    _print_health(health)

@@ -134,8 +134,8 @@ def command(
     if check:  # registry access lives with `kuik check` (kuikcore.cli.check)
         from kuikcore.cli.check import check_route, print_checked_route
 
-        results = check_route(route, pod, cluster=cluster, config_path=config_path)
-        print_checked_route(route, results, as_json)
+        results, health = check_route(route, pod, cluster=cluster, config_path=config_path)
+        print_checked_route(route, results, health, as_json)
         return
     if as_json:
         document = {"containers": [c.to_dict() for c in route.containers]}

@@ -32,7 +32,8 @@ MIRROR_PATH = "mirror"
 # The repository and tag pushed to registry A (a synthetic image, built in memory).
 DEMO_IMAGE = "demo/web:1.0"
 
-# Short intervals so that every effect shows within seconds; the rest are kuik's defaults.
+# Short intervals so that every effect shows within seconds; the rest are kuik's defaults (the
+# monitor's among them: the reroute must not depend on the monitor noticing the outage).
 STACK_CONFIG: dict[str, Any] = {
     "clusterID": "kuik-local",
     "mirroring": {
@@ -40,9 +41,6 @@ STACK_CONFIG: dict[str, Any] = {
         "leaderTTL": "5s",
         "jobTimeout": "20s",
         "platforms": [{"os": "linux", "architecture": "amd64"}],
-    },
-    "monitoring": {
-        "registries": {"default": {"interval": "1m", "maxPerInterval": 60, "timeout": "2s"}}
     },
     "routing": {"activeCheck": {"timeout": "1s"}},
 }

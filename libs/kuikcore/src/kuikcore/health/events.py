@@ -2,7 +2,8 @@
 
 Events are namespaced and must regard an object, so a host's transition is recorded on the routing
 CRs that name it (a mirror's or an upstream's registry); an origin registry that no CR names is
-recorded on the (Cluster)ImageSetMirrors, the resources that route Pods away from origins. At most
+recorded on the (Cluster)ImageSetMirrors, the resources that route Pods away from origins; a service
+that sees none of those (the monitor) records it on the ClusterImageSetAvailabilities. At most
 `EVENT_LIMIT` objects per transition, in a stable order.
 """
 
@@ -12,6 +13,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from kuikcore.api.models import (
+    ClusterImageSetAvailability,
     ClusterImageSetMirror,
     ClusterReplicatedImageSet,
     ImageSetMirror,
@@ -42,6 +44,7 @@ ROUTING_KINDS = (
     ClusterReplicatedImageSet.KIND,
     ReplicatedImageSet.KIND,
 )
+_EVENT_KINDS = (*ROUTING_KINDS, ClusterImageSetAvailability.KIND)
 
 
 def _named_hosts(resource: Resource) -> list[str]:
@@ -75,7 +78,9 @@ def regarded(resources: Iterable[Resource], host: str, limit: int = EVENT_LIMIT)
     """The objects a transition of `host` is recorded on. Pure."""
     ordered = sorted(resources, key=lambda r: (r.KIND, r.metadata.namespace or "", r.name))
     naming = [r for r in ordered if host in _named_hosts(r)]
-    chosen = naming or [r for r in ordered if isinstance(r, ClusterImageSetMirror | ImageSetMirror)]
+    mirrors = [r for r in ordered if isinstance(r, ClusterImageSetMirror | ImageSetMirror)]
+    watches = [r for r in ordered if isinstance(r, ClusterImageSetAvailability)]
+    chosen = naming or mirrors or watches
     return [
         ObjectKey(r.KIND, (r.metadata.namespace or "") if r.NAMESPACED else "", r.name)
         for r in chosen[:limit]
@@ -98,5 +103,6 @@ def transition_note(transition: Transition) -> tuple[EventType, str, str]:
 async def emit_transition(cluster: ClusterSource, transition: Transition) -> None:
     """Record the transition's Event (best effort, as every `emit_event`)."""
     kind, reason, note = transition_note(transition)
-    for key in regarded(routing_resources(cluster), transition.host):
+    resources = [r for kind_ in _EVENT_KINDS for r in cluster.store.resources(kind_)]
+    for key in regarded(resources, transition.host):
         await cluster.emit_event(key, kind, reason, note, action="ProbeRegistry")

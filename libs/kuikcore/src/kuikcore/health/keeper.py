@@ -38,10 +38,10 @@ from kuikcore.coord.locks import FencedLock
 from kuikcore.health.events import emit_transition, hosts_in_use, routing_resources
 from kuikcore.health.metrics import HealthMetrics
 from kuikcore.health.state import HostHealth, Knowledge, Observation, Transition, fold, knowledge
-from kuikcore.registry.errors import RegistryError
+from kuikcore.registry.probe import ProbeResult, probe
 from kuikcore.registry.transport import Transport
 
-__all__ = ["PROBER_LEASE", "HealthKeeper", "HealthSettings", "HealthView", "ProbeResult", "probe"]
+__all__ = ["PROBER_LEASE", "HealthKeeper", "HealthSettings", "HealthView"]
 
 log = structlog.get_logger("kuik.health")
 
@@ -50,7 +50,8 @@ _OUTAGE_OR_SLOW: tuple[type[Exception], ...] = (*OUTAGE_ERRORS, TimeoutError)
 _REDIS_RETRY = 1.0  # seconds between attempts to get back to the board after an outage
 _TARGETS_PUSH = 30.0  # seconds between refreshes of a wanted host's score in Redis
 _PROBE_CONCURRENCY = 64
-_FOLLOW_EVERY = 5.0  # seconds between reads of the hosts the cluster's Pods and CRs use
+_FOLLOW_EVERY = 0.5  # seconds between looks at whether the cluster's Pods or CRs changed
+_FOLLOW_ANYWAY = 30.0  # seconds after which the hosts are read again even without a change
 
 TransitionHandler = Callable[[Transition], Awaitable[None]]
 
@@ -85,31 +86,6 @@ class HealthSettings:
     def lease_ttl(self) -> float:
         """The prober's lease: a dead prober is replaced within it (renewed every probe)."""
         return max(3.0, 4 * self.interval)
-
-
-@dataclass(frozen=True, slots=True)
-class ProbeResult:
-    host: str
-    ok: bool
-    seconds: float
-    error: str | None = None
-
-
-async def probe(transport: Transport, host: str, within: float) -> ProbeResult:
-    """One `GET /v2/`: any HTTP answer below 500 (200, 401, 404...) is alive; a 5xx, a refused
-    or reset connection, a TLS failure or silence for `within` seconds is down."""
-    started = time.perf_counter()
-    try:
-        status = await transport.ping(host, within)
-    except RegistryError as exc:
-        return ProbeResult(host, False, time.perf_counter() - started, str(exc))
-    except Exception as exc:  # a client bug reads as "could not tell": down, and logged
-        log.warning("health probe failed unexpectedly", registry=host, error=repr(exc))
-        return ProbeResult(host, False, time.perf_counter() - started, repr(exc))
-    seconds = time.perf_counter() - started
-    if status >= 500:
-        return ProbeResult(host, False, seconds, f"GET {host}/v2/: HTTP {status}")
-    return ProbeResult(host, True, seconds)
 
 
 class HealthView:
@@ -193,6 +169,8 @@ class HealthKeeper:
         self._redis_down_until = 0.0
         self._lease: FencedLock | None = None
         self._passive_inflight: set[str] = set()
+        self._cluster_changed = True
+        self._followed_at = float("-inf")
         self._background: set[asyncio.Task[None]] = set()
 
     @classmethod
@@ -279,11 +257,15 @@ class HealthKeeper:
             self._loop(self._probe_round, self.settings.interval),
             self._loop(self._refresh, self.settings.interval / 2),
         ]
+        unsubscribe = None
         if self.cluster is not None:
+            unsubscribe = self.cluster.subscribe(self._on_cluster_change)
             loops.append(self._loop(self._follow_cluster, _FOLLOW_EVERY))
         try:
             await asyncio.gather(*loops)
         finally:
+            if unsubscribe is not None:
+                unsubscribe()
             await self.close()
 
     # --- loops ----------------------------------------------------------------------------------
@@ -367,11 +349,19 @@ class HealthKeeper:
         return list(await asyncio.gather(*(one(h) for h in hosts)))
 
     async def _follow_cluster(self) -> None:
-        """Want the hosts of every image Pods use and every host routing CRs name."""
+        """Want the hosts of every image Pods use and every host routing CRs name, soon after
+        they change (a new Pod's registry is probed before its first reroute is needed)."""
         assert self.cluster is not None
-        if self.cluster.synced:
-            store = self.cluster.store
-            self.want(sorted(hosts_in_use(store.images(), routing_resources(self.cluster))))
+        stale = time.monotonic() - self._followed_at > _FOLLOW_ANYWAY
+        if not self.cluster.synced or not (self._cluster_changed or stale):
+            return
+        self._cluster_changed = False
+        self._followed_at = time.monotonic()
+        store = self.cluster.store
+        self.want(sorted(hosts_in_use(store.images(), routing_resources(self.cluster))))
+
+    def _on_cluster_change(self, _change: Any) -> None:
+        self._cluster_changed = True
 
     async def _refresh(self) -> None:
         """Read every wanted host's state from the board into the view."""
