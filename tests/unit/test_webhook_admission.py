@@ -562,3 +562,85 @@ def test_a_string_the_fast_encoder_refuses_is_still_encoded() -> None:
     lone = "registry.local/x\ud800:1"  # what a lone surrogate escape in a Pod decodes to
     body = json.loads(encode_response("u", patch=[{"op": "add", "path": "/x", "value": lone}]))
     assert json.loads(base64.b64decode(body["response"]["patch"]))[0]["value"] == lone
+
+
+async def test_verdicts_live_as_long_as_their_host_is_known_up_and_die_with_a_transition() -> None:
+    """Past `cacheTTL`, a verdict on a host the probes confirm up is still used at once (no
+    waiting at admission) and revalidated in the background; a host known down overrides any
+    verdict; a transition since the verdict voids it."""
+    from prometheus_client import CollectorRegistry
+
+    from kuik_webhook.chooser import Chooser
+    from kuik_webhook.metrics import WebhookMetrics
+    from kuikcore.health import Observation
+    from kuikcore.health.keeper import HealthKeeper, HealthSettings
+    from kuikcore.registry import RegistryClient
+
+    now = [1000.0]
+    async with RegistryClient() as client:
+        keeper = HealthKeeper(
+            client.transport,
+            coord=None,
+            settings=HealthSettings(),
+            identity="t",
+            service="test",
+            registry=CollectorRegistry(),
+            clock=lambda: now[0],
+        )
+        chooser = Chooser(
+            client,
+            board=None,
+            metrics=WebhookMetrics(CollectorRegistry()),
+            check_timeout=0.2,
+            cache_ttl=5,
+            health=keeper,
+            clock=lambda: now[0],
+            wall=lambda: now[0],
+        )
+        chooser.cache._clock = lambda: now[0]
+        host = "127.0.0.1:1"  # nothing listens: a background recheck fails at once
+        original = Candidate(Alternative(f"{host}/x:1", ORIGINAL))
+        mirror = Candidate(Alternative("127.0.0.2:1/m/x:1", "ClusterImageSetMirror/m"))
+        lists = [[original, mirror]]
+
+        def up(host: str) -> None:
+            keeper.view.observe(host, Observation(True, now[0], "probe"), up_after=2)
+
+        up(host)
+        up("127.0.0.2:1")
+        chooser.cache.set(
+            original.cache_key, Verdict(AvailabilityStatus.AVAILABLE, Source.CHECK, at=now[0])
+        )
+        now[0] += 30  # past cacheTTL (5 s), within the verdict's life (60 s)
+        assert chooser.decide_cached(lists) is None  # not reusable as is: it must be revalidated
+        up(host)  # still confirmed up by the probes
+        [decision] = await chooser.decide(lists, deadline=now[0] + 1)
+        assert decision.chosen == 0  # the last known answer serves, at once
+        assert original.cache_key in chooser.flights._running  # rechecked in the background
+        await chooser.flights.cancel_all()
+
+        # unconfirmed host (the prober gone): the old verdict is not worth acting on
+        now[0] += 10
+        verdict, _ = chooser._known(original, now[0])
+        assert verdict is None
+
+        # known down: rejected at once whatever the cache says
+        version = chooser.version
+        keeper.view.observe(host, Observation(False, now[0], "probe p", "refused"), up_after=2)
+        assert chooser.version != version  # remembered admissions are dropped
+        chooser.cache.set(
+            original.cache_key, Verdict(AvailabilityStatus.AVAILABLE, Source.CHECK, at=now[0])
+        )
+        verdict, _ = chooser._known(original, now[0])
+        assert verdict is not None
+        assert (verdict.status, verdict.source) == (AvailabilityStatus.UNREACHABLE, Source.HEALTH)
+        assert "down since" in (verdict.error or "")
+        assert "probe p" in (verdict.error or "")
+
+        # back up (two answers): what was known before the transition is void
+        now[0] += 1
+        keeper.view.observe(host, Observation(True, now[0], "probe"), up_after=2)
+        now[0] += 0.5
+        keeper.view.observe(host, Observation(True, now[0], "probe"), up_after=2)
+        assert chooser._known(original, now[0])[0] is None
+        await chooser.close()
