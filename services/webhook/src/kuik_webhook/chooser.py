@@ -213,8 +213,6 @@ class Chooser:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
 
-    # --- one admission --------------------------------------------------------------------
-
     # --- what is known, and for how long -----------------------------------------------------
 
     def _host(self, host: str) -> HostHealth | None:

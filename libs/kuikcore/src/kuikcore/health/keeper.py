@@ -167,6 +167,7 @@ class HealthKeeper:
         self._wanted: dict[str, float] = {}  # host -> last wanted (unix s), insertion = age order
         self._pushed: dict[str, float] = {}  # host -> last score written to Redis
         self._redis_down_until = 0.0
+        self._redis_lost_at: float | None = None
         self._lease: FencedLock | None = None
         self._passive_inflight: set[str] = set()
         self._cluster_changed = True
@@ -285,7 +286,8 @@ class HealthKeeper:
         return time.monotonic() < self._redis_down_until
 
     def _lost_redis(self, exc: BaseException) -> None:
-        if not self._redis_down():
+        if self._redis_lost_at is None:
+            self._redis_lost_at = time.monotonic()
             log.warning(
                 "registry health: redis unreachable, probing this process's hosts itself",
                 error=str(exc),
@@ -376,6 +378,10 @@ class HealthKeeper:
         except _OUTAGE_OR_SLOW as exc:
             self._lost_redis(exc)
             return
+        if self._redis_lost_at is not None:
+            log.info("registry health: redis reachable again, back to the shared board",
+                     after=round(time.monotonic() - self._redis_lost_at, 1))  # fmt: skip
+            self._redis_lost_at = None
         for host, value in zip(hosts, values, strict=True):
             health = decode_registry(value if isinstance(value, str | None) else value.decode())
             if health is not None:
