@@ -13,7 +13,6 @@ from kuikcore.cluster.kubernetes import KubernetesCluster
 from kuikcore.testing.apiserver import FakeApiServer
 
 FAST = InformerSettings(
-    resync_period=30.0,
     watch_timeout=5.0,
     request_timeout=10.0,
     backoff_initial=0.05,

@@ -222,18 +222,67 @@ async def test_410_gone_relists_and_converges(
     assert k8s_cluster.store.pod("a", "p1")["metadata"]["labels"] == {"changed": "yes"}
 
 
-async def test_periodic_resync_repairs_lost_events(
+async def test_watches_go_on_from_the_last_version_without_ever_relisting(
     apiserver: FakeApiServer, k8s_cluster_factory: ClusterFactory
 ) -> None:
-    settings = InformerSettings(
-        resync_period=1.0, watch_timeout=5.0, backoff_initial=0.05, backoff_max=0.2
-    )
+    """No periodic relist (client-go has none either): watches that end are reopened from the
+    last version seen, and every change still arrives."""
+    settings = InformerSettings(watch_timeout=1.0, backoff_initial=0.05, backoff_max=0.2)
     cluster = await k8s_cluster_factory(settings=settings, kinds=[POD])
-    apiserver.drop_events(1)
-    apiserver.create(pod("a", "lost", "nginx"))
-    await eventually(
-        lambda: cluster.store.pod("a", "lost") is not None, what="resync found the lost Pod"
-    )
+    [informer] = cluster.informers
+    for i in range(3):
+        await asyncio.sleep(1.2)  # past a watch's timeout each time
+        apiserver.create(pod("a", f"late-{i}", "nginx"))
+    await eventually(lambda: cluster.store.pod("a", "late-2") is not None, what="every Pod seen")
+    assert informer.rewatches >= 2
+    assert informer.relists == 0  # one list, at start
+
+
+@pytest.mark.parametrize(
+    ("status", "reason", "hint"),
+    [
+        (403, "forbidden", "lacks this verb"),
+        (401, "unauthorized", "credentials were refused"),
+        (404, "not_found", "CRD installed"),
+    ],
+)
+async def test_permanent_errors_are_said_once_loudly_and_reach_readiness(
+    apiserver: FakeApiServer,
+    k8s_cluster_factory: ClusterFactory,
+    status: int,
+    reason: str,
+    hint: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from kuikcore.cluster.health import ClusterCollector, ClusterNotReady, cluster_ready
+
+    settings = InformerSettings(watch_timeout=5.0, backoff_initial=0.05, backoff_max=0.3)
+    apiserver.fail_requests(1000, status=status, match="/pods")
+    client = apiserver.api_client()
+    cluster = KubernetesCluster(client, kinds=[POD], settings=settings)
+    await cluster.start()
+    try:
+        [informer] = cluster.informers
+        await eventually(lambda: informer.problem is not None, what="the problem recorded")
+        with pytest.raises(ClusterNotReady, match=rf"cannot list Pod \(v1\): HTTP {status}"):
+            await cluster_ready(cluster)
+        await asyncio.sleep(0.5)
+        # retried at the longest backoff only, not hammered
+        assert informer.failures[("list", reason)] <= 3
+        families = list(ClusterCollector(cluster).collect())
+        samples = {tuple(s.labels.values()): s.value for s in families[0].samples}
+        assert samples[("Pod", "list", reason)] >= 1
+        logged = capsys.readouterr().out
+        assert "kubernetes API refused a request" in logged
+        assert hint in logged
+        # fixed (RBAC applied, CRD installed): picked up at the next attempt
+        apiserver.clear_faults()
+        await eventually(lambda: cluster.synced, within=5, what="synced after the fix")
+        assert informer.problem is None
+        assert await cluster_ready(cluster)
+    finally:
+        await cluster.stop()
+        await client.close()
 
 
 async def test_api_server_5xx_bursts_and_slow_responses(

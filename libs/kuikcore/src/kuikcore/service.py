@@ -48,6 +48,7 @@ from kuikcore.observe import (
 )
 
 if TYPE_CHECKING:
+    from kuikcore.cluster import ClusterSource
     from kuikcore.coord import Coord
 
 __all__ = [
@@ -83,6 +84,17 @@ class ServiceContext:
     @property
     def started(self) -> bool:
         return self._started.is_set()
+
+    def track_cluster(self, cluster: ClusterSource) -> None:
+        """`/readyz` says whether the cluster view is ready and, if not, why (a permanent API
+        error names the verb and resource); `/metrics` counts failed lists and watches."""
+        from kuikcore.cluster.health import ClusterCollector, cluster_ready
+
+        async def ready() -> bool:
+            return await cluster_ready(cluster)
+
+        self.health.add_readiness_check("cluster", ready)
+        self.metrics.register(ClusterCollector(cluster))
 
     def connect_coord(self, *, retries: int | None = None) -> Coord:
         """The Redis coordination client from `redis.*`, named after this service.

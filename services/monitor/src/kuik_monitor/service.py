@@ -54,10 +54,7 @@ async def run(ctx: ServiceContext) -> None:
     ctx.metrics.register(MonitoringCollector(cisas, buckets))
     ctx.health.add_route("GET", "/status/images", status_handler(cisas, not_listable))
 
-    async def cluster_synced() -> bool:
-        return cluster.synced
-
-    ctx.health.add_readiness_check("cluster", cluster_synced)
+    ctx.track_cluster(cluster)
     ctx.health.add_readiness_check("redis", coord.ping)
 
     leader = Leader(

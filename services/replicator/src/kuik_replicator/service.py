@@ -18,6 +18,7 @@ from kuik_replicator.metrics import ReplicatorMetrics
 from kuik_replicator.status import ResultLog
 from kuik_replicator.worker import CopyWorker, platforms_from_config
 from kuikcore.cluster import ClusterSource
+from kuikcore.cluster.health import ClusterNotReady, cluster_ready
 from kuikcore.cluster.open import open_cluster
 from kuikcore.coord import (
     AvailabilityBoard,
@@ -32,7 +33,7 @@ from kuikcore.filters import SkipRules
 from kuikcore.health.keeper import HealthKeeper
 from kuikcore.mirroring import EXPEDITE, ROUTINE, copy_queue
 from kuikcore.registry import RegistryClient
-from kuikcore.service import ServiceContext
+from kuikcore.service import ServiceContext, StartupError
 
 __all__ = ["resolve_cluster_id", "run"]
 
@@ -86,8 +87,19 @@ async def run(ctx: ServiceContext) -> None:
     tasks: list[asyncio.Task[None]] = []
     try:
         await cluster.start()
-        async with asyncio.timeout(_SYNC_TIMEOUT):
-            await cluster.wait_synced()
+        ctx.track_cluster(cluster)  # /readyz says why while the first listing waits
+        try:
+            async with asyncio.timeout(_SYNC_TIMEOUT):
+                await cluster.wait_synced()
+        except TimeoutError:
+            try:
+                await cluster_ready(cluster)
+                why = "no answer"
+            except ClusterNotReady as exc:
+                why = str(exc)
+            raise StartupError(
+                f"the cluster view did not sync within {_SYNC_TIMEOUT:g}s: {why}"
+            ) from None
         cluster_id = await resolve_cluster_id(config.cluster_id, cluster)
         identity = default_identity()
         queue = copy_queue(
@@ -147,11 +159,7 @@ async def run(ctx: ServiceContext) -> None:
         async def redis_ready() -> bool:
             return await coord.ping()
 
-        async def cluster_ready() -> bool:
-            return cluster.synced
-
         ctx.health.add_readiness_check("redis", redis_ready)
-        ctx.health.add_readiness_check("cluster", cluster_ready)
         tasks = [
             asyncio.create_task(_forever("workers", work, ctx), name="replicator-workers"),
             asyncio.create_task(_forever("leader", lead, ctx), name="replicator-leader"),

@@ -124,10 +124,7 @@ async def run(ctx: ServiceContext) -> None:
         await cluster.start()
         tasks.append(asyncio.create_task(health.run(), name="registry-health"))
 
-        async def cluster_synced() -> bool:
-            return cluster.synced
-
-        ctx.health.add_readiness_check("cluster", cluster_synced)
+        ctx.track_cluster(cluster)
         await server.start(config.webhook.listen, reloader.context if reloader else None)
         if reloader is not None:
             tasks.append(asyncio.create_task(reloader.run(), name="cert-reloader"))

@@ -1,9 +1,17 @@
 """One list+watch loop per kind, keeping a `Store` equal to what the API server holds.
 
-List, then watch from the list's resourceVersion with bookmarks; `410 Expired` (as an HTTP
-status or an ERROR event) relists; a dropped connection or a 5xx re-watches from the last
-version seen, after a jittered exponential backoff; a periodic relist (resync) repairs
-anything a watch could have missed. A relist emits only real differences.
+List, then watch from the list's resourceVersion with bookmarks, for as long as the server keeps
+that history: a watch that ends (its timeout, a dropped connection, a 5xx) is reopened from the
+last version seen (events or bookmarks), after a jittered exponential backoff; only `410 Expired`
+(as an HTTP status or an ERROR event) relists. There is no periodic relist: a watch misses nothing
+the server has (client-go's informers do not relist on resync either), and a full paginated LIST of
+every Pod per service and replica every few minutes is load a big cluster notices. A relist emits
+only real differences.
+
+401, 403 and 404 are not outages: a missing RBAC verb, an expired credential or a CRD that is not
+installed will not fix themselves within a backoff. They are logged at error level naming the
+verb and the resource, counted (`failures`), kept as `problem` (the services' `/readyz` shows it)
+and retried at the longest backoff, so a fix (RBAC applied, CRD installed) is picked up.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ import structlog
 
 from kuikcore.cluster.store import Store, object_key
 
-__all__ = ["Backoff", "Informer", "InformerSettings", "ListFunction"]
+__all__ = ["PERMANENT_STATUSES", "Backoff", "Informer", "InformerSettings", "ListFunction"]
 
 log = structlog.get_logger("kuikcore.cluster")
 
@@ -34,7 +42,6 @@ already bound to its path arguments, called with `_preload_content=False`."""
 class InformerSettings:
     """Timings; tests shorten them."""
 
-    resync_period: float = 600.0
     watch_timeout: float = 300.0  # server-side timeoutSeconds, jittered up to 2x
     request_timeout: float = 60.0  # for lists
     page_size: int = 500
@@ -67,6 +74,9 @@ class _HttpError(Exception):
         self.status = status
 
 
+# What the API server says when retrying cannot help: credentials refused (401), a verb the
+# ServiceAccount lacks (403), a resource it does not serve (404: CRD not installed).
+PERMANENT_STATUSES = {401: "unauthorized", 403: "forbidden", 404: "not_found"}
 _TRANSIENT = (_HttpError, aiohttp.ClientError, TimeoutError, ConnectionError, ValueError)
 
 
@@ -81,6 +91,13 @@ async def _lines(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
                 yield line
     if buffer.strip():
         yield buffer
+
+
+_HINTS = {
+    "unauthorized": "the credentials were refused: check the ServiceAccount token or kubeconfig",
+    "forbidden": "the ServiceAccount lacks this verb: check the chart's ClusterRole for it",
+    "not_found": "the API server does not serve this resource: is its CRD installed?",
+}
 
 
 class Informer:
@@ -104,9 +121,12 @@ class Informer:
         self._backoff = Backoff(settings.backoff_initial, settings.backoff_max)
         self.synced = asyncio.Event()
         self.version = ""
-        self.relists = 0  # resyncs and relists after expiry
-        self.rewatches = 0  # watches reopened after an interruption
+        self.relists = 0  # relists after expiry (or a crash)
+        self.rewatches = 0  # watches reopened after an interruption or their timeout
         self.expirations = 0  # 410 Expired seen
+        self.failures: dict[tuple[str, str], int] = {}  # (verb, reason) -> count
+        self.problem: str | None = None
+        """Why this informer cannot do its job right now (a permanent error), else None."""
 
     def _selector(self) -> dict[str, str]:
         return {"label_selector": self._label_selector} if self._label_selector else {}
@@ -117,16 +137,17 @@ class Informer:
             try:
                 version = await self._list()
             except _TRANSIENT as error:
-                await self._pause("list failed", error)
+                await self._failed("list", error)
                 continue
             except Exception as error:  # a bug must not silently end the informer
                 log.exception("informer list crashed", kind=self.kind)
                 await self._pause("list crashed", error)
                 continue
             self._backoff.reset()
+            self.problem = None
             self.version = version
             try:
-                await self._watch_until_resync()
+                await self._watch_until_expired()
             except Exception as error:
                 log.exception("informer watch crashed, relisting", kind=self.kind)
                 await self._pause("watch crashed", error)
@@ -166,27 +187,30 @@ class Informer:
         self.synced.set()
         return version
 
-    async def _watch_until_resync(self) -> None:
+    async def _watch_until_expired(self) -> None:
+        """Watch, and watch again from the last version seen, until the server has forgotten it."""
         loop = asyncio.get_running_loop()
-        resync_at = loop.time() + self._settings.resync_period
-        while loop.time() < resync_at:
+        while True:
             started = loop.time()
             try:
-                await self._watch(resync_at - loop.time())
-                if loop.time() - started < 1.0 and resync_at - loop.time() > 1.0:
+                await self._watch()
+                if loop.time() - started < 1.0:
                     # ended cleanly at once (a proxy closing streams?): do not spin
                     await self._pause("watch ended at once", ConnectionError("empty watch"))
+                else:
+                    self.rewatches += 1  # its timeout: go on from where it stopped
             except _Expired:
                 log.info("watch expired, relisting", kind=self.kind, version=self.version)
                 self.expirations += 1
+                self._count("watch", "expired")
                 return
             except _TRANSIENT as error:
                 self.rewatches += 1
-                await self._pause("watch interrupted", error)
+                await self._failed("watch", error)
 
-    async def _watch(self, remaining: float) -> None:
+    async def _watch(self) -> None:
         """One watch request from `self.version`, which advances with every event seen."""
-        timeout = min(remaining, self._settings.watch_timeout * random.uniform(1.0, 2.0))
+        timeout = self._settings.watch_timeout * random.uniform(1.0, 2.0)
         response = await self._list_function(
             watch=True,
             resource_version=self.version,
@@ -208,6 +232,7 @@ class Informer:
             async for line in _lines(response):
                 self.version = self._apply(json.loads(line), self.version)
                 self._backoff.reset()
+                self.problem = None
 
     def _apply(self, event: JSON, version: str) -> str:
         kind, obj = event.get("type"), event.get("object") or {}
@@ -227,6 +252,32 @@ class Informer:
             self._store.remove(key)
             self._store.forget_problem(key)
         return new_version
+
+    async def _failed(self, verb: str, error: Exception) -> None:
+        """Count and wait out one failed list or watch; a permanent one is said loudly."""
+        status = error.status if isinstance(error, _HttpError) else None
+        reason = PERMANENT_STATUSES.get(status or 0)
+        if reason is None:
+            self._count(verb, "server_error" if isinstance(error, _HttpError) else "network")
+            await self._pause(f"{verb} failed", error)
+            return
+        self._count(verb, reason)
+        resource = f"{self.kind} ({self.api_version})"
+        self.problem = f"cannot {verb} {resource}: HTTP {status} ({reason}): {error}"
+        log.error(
+            "kubernetes API refused a request: not retrying soon",
+            verb=verb,
+            resource=resource,
+            status=status,
+            reason=reason,
+            error=str(error),
+            hint=_HINTS[reason],
+            retry_in=self._settings.backoff_max,
+        )
+        await asyncio.sleep(self._settings.backoff_max)
+
+    def _count(self, verb: str, reason: str) -> None:
+        self.failures[(verb, reason)] = self.failures.get((verb, reason), 0) + 1
 
     async def _pause(self, what: str, error: Exception) -> None:
         delay = self._backoff.next_delay()

@@ -42,6 +42,7 @@ from kuikcore.cluster.interface import (
 )
 from kuikcore.cluster.k8sclient import k8s, k8s_config
 from kuikcore.cluster.kinds import ALL_KINDS, WatchedKind, watched_kind
+from kuikcore.cluster.kubeconfig import CredentialRefresher
 from kuikcore.cluster.patch import finalizers_after, merge_patch_between, status_after
 from kuikcore.cluster.store import Store
 
@@ -92,10 +93,12 @@ async def api_client_from_environment() -> k8s.ApiClient:
         k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
     else:
         # read $KUBECONFIG now: the library's default was fixed when it was imported
-        await k8s_config.load_kube_config(
+        loader = await k8s_config.load_kube_config(
             config_file=os.environ.get("KUBECONFIG", "~/.kube/config"),
             client_configuration=configuration,
+            persist_config=False,  # a service never writes the user's kubeconfig back
         )
+        configuration.refresh_api_key_hook = CredentialRefresher(loader)
     return _PlainJsonApiClient(configuration)
 
 

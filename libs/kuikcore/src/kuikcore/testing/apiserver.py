@@ -230,6 +230,8 @@ class FakeApiServer:
         self._history_limit = history_limit
         self._watches: set[_Watch] = set()
         self._faults: list[_Fault] = []
+        self.accept_token: Callable[[str | None], bool] | None = None
+        """Authentication: None accepts every request; else only bearer tokens it accepts."""
         self._drop_events = 0
         self._delay: tuple[float, str | None] = (0.0, None)
         self.bookmark_interval = bookmark_interval
@@ -284,6 +286,10 @@ class FakeApiServer:
     def fail_requests(self, count: int, status: int = 500, match: str | None = None) -> None:
         """Answer the next `count` requests (whose path contains `match`) with `status`."""
         self._faults.append(_Fault(count, status, match))
+
+    def clear_faults(self) -> None:
+        """Forget every pending `fail_requests` (the fault was fixed)."""
+        self._faults = []
 
     def set_delay(self, seconds: float, match: str | None = None) -> None:
         """Delay every response (to paths containing `match`) by `seconds`; 0 turns it off."""
@@ -513,6 +519,13 @@ class FakeApiServer:
         self, request: web.Request, handler: Callable[[web.Request], Any]
     ) -> web.StreamResponse:
         self.requests.append((request.method, request.path_qs))
+        if self.accept_token is not None:
+            header = request.headers.get("Authorization", "")
+            token = header[len("Bearer ") :] if header.startswith("Bearer ") else None
+            if not self.accept_token(token):
+                # kube-apiserver's answer to a missing, unknown or expired bearer token
+                body = status_body(401, "Unauthorized", "Unauthorized")
+                return web.json_response(body, status=401)
         delay, delay_match = self._delay
         if delay and (delay_match is None or delay_match in request.path_qs):
             await asyncio.sleep(delay)
