@@ -583,6 +583,42 @@ def test_redis_restart_loses_no_job_and_invalid_filter_is_isolated(
         env.stop()
 
 
+def test_redis_restarted_empty_replicator_survives_and_mirrors_pods_of_the_outage(
+    tmp_path: Path, source: RegistryServer, mirror: RegistryServer
+) -> None:
+    """Redis killed, then back EMPTY on the same port (no persistence): the queue's consumer
+    groups are gone. The replicator must neither exit nor stall: a Pod created during the
+    outage is mirrored within 30 s of Redis's return."""
+    redis = RedisServer().start()  # no AOF: a restart is a Redis that lost everything
+    env = Env(tmp_path, redis.url, "empty:")
+    try:
+        for name in ("before", "during"):
+            push_image(source, f"re/{name}", "1", synthetic_image(f"re-{name}"))
+        base_setup(env, mirror, cism("all", [mirror_spec(mirror, "m9")]))
+        env.write("pods.yaml", pod("p1", f"{source.host}/re/before:1"))
+        process = env.start()
+        before = (f"{source.host}/re/before:1", f"{mirror.host}/m9/re/before:1")
+        env.wait("first image", lambda: bool(env.mirrors("all").get(before, {}).get("mirroredAt")))
+
+        redis.kill()
+        env.write("more.yaml", pod("p2", f"{source.host}/re/during:1"))
+        time.sleep(4.0)  # long enough for the leadership lease (3 s) to lapse
+        redis.start()  # same port, empty
+        back = time.monotonic()
+        during = (f"{source.host}/re/during:1", f"{mirror.host}/m9/re/during:1")
+        env.wait(
+            "the Pod of the outage mirrored",
+            lambda: bool(env.mirrors("all").get(during, {}).get("mirroredAt")),
+            timeout=30.0,
+        )
+        assert time.monotonic() - back < 30.0
+        assert process.running(), process.log_text()[-4000:]
+        assert process.get("/readyz")[0] == 200
+    finally:
+        env.stop()
+        redis.cleanup()
+
+
 def test_deleting_a_cism_deletes_its_mirrors_and_pull_secret_copies(
     env: Env, source: RegistryServer, mirror: RegistryServer
 ) -> None:

@@ -381,3 +381,36 @@ async def test_redis_killed_mid_run_loses_no_job_and_workers_recover(
         assert all(proc.is_alive() for proc in procs)  # recovered without a restart
     finally:
         stop(procs)
+
+
+@pytest.mark.timeout(30)
+async def test_redis_back_empty_every_command_recreates_the_groups() -> None:
+    """A Redis restarted without persistence has no streams and no consumer groups: the queue
+    must not believe they still exist (NOGROUP on stats, acks, heartbeats, reads, enqueues)."""
+    server = RedisServer().start()  # no AOF: a restart loses everything
+    coord = connect(server.url, prefix="kuik:", retries=10)
+    try:
+        queue = make_queue(coord)
+        await queue.enqueue(Copy(source="before"))
+        assert (await queue.stats()).lanes[ROUTINE].ready == 1
+        async with queue.worker() as worker:
+            [held] = await worker.fetch(1, block=False)
+            server.restart()
+            await worker.touch()  # its heartbeat: the entry is gone, so it is lost
+            assert held.lost
+            assert await held.ack() is False  # nothing left to ack, and no NOGROUP either
+            assert (await queue.stats()).idle
+            server.restart()
+            assert await queue.enqueue(Copy(source="after")) is Enqueued.QUEUED
+            server.restart()
+            assert await queue.enqueue_many([Copy(source="again")], lane=EXPEDITE) == [
+                Enqueued.QUEUED
+            ]
+            [delivery] = await worker.fetch(1, block=False)
+            assert isinstance(delivery.job, Copy)
+            assert delivery.job.source == "again"
+            server.restart()
+            assert await delivery.fail("boom") is False  # the retry script sees NOGROUP too
+    finally:
+        await coord.aclose()
+        server.cleanup()

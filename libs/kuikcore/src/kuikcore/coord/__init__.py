@@ -12,6 +12,7 @@ from kuikcore.coord.board import (
 )
 from kuikcore.coord.connection import OUTAGE_ERRORS, Coord, connect, default_identity
 from kuikcore.coord.errors import (
+    ConsumerGroupLost,
     CoordError,
     InvalidRedisURL,
     LockBusy,
@@ -47,6 +48,7 @@ __all__ = [
     "ROUTINE",
     "AvailabilityBoard",
     "BoardSnapshot",
+    "ConsumerGroupLost",
     "Coord",
     "CoordError",
     "DeadLetter",

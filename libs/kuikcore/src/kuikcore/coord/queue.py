@@ -16,6 +16,10 @@ low, so only the entries of a dead or stuck worker get idle long enough (the vis
 for another worker's XAUTOCLAIM. Every script checks ownership first: a worker whose entry was
 reclaimed cannot ack or fail it any more. Work must therefore be idempotent: "exactly once in
 effect", not exactly-once execution.
+
+Nothing here remembers that the consumer groups exist: Redis may come back from a restart without
+its data at any time, so every command that needs a group re-creates the groups when Redis answers
+NOGROUP and runs again (`JobQueue._with_groups`).
 """
 
 from __future__ import annotations
@@ -27,13 +31,14 @@ import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 import structlog
 from redis.exceptions import ResponseError
 
 from kuikcore.coord.connection import OUTAGE_ERRORS, Coord, default_identity
-from kuikcore.coord.errors import PermanentJobError, QueueFull
+from kuikcore.coord.errors import ConsumerGroupLost, PermanentJobError, QueueFull
 from kuikcore.coord.job import Envelope, Job, JobDecodeError, JobTypes, backoff_delay
 
 __all__ = [
@@ -57,6 +62,7 @@ _RESERVED_LANES = frozenset({"dead", "job", "delayed"})
 
 #: (lane, entry id, envelope text, reclaimed from a dead or stuck worker)
 _Entry = tuple[str, str, str, bool]
+_T = TypeVar("_T")
 
 EXPEDITE = "expedite"
 ROUTINE = "routine"
@@ -300,7 +306,6 @@ class JobQueue:
         self._move_due = redis.register_script(_MOVE_DUE)
         self._read = redis.register_script(_READ)
         self._touch = redis.register_script(_TOUCH)
-        self._groups_ready = False
 
     # keys ----------------------------------------------------------------------------------
     def stream(self, lane: str) -> str:
@@ -324,7 +329,27 @@ class JobQueue:
             except ResponseError as exc:
                 if "BUSYGROUP" not in str(exc):
                     raise
-        self._groups_ready = True
+
+    async def _with_groups(self, call: Callable[[], Awaitable[_T]]) -> _T:
+        """Run `call`, which needs the consumer groups. When Redis says NOGROUP (it restarted
+        without its data, or the stream was deleted), re-create the groups and run it again; a
+        second NOGROUP raises `ConsumerGroupLost`, which callers ride out like any outage.
+
+        Every call here is safe to run twice: scripts fail on NOGROUP before writing (enqueue's
+        writes done before it are recognised by their token), reads and pipelines only read."""
+        try:
+            return await call()
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            log.warning("consumer group missing, re-creating it", queue=self.name, error=str(exc))
+        await self.ensure_groups()
+        try:
+            return await call()
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            raise ConsumerGroupLost(self.name, str(exc)) from exc
 
     # producing -----------------------------------------------------------------------------
     async def enqueue(self, job: Job, *, lane: str = ROUTINE) -> Enqueued:
@@ -343,8 +368,6 @@ class JobQueue:
             envelopes.append(Envelope.wrap(job, token=os.urandom(8).hex(), now_ms=now_ms))
         if not envelopes:
             return []
-        if not self._groups_ready:
-            await self.ensure_groups()
         streams = [self.stream(each) for each in self.lanes]
         results: list[str] = []
         for first in range(0, len(envelopes), _ENQUEUE_CHUNK):
@@ -353,7 +376,8 @@ class JobQueue:
             args: list[str | int] = [rank, self.pending_ttl_ms, self.max_backlog, GROUP]
             for envelope in chunk:
                 args += [envelope.token, envelope.dumps()]
-            results += [str(r) for r in await self._enqueue(keys=keys, args=args)]
+            replies = await self._with_groups(partial(self._enqueue, keys=keys, args=args))
+            results += [str(r) for r in replies]
         if "full" in results:
             raise QueueFull(self.name, lane, self.max_backlog)
         return [Enqueued(r) for r in results]
@@ -361,15 +385,7 @@ class JobQueue:
     # inspecting ----------------------------------------------------------------------------
     async def stats(self) -> QueueStats:
         """Depth per lane (ready, in flight, delayed) and dead letters, in one round trip."""
-        if not self._groups_ready:
-            await self.ensure_groups()
-        async with self.coord.redis.pipeline(transaction=False) as pipe:
-            for lane in self.lanes:
-                pipe.xlen(self.stream(lane))
-                pipe.xpending(self.stream(lane), GROUP)
-                pipe.zcard(self.coord.keys.delayed(self.name, lane))
-            pipe.xlen(self.coord.keys.dead(self.name))
-            replies = await pipe.execute()
+        replies = await self._with_groups(self._stats_replies)
         lanes = {}
         for i, lane in enumerate(self.lanes):
             length, pending, delayed = replies[3 * i : 3 * i + 3]
@@ -378,6 +394,15 @@ class JobQueue:
                 ready=int(length) - in_flight, in_flight=in_flight, delayed=int(delayed)
             )
         return QueueStats(lanes=lanes, dead=int(replies[-1]))
+
+    async def _stats_replies(self) -> list[Any]:
+        async with self.coord.redis.pipeline(transaction=False) as pipe:
+            for lane in self.lanes:
+                pipe.xlen(self.stream(lane))
+                pipe.xpending(self.stream(lane), GROUP)
+                pipe.zcard(self.coord.keys.delayed(self.name, lane))
+            pipe.xlen(self.coord.keys.dead(self.name))
+            return list(await pipe.execute())
 
     async def dead_letters(self, count: int = 100) -> list[DeadLetter]:
         """The most recent dead letters, newest first."""
@@ -447,7 +472,7 @@ class JobQueue:
             self._rank(lane),
             error,
         ]
-        return int(await self._fail(keys=keys, args=args))
+        return int(await self._with_groups(partial(self._fail, keys=keys, args=args)))
 
     def retry_delay(self, attempt: int) -> float | None:
         """Seconds before the next try after `attempt` failures, or None: dead-letter it."""
@@ -566,7 +591,9 @@ class Worker:
                 for d, _ in items:
                     args += [d.id, d.envelope.token]
                 try:
-                    results = await self.queue._ack_many(keys=keys, args=args)
+                    results = await self.queue._with_groups(
+                        partial(self.queue._ack_many, keys=keys, args=args)
+                    )
                 except Exception as exc:
                     for _, done in items:
                         if not done.done():
@@ -596,17 +623,11 @@ class Worker:
     async def fetch(self, count: int, *, block: bool = True) -> list[Delivery]:
         """Up to `count` deliveries: reclaimed ones, then expedite, then routine. Waits up to
         `self.block` seconds when nothing is ready and `block` is set."""
-        return list(await self._with_redis(lambda: self._fetch(count, block)))
-
-    async def _fetch(self, count: int, block: bool) -> list[Delivery]:
-        try:
-            return await self._read(count, block)
-        except ResponseError as exc:
-            if "NOGROUP" not in str(exc):
-                raise
-            # Redis lost its data (restarted without persistence): recreate the groups
-            await self.queue.ensure_groups()
-            return []
+        return list(
+            await self._with_redis(
+                lambda: self.queue._with_groups(lambda: self._read(count, block))
+            )
+        )
 
     async def _read(self, count: int, block: bool) -> list[Delivery]:
         queue = self.queue
@@ -735,8 +756,10 @@ class Worker:
         for lane, entry_id in list(self.in_flight):
             by_lane.setdefault(lane, []).append(entry_id)
         for lane, ids in by_lane.items():
-            lost = await self.queue._touch(
-                keys=[self.queue.stream(lane)], args=[GROUP, self.name, *ids]
+            lost = await self.queue._with_groups(
+                partial(
+                    self.queue._touch, keys=[self.queue.stream(lane)], args=[GROUP, self.name, *ids]
+                )
             )
             for entry_id in lost:
                 delivery = self.in_flight.pop((lane, entry_id), None)
