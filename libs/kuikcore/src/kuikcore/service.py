@@ -8,7 +8,8 @@ its click command (`service_command`) and runs it:
    the file and key path and exits with status 1;
 3. the health/metrics server started on `metrics.listen` (a busy port: exit 1);
 4. `run(ctx)` started; `/readyz` stays 503 until it calls `ctx.mark_started()`, then reflects the
-   readiness checks it registered;
+   readiness checks it registered; its background loops run under `ctx.supervisor`, so one loop's
+   failure is logged, counted and restarted instead of ending the process;
 5. SIGTERM or SIGINT cancels `run`, waits up to `STOP_GRACE` seconds, stops the server and exits 0
    (well inside Kubernetes' and the tests' 5 s); a `run` that ignores cancellation, or a second
    Ctrl-C, ends the process at once with status 1. Repeated SIGTERMs are harmless.
@@ -46,6 +47,7 @@ from kuikcore.observe import (
     get_logger,
     metrics_registry,
 )
+from kuikcore.supervise import Supervisor
 
 if TYPE_CHECKING:
     from kuikcore.coord import Coord
@@ -74,7 +76,11 @@ class ServiceContext:
     metrics: CollectorRegistry
     health: HealthServer
     log: structlog.stdlib.BoundLogger
+    supervisor: Supervisor = field(init=False, repr=False)
     _started: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.supervisor = Supervisor(self.metrics)
 
     def mark_started(self) -> None:
         """Say startup is over (readiness checks registered); until then /readyz answers 503."""

@@ -19,6 +19,7 @@ from kuikcore.cluster.open import open_cluster
 from kuikcore.coord import AvailabilityBoard, Leadership, RateLimiter
 from kuikcore.registry import RegistryClient, RetryPolicy
 from kuikcore.service import ServiceContext
+from kuikcore.supervise import Loop
 
 __all__ = ["LEADER_ROLE", "run"]
 
@@ -59,6 +60,7 @@ async def run(ctx: ServiceContext) -> None:
         checker=Checker(client=client, secrets=cluster, pods_using=store.pods_by_image),
         budget=Budget(RateLimiter(coord)),
         board=AvailabilityBoard(coord),
+        supervisor=ctx.supervisor,
     )
     leadership = Leadership(coord, LEADER_ROLE, service="monitor", registry=ctx.metrics)
     unsubscribe = cluster.subscribe(leader.on_change)
@@ -67,7 +69,7 @@ async def run(ctx: ServiceContext) -> None:
         ctx.mark_started()
         await cluster.wait_synced()
         ctx.log.info("cluster view synced, campaigning for leadership", role=LEADER_ROLE)
-        await leadership.run(leader.run)
+        await ctx.supervisor.run(Loop.MONITOR_LEADERSHIP, lambda: leadership.run(leader.run))
     finally:
         unsubscribe()
         await cluster.stop()

@@ -29,6 +29,7 @@ from kuikcore.coord import AvailabilityBoard, Coord
 from kuikcore.registry import RegistryClient
 from kuikcore.routing import RoutingOptions
 from kuikcore.service import ServiceContext
+from kuikcore.supervise import Loop
 
 __all__ = ["WATCHED_KINDS", "run"]
 
@@ -119,7 +120,9 @@ async def run(ctx: ServiceContext) -> None:
         ctx.health.add_readiness_check("cluster", cluster_synced)
         await server.start(config.webhook.listen, reloader.context if reloader else None)
         if reloader is not None:
-            tasks.append(asyncio.create_task(reloader.run(), name="cert-reloader"))
+            tasks.append(
+                asyncio.create_task(ctx.supervisor.run(Loop.WEBHOOK_CERT_RELOADER, reloader.run))
+            )
         ctx.log.info(
             "admission endpoint listening",
             listen=str(config.webhook.listen),

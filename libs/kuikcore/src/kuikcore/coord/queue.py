@@ -811,8 +811,9 @@ class Worker:
             else:
                 if not delivery.settled:
                     await delivery.ack()
-        except OUTAGE_ERRORS as exc:
-            # could not settle: the entry stays pending and is reclaimed after the visibility timeout
+        except Exception as exc:
+            # could not settle (Redis down, or refusing the script): the entry stays pending and is
+            # reclaimed after the visibility timeout; nobody awaits this task, so say it here
             log.warning(
                 "could not settle job",
                 queue=self.queue.name,
