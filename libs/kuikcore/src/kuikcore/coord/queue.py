@@ -17,6 +17,10 @@ for another worker's XAUTOCLAIM. Every script checks ownership first: a worker w
 reclaimed cannot ack or fail it any more. Work must therefore be idempotent: "exactly once in
 effect", not exactly-once execution.
 
+Every worker process is a new consumer (its name is unique), so a crashed one stays in the group:
+workers periodically delete consumers idle past the visibility timeout that own no entry
+(`JobQueue.prune_consumers`), so the group does not grow with every crash.
+
 Nothing here remembers that the consumer groups exist: Redis may come back from a restart without
 its data at any time, so every command that needs a group re-creates the groups when Redis answers
 NOGROUP and runs again (`JobQueue._with_groups`).
@@ -219,6 +223,30 @@ return lost
 """
 
 
+# Delete dead consumers: idle at least ARGV[2] ms and owning no entry, never ARGV[4] (the caller),
+# at most ARGV[3] per call. One script, so no consumer can read an entry between the check and
+# the delete (DELCONSUMER would orphan it). KEYS: lane streams. ARGV: group, idle ms, limit, keep.
+_PRUNE = """
+local left = tonumber(ARGV[3])
+local deleted = 0
+for _, stream in ipairs(KEYS) do
+  for _, consumer in ipairs(redis.call('XINFO', 'CONSUMERS', stream, ARGV[1])) do
+    if left <= 0 then return deleted end
+    local f = {}
+    for i = 1, #consumer, 2 do f[consumer[i]] = consumer[i + 1] end
+    if f['pending'] == 0 and f['idle'] >= tonumber(ARGV[2]) and f['name'] ~= ARGV[4] then
+      redis.call('XGROUP', 'DELCONSUMER', stream, ARGV[1], f['name'])
+      deleted = deleted + 1
+      left = left - 1
+    end
+  end
+end
+return deleted
+"""
+#: Most dead consumers one worker deletes per visibility timeout (bounds the script's work).
+_PRUNE_LIMIT = 100
+
+
 class Enqueued(StrEnum):
     """What `enqueue` did with a job."""
 
@@ -306,6 +334,7 @@ class JobQueue:
         self._move_due = redis.register_script(_MOVE_DUE)
         self._read = redis.register_script(_READ)
         self._touch = redis.register_script(_TOUCH)
+        self._prune = redis.register_script(_PRUNE)
 
     # keys ----------------------------------------------------------------------------------
     def stream(self, lane: str) -> str:
@@ -420,6 +449,20 @@ class JobQueue:
                 DeadLetter(id=entry_id, error=fields.get("error", ""), envelope=envelope, raw=raw)
             )
         return letters
+
+    async def prune_consumers(
+        self, *, idle: float | None = None, limit: int = _PRUNE_LIMIT, keep: str = ""
+    ) -> int:
+        """Delete up to `limit` consumers that own no entry and were idle at least `idle`
+        seconds (default: the visibility timeout), except `keep`; returns how many.
+
+        A crashed worker's entries are reclaimed after the visibility timeout, so by then it owns
+        nothing and only its name is left. A live worker deleted while idle is re-created by
+        Redis at its next read: nothing is lost either way."""
+        idle_ms = int((self.visibility_timeout if idle is None else idle) * 1000)
+        streams = [self.stream(lane) for lane in self.lanes]
+        call = partial(self._prune, keys=streams, args=[GROUP, idle_ms, limit, keep])
+        return int(await self._with_groups(call))
 
     # consuming -----------------------------------------------------------------------------
     def worker(self, name: str | None = None) -> Worker:
@@ -543,6 +586,7 @@ class Worker:
     _heartbeat: asyncio.Task[None] | None = None
     _next_reclaim: float = 0.0
     _next_move: float = 0.0
+    _next_prune: float = 0.0
     _reclaim_from: dict[str, str] = field(default_factory=dict)
     _acks: list[tuple[Delivery, asyncio.Future[int]]] = field(default_factory=list)
     _ack_flusher: asyncio.Task[None] | None = None
@@ -642,6 +686,11 @@ class Worker:
         if now >= self._next_reclaim:
             self._next_reclaim = now + queue.visibility_timeout / 2
             entries += await self._reclaim(count)
+        if now >= self._next_prune:
+            self._next_prune = now + queue.visibility_timeout
+            pruned = await queue.prune_consumers(keep=self.name)
+            if pruned:
+                log.info("deleted dead consumers", queue=queue.name, count=pruned)
         if len(entries) < count:
             streams = [queue.stream(lane) for lane in queue.lanes]
             reply = await queue._read(keys=streams, args=[GROUP, self.name, count - len(entries)])
