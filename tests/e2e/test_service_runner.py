@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -285,6 +286,13 @@ async def run(ctx):
         raise RuntimeError("boom")
     if mode == "return":
         return
+    if mode == "swallows-once":
+        ctx.mark_started()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            pass  # what Python 3.11's wait_for (under every redis-py command) can do
+        await asyncio.sleep(3600)
     if mode == "stubborn":
         ctx.mark_started()
         while True:
@@ -326,6 +334,15 @@ def test_not_ready_until_the_service_says_started(launch: Launcher) -> None:
     assert process.get("/readyz") == (503, "[-]startup failed: not ready\nreadyz check failed\n")
     assert process.get("/healthz") == (200, "ok\n")
     assert _interrupt(process, signal.SIGTERM) == 0, process.log_text()
+
+
+def test_a_lost_cancellation_is_delivered_again(launch: Launcher) -> None:
+    process = _probe(launch, "swallows-once")
+    process.wait_ready()
+    started = time.monotonic()
+    assert _interrupt(process, signal.SIGTERM) == 0, process.log_text()
+    assert time.monotonic() - started < 3.0  # well before STOP_GRACE's hard exit
+    assert _events(process)[-1] == {**_events(process)[-1], "event": "service stopped"}
 
 
 def test_a_run_that_ignores_cancellation_is_cut_off(launch: Launcher) -> None:
