@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 
 from kuikcore.coord import connect
 from kuikcore.mirroring import report_stale_mirror
@@ -632,14 +631,8 @@ def test_redis_restarted_empty_replicator_survives_and_mirrors_pods_of_the_outag
     assert process.get("/readyz")[0] == 200
 
 
-def loop_restarts(process: ServiceProcess, loop: str) -> float:
-    for family in text_string_to_metric_families(process.metrics()):
-        for sample in family.samples:
-            if sample.name == "kube_image_keeper_loop_restarts_total" and sample.labels == {
-                "loop": loop
-            }:
-                return sample.value
-    return 0.0
+def loop_restarts(process: ServiceProcess, loop: str) -> float | None:
+    return process.sample("kube_image_keeper_loop_restarts_total", loop=loop)
 
 
 def test_a_loop_failing_on_a_redis_error_is_restarted_not_fatal(
@@ -661,7 +654,7 @@ def test_a_loop_failing_on_a_redis_error_is_restarted_not_fatal(
     acl("-xpending")  # the queue-depth gauge's XPENDING now fails with NOPERM
     env.wait(
         "a restart of the queue-depth loop",
-        lambda: loop_restarts(process, "replicator-queue-depth") >= 1,
+        lambda: (loop_restarts(process, "replicator-queue-depth") or 0) >= 1,
         timeout=15,
     )
     acl("+xpending")

@@ -42,6 +42,7 @@ class Loop(StrEnum):
     MONITOR_SCHEDULING = "monitor-scheduling"
     MONITOR_FLUSHING = "monitor-flushing"
     WEBHOOK_CERT_RELOADER = "webhook-cert-reloader"
+    REDIS_HEALTH = "redis-health"
 
 
 class Supervisor:

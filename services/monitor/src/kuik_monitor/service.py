@@ -2,11 +2,14 @@
 
 Every replica watches Pods and CISAs, serves `/status/images` and the monitoring metrics from
 that view (the statuses are the shared state), and campaigns for the `monitor` leadership in
-Redis; only the leader tracks and checks (`leader.Leader`). Readiness: the cluster view is synced
-and Redis answers.
+Redis; only the leader tracks and checks (`leader.Leader`). Readiness: the cluster view is synced.
+Redis down does not make a replica unready: it still serves `/status/images` and the metrics from
+that view; Redis's state is the `kube_image_keeper_redis_up` gauge and a log line per change.
 """
 
 from __future__ import annotations
+
+import asyncio
 
 from kuik_monitor.budget import Budget
 from kuik_monitor.checker import Checker
@@ -16,7 +19,7 @@ from kuik_monitor.metrics import MonitoringCollector
 from kuikcore.api import ClusterImageSetAvailability
 from kuikcore.cluster import POD, SECRET
 from kuikcore.cluster.open import open_cluster
-from kuikcore.coord import AvailabilityBoard, Leadership, RateLimiter
+from kuikcore.coord import AvailabilityBoard, Leadership, RateLimiter, watch_health
 from kuikcore.registry import RegistryClient, RetryPolicy
 from kuikcore.service import ServiceContext
 from kuikcore.supervise import Loop
@@ -52,7 +55,6 @@ async def run(ctx: ServiceContext) -> None:
         return cluster.synced
 
     ctx.health.add_readiness_check("cluster", cluster_synced)
-    ctx.health.add_readiness_check("redis", coord.ping)
 
     leader = Leader(
         config=config,
@@ -67,9 +69,13 @@ async def run(ctx: ServiceContext) -> None:
     try:
         await cluster.start()
         ctx.mark_started()
-        await cluster.wait_synced()
-        ctx.log.info("cluster view synced, campaigning for leadership", role=LEADER_ROLE)
-        await ctx.supervisor.run(Loop.MONITOR_LEADERSHIP, lambda: leadership.run(leader.run))
+        async with asyncio.TaskGroup() as group:
+            group.create_task(
+                ctx.supervisor.run(Loop.REDIS_HEALTH, lambda: watch_health(coord, ctx.metrics))
+            )
+            await cluster.wait_synced()
+            ctx.log.info("cluster view synced, campaigning for leadership", role=LEADER_ROLE)
+            await ctx.supervisor.run(Loop.MONITOR_LEADERSHIP, lambda: leadership.run(leader.run))
     finally:
         unsubscribe()
         await cluster.stop()

@@ -26,6 +26,7 @@ from kuikcore.coord import (
     UsageRecords,
     Worker,
     default_identity,
+    watch_health,
 )
 from kuikcore.coord.connection import OUTAGE_ERRORS
 from kuikcore.filters import SkipRules
@@ -140,6 +141,9 @@ async def run(ctx: ServiceContext) -> None:
             asyncio.create_task(supervise(Loop.REPLICATOR_LEADERSHIP, lead)),
             asyncio.create_task(
                 supervise(Loop.REPLICATOR_QUEUE_DEPTH, lambda: _queue_depth(queue, metrics))
+            ),
+            asyncio.create_task(
+                supervise(Loop.REDIS_HEALTH, lambda: watch_health(coord, ctx.metrics))
             ),
         ]
         ctx.log.info(

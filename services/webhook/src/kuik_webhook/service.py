@@ -25,7 +25,7 @@ from kuikcore.api.models import (
 )
 from kuikcore.cluster import SECRET, Change, ClusterSource
 from kuikcore.cluster.open import open_cluster
-from kuikcore.coord import AvailabilityBoard, Coord
+from kuikcore.coord import AvailabilityBoard, Coord, watch_health
 from kuikcore.registry import RegistryClient
 from kuikcore.routing import RoutingOptions
 from kuikcore.service import ServiceContext
@@ -119,6 +119,12 @@ async def run(ctx: ServiceContext) -> None:
 
         ctx.health.add_readiness_check("cluster", cluster_synced)
         await server.start(config.webhook.listen, reloader.context if reloader else None)
+        if coord is not None:
+            tasks.append(
+                asyncio.create_task(
+                    ctx.supervisor.run(Loop.REDIS_HEALTH, lambda: watch_health(coord, ctx.metrics))
+                )
+            )
         if reloader is not None:
             tasks.append(
                 asyncio.create_task(ctx.supervisor.run(Loop.WEBHOOK_CERT_RELOADER, reloader.run))
