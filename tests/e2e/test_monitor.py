@@ -554,3 +554,62 @@ async def _checked(scene: Scene, cisa: str) -> bool:
 async def _absent(scene: Scene, cisa: str) -> bool:
     await scene.view.reload()
     return scene.view.store.resource(CISA, "", cisa) is None
+
+
+async def test_redis_down_then_back_empty_monitor_stays_ready_and_checks_again(
+    tmp_path: Path, registry_factory: Callable[..., RegistryServer]
+) -> None:
+    """Redis killed, then back EMPTY (no persistence: leadership, budgets and board gone). Ready
+    means "can do its job": the monitor stays ready and serving `/status/images` all along, shows
+    the outage in `kube_image_keeper_redis_up`, and checks the image of a Pod created during the
+    outage within 30 s of Redis's return."""
+    redis = RedisServer().start()
+    scene = Scene(tmp_path, redis)
+    registry = registry_factory()
+    before, during = (f"{registry.host}/r/{name}:1" for name in ("before", "during"))
+    _push(registry, "r/before", "1", "r-before")
+    _push(registry, "r/during", "1", "r-during")
+    try:
+        scene.cisa("all")
+        scene.pod("default", "before", [before])
+        monitor = scene.start_monitor()
+        await scene.status_of("all", before, "Available")
+        assert monitor.sample("kube_image_keeper_redis_up") == 1.0
+
+        redis.kill()
+        scene.pod("default", "during", [during])
+
+        async def ready_serving_and_redis_down() -> bool:
+            assert monitor.get("/readyz")[0] == 200
+            code, body = _http(monitor, "/status/images")
+            assert code == 200
+            assert before in {item["image"] for item in body["items"]}
+            return monitor.sample("kube_image_keeper_redis_up") == 0.0
+
+        await scene.until("redis_up to drop", ready_serving_and_redis_down, within=15)
+        await asyncio.sleep(1.0)  # still ready a while later
+        assert await ready_serving_and_redis_down()
+
+        redis.start()  # same port, empty
+        back = time.monotonic()
+        await scene.status_of("all", during, "Available", within=30)
+        assert time.monotonic() - back < 30
+
+        async def redis_up() -> bool:
+            return monitor.sample("kube_image_keeper_redis_up") == 1.0
+
+        await scene.until("redis_up back to 1", redis_up, within=10)
+        coord = connect(scene.redis_url, prefix=scene.prefix)
+        try:  # the board lives again in the new Redis
+            snapshot = await AvailabilityBoard(coord).read([during], [registry.host])
+            assert snapshot.images[during] is not None
+        finally:
+            await coord.aclose()
+        assert monitor.running()
+        events = [json.loads(line)["event"] for line in monitor.log_text().splitlines()]
+        assert "redis unreachable" in events
+        assert "redis reachable again" in events
+    finally:
+        for process in scene.monitors:
+            process.stop()
+        redis.cleanup()

@@ -583,6 +583,94 @@ def test_redis_restart_loses_no_job_and_invalid_filter_is_isolated(
         env.stop()
 
 
+@pytest.fixture
+def own_redis_env(tmp_path: Path) -> Iterator[tuple[Env, RedisServer]]:
+    """An Env on a redis-server of the test's own, without persistence: a restart loses all."""
+    redis = RedisServer().start()
+    environment = Env(tmp_path, redis.url, "own:")
+    yield environment, redis
+    environment.stop()
+    redis.cleanup()
+
+
+def start_with_first_mirrored(
+    env: Env, source: RegistryServer, mirror: RegistryServer, repo: str
+) -> tuple[ServiceProcess, Callable[[str], bool]]:
+    """Push `<repo>/first:1` and `<repo>/second:1`, run a replicator mirroring every image, wait
+    for `first` (a Pod uses it); return the process and `mirrored(name)`."""
+    for name in ("first", "second"):
+        push_image(source, f"{repo}/{name}", "1", synthetic_image(f"{repo}-{name}"))
+    base_setup(env, mirror, cism("all", [mirror_spec(mirror, f"m-{repo}")]))
+    env.write("pods.yaml", pod("p1", f"{source.host}/{repo}/first:1"))
+    process = env.start()
+
+    def mirrored(name: str) -> bool:
+        pair = (f"{source.host}/{repo}/{name}:1", f"{mirror.host}/m-{repo}/{repo}/{name}:1")
+        return bool(env.mirrors("all").get(pair, {}).get("mirroredAt"))
+
+    env.wait("the first image mirrored", lambda: mirrored("first"))
+    return process, mirrored
+
+
+def test_redis_restarted_empty_replicator_survives_and_mirrors_pods_of_the_outage(
+    own_redis_env: tuple[Env, RedisServer], source: RegistryServer, mirror: RegistryServer
+) -> None:
+    """Redis killed, then back EMPTY on the same port (no persistence): the queue's consumer
+    groups are gone. The replicator must neither exit nor stall: a Pod created during the
+    outage is mirrored within 30 s of Redis's return."""
+    env, redis = own_redis_env
+    process, mirrored = start_with_first_mirrored(env, source, mirror, "empty")
+    redis.kill()
+    env.write("more.yaml", pod("p2", f"{source.host}/empty/second:1"))
+    time.sleep(4.0)  # long enough for the leadership lease (3 s) to lapse
+    redis.start()  # same port, empty
+    back = time.monotonic()
+    env.wait("the Pod of the outage mirrored", lambda: mirrored("second"), timeout=30.0)
+    assert time.monotonic() - back < 30.0
+    assert process.running(), process.log_text()[-4000:]
+    assert process.get("/readyz")[0] == 200
+
+
+def loop_restarts(process: ServiceProcess, loop: str) -> float | None:
+    return process.sample("kube_image_keeper_loop_restarts_total", loop=loop)
+
+
+def test_a_loop_failing_on_a_redis_error_is_restarted_not_fatal(
+    own_redis_env: tuple[Env, RedisServer], source: RegistryServer, mirror: RegistryServer
+) -> None:
+    """Redis refuses a command for a while (an ACL mistake: an error, not an outage). The loops
+    needing it fail; they are logged, counted and restarted, and the process keeps working."""
+    env, redis = own_redis_env
+
+    def acl(rule: str) -> None:
+        subprocess.run(
+            ["redis-cli", "-u", redis.url, "ACL", "SETUSER", "default", rule],
+            check=True,
+            capture_output=True,
+        )
+
+    process, mirrored = start_with_first_mirrored(env, source, mirror, "acl")
+    assert loop_restarts(process, "replicator-queue-depth") == 0
+    acl("-xpending")  # the queue-depth gauge's XPENDING now fails with NOPERM
+    env.wait(
+        "a restart of the queue-depth loop",
+        lambda: (loop_restarts(process, "replicator-queue-depth") or 0) >= 1,
+        timeout=15,
+    )
+    acl("+xpending")
+    env.write("more.yaml", pod("p2", f"{source.host}/acl/second:1"))
+    env.wait("the second image mirrored", lambda: mirrored("second"))
+    assert process.running()
+    failures = [
+        json.loads(line)
+        for line in process.log_text().splitlines()
+        if "background loop failed" in line
+    ]
+    assert failures[0]["loop"] == "replicator-queue-depth"
+    assert "Traceback" in failures[0]["exception"]
+    assert "no permissions to run the 'xpending' command" in failures[0]["exception"]
+
+
 def test_deleting_a_cism_deletes_its_mirrors_and_pull_secret_copies(
     env: Env, source: RegistryServer, mirror: RegistryServer
 ) -> None:

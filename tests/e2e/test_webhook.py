@@ -611,25 +611,43 @@ def test_a_black_holed_registry_is_given_up_on_as_soon_as_the_probes_find_it(
         hole.cleanup()
 
 
-def test_redis_killed_mid_test_pods_still_admitted(
+def test_redis_killed_then_back_empty_pods_still_admitted(
     tmp_path: Path, ca: trustme.CA, source: RegistryServer, mirror: RegistryServer
 ) -> None:
-    redis = RedisServer().start()
+    """Redis down: admissions go on from active checks, ready all along, the outage visible in
+    `kube_image_keeper_redis_up`. Redis back EMPTY: results reach the board again."""
+    redis = RedisServer().start()  # no persistence: a restart loses everything
     try:
-        push(mirror, "m/redis/a", "1", "ra")
-        push(mirror, "m/redis/b", "1", "rb")
+        for name in ("a", "b", "c"):
+            push(mirror, f"m/redis/{name}", "1", f"r{name}")
         hook = Webhook(tmp_path, ca)
         cluster_docs(hook, mirror)
         hook.start(base_config(mirror), redis_url=redis.url)
         try:
             _, out = hook.admit(pod("r", {"c": f"{source.host}/redis/a:1"}))
             assert images(out) == {"c": f"{mirror.host}/m/redis/a:1"}
+            assert hook.metric("kube_image_keeper_redis_up") == 1
             redis.kill()
             response, out = hook.admit(pod("r", {"c": f"{source.host}/redis/b:1"}))
             assert images(out) == {"c": f"{mirror.host}/m/redis/b:1"}
             assert "warnings" not in response
             assert hook.process is not None
             assert hook.process.get("/readyz")[0] == 200
+            wait_until("redis_up 0", lambda: hook.metric("kube_image_keeper_redis_up") == 0, 10)
+
+            redis.start()  # same port, empty
+            wait_until("redis_up 1", lambda: hook.metric("kube_image_keeper_redis_up") == 1, 10)
+            _, out = hook.admit(pod("r", {"c": f"{source.host}/redis/c:1"}))
+            mirrored = f"{mirror.host}/m/redis/c:1"
+            assert images(out) == {"c": mirrored}
+
+            async def on_board() -> bool:
+                async with connect(redis.url) as coord:
+                    snapshot = await AvailabilityBoard(coord).read([mirrored], [])
+                    return snapshot.images[mirrored] is not None
+
+            wait_until("the board in the new Redis", lambda: asyncio.run(on_board()), timeout=10)
+            assert hook.process.running()
         finally:
             hook.stop()
     finally:

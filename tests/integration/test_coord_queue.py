@@ -49,9 +49,10 @@ async def run_until(
     done: Callable[[], Awaitable[bool]],
     *,
     concurrency: int = 4,
+    name: str | None = None,
 ) -> None:
     """Run a worker until `done()` holds (checked between deliveries, never on a clock)."""
-    task = asyncio.create_task(queue.run(handler, concurrency=concurrency))
+    task = asyncio.create_task(queue.run(handler, concurrency=concurrency, name=name))
     try:
         while not await done():
             await asyncio.sleep(0.02)
@@ -381,3 +382,81 @@ async def test_redis_killed_mid_run_loses_no_job_and_workers_recover(
         assert all(proc.is_alive() for proc in procs)  # recovered without a restart
     finally:
         stop(procs)
+
+
+@pytest.mark.timeout(30)
+async def test_redis_back_empty_every_command_recreates_the_groups() -> None:
+    """A Redis restarted without persistence has no streams and no consumer groups: the queue
+    must not believe they still exist (NOGROUP on stats, acks, heartbeats, reads, enqueues)."""
+    server = RedisServer().start()  # no AOF: a restart loses everything
+    coord = connect(server.url, prefix="kuik:", retries=10)
+    try:
+        queue = make_queue(coord)
+        await queue.enqueue(Copy(source="before"))
+        assert (await queue.stats()).lanes[ROUTINE].ready == 1
+        async with queue.worker() as worker:
+            [held] = await worker.fetch(1, block=False)
+            server.restart()
+            await worker.touch()  # its heartbeat: the entry is gone, so it is lost
+            assert held.lost
+            assert await held.ack() is False  # nothing left to ack, and no NOGROUP either
+            assert (await queue.stats()).idle
+            server.restart()
+            assert await queue.enqueue(Copy(source="after")) is Enqueued.QUEUED
+            server.restart()
+            assert await queue.enqueue_many([Copy(source="again")], lane=EXPEDITE) == [
+                Enqueued.QUEUED
+            ]
+            [delivery] = await worker.fetch(1, block=False)
+            assert isinstance(delivery.job, Copy)
+            assert delivery.job.source == "again"
+            server.restart()
+            assert await delivery.fail("boom") is False  # the retry script sees NOGROUP too
+    finally:
+        await coord.aclose()
+        server.cleanup()
+
+
+async def consumers(coord: Coord, queue: JobQueue) -> dict[str, int]:
+    """Consumer name -> entries it owns, over every lane."""
+    found: dict[str, int] = {}
+    for lane in queue.lanes:
+        for info in await coord.redis.xinfo_consumers(queue.stream(lane), "workers"):
+            found[info["name"]] = found.get(info["name"], 0) + int(info["pending"])
+    return found
+
+
+async def test_dead_consumers_are_deleted_once_they_own_nothing(coord: Coord) -> None:
+    """Every crashed worker leaves a consumer behind (a new name per process): workers delete
+    the idle ones owning no entry, a bounded number at a time, never one that owns entries."""
+    queue = make_queue(coord, visibility_timeout=0.3)
+    await queue.enqueue_many([Copy(source=str(i)) for i in range(12)])
+    await queue.ensure_groups()
+    stream = queue.stream(ROUTINE)
+    for i in range(12):  # twelve workers each read a job, then were killed
+        await coord.redis.xreadgroup("workers", f"crashed-{i}", {stream: ">"}, count=1)
+    for i in range(2):  # two more finished their job before dying
+        await queue.enqueue(Copy(source=f"acked-{i}"))
+        [[_, [(entry_id, _)]]] = await coord.redis.xreadgroup(
+            "workers", f"idle-{i}", {stream: ">"}, count=1
+        )
+        await coord.redis.xack(stream, "workers", entry_id)
+    assert len(await consumers(coord, queue)) == 14
+    await asyncio.sleep(0.35)
+
+    assert await queue.prune_consumers(limit=1) == 1  # bounded
+    assert await queue.prune_consumers() == 1
+    left = await consumers(coord, queue)
+    assert left == {f"crashed-{i}": 1 for i in range(12)}  # they still own entries: kept
+
+    done: set[str] = set()
+
+    async def handler(delivery: Delivery) -> None:
+        assert isinstance(delivery.job, Copy)
+        done.add(delivery.job.source)
+
+    async def settled() -> bool:
+        # the live worker reclaimed the crashed workers' entries, then deleted them
+        return len(done) == 12 and set(await consumers(coord, queue)) == {"live"}
+
+    await run_until(queue, handler, settled, name="live")

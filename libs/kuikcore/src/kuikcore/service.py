@@ -8,8 +8,10 @@ its click command (`service_command`) and runs it:
    the file and key path and exits with status 1;
 3. the health/metrics server started on `metrics.listen` (a busy port: exit 1);
 4. `run(ctx)` started; `/readyz` stays 503 until it calls `ctx.mark_started()`, then reflects the
-   readiness checks it registered;
-5. SIGTERM or SIGINT cancels `run`, waits up to `STOP_GRACE` seconds, stops the server and exits 0
+   readiness checks it registered; its background loops run under `ctx.supervisor`, so one loop's
+   failure is logged, counted and restarted instead of ending the process;
+5. SIGTERM or SIGINT cancels `run` (again every 0.5 s: a library may lose a cancellation), waits
+   up to `STOP_GRACE` seconds, stops the server and exits 0
    (well inside Kubernetes' and the tests' 5 s); a `run` that ignores cancellation, or a second
    Ctrl-C, ends the process at once with status 1. Repeated SIGTERMs are harmless.
 `run` returning ends the process with 0, `run` raising with 1.
@@ -46,6 +48,7 @@ from kuikcore.observe import (
     get_logger,
     metrics_registry,
 )
+from kuikcore.supervise import Supervisor
 
 if TYPE_CHECKING:
     from kuikcore.cluster import ClusterSource
@@ -63,6 +66,7 @@ __all__ = [
 
 STOP_GRACE = 4.0  # seconds for run() to unwind after cancellation; the server stop fits in the rest
 _SERVER_STOP_TIMEOUT = 0.5
+_RECANCEL_PERIOD = 0.5
 
 
 @dataclass
@@ -75,7 +79,11 @@ class ServiceContext:
     metrics: CollectorRegistry
     health: HealthServer
     log: structlog.stdlib.BoundLogger
+    supervisor: Supervisor = field(init=False, repr=False)
     _started: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.supervisor = Supervisor(self.metrics)
 
     def mark_started(self) -> None:
         """Say startup is over (readiness checks registered); until then /readyz answers 503."""
@@ -309,8 +317,7 @@ async def _serve(
     code = 0
     if not task.done():
         log.info("stopping", signal=received[0] if received else None)
-        task.cancel()
-        await asyncio.wait({task}, timeout=STOP_GRACE)
+        await _cancel(task, STOP_GRACE)
         if not task.done():
             log.error("service did not stop in time, exiting", grace_seconds=STOP_GRACE)
             _hard_exit(1)
@@ -330,6 +337,21 @@ async def _serve(
         log.warning("health server did not stop in time")
     log.info("service stopped", exit_code=code)
     return code
+
+
+async def _cancel(task: asyncio.Task[None], grace: float) -> None:
+    """Cancel `task` and wait up to `grace` seconds, cancelling it again every
+    `_RECANCEL_PERIOD`: a cancellation can be lost on the way. Python 3.11's `asyncio.wait_for`,
+    which redis-py awaits on every command it sends, returns the result instead of raising when
+    the result and the cancellation arrive together, so a SIGTERM landing on a Redis call would
+    otherwise leave the service running until the hard exit."""
+    deadline = asyncio.get_running_loop().time() + grace
+    while not task.done():
+        remaining = deadline - asyncio.get_running_loop().time()
+        if remaining <= 0:
+            return
+        task.cancel()
+        await asyncio.wait({task}, timeout=min(_RECANCEL_PERIOD, remaining))
 
 
 def _hard_exit(code: int) -> None:

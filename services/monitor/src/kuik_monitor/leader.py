@@ -20,9 +20,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import structlog
@@ -40,6 +41,7 @@ from kuikcore.config import Config
 from kuikcore.coord import AvailabilityBoard
 from kuikcore.coord.connection import OUTAGE_ERRORS
 from kuikcore.filters import InvalidFilter, SkipRules, compile_filter
+from kuikcore.supervise import Loop, Supervisor
 from kuikcore.tracking import UNUSED_MARKER_TIME, expires_in
 
 __all__ = ["CISA", "Leader"]
@@ -71,6 +73,8 @@ class Leader:
     """Wait at least this many times the last flush's duration before the next one, so status
     writes of very large CISAs take a bounded share of the leader's time."""
     idle_wake: float = 30.0
+    supervisor: Supervisor = field(default_factory=Supervisor)
+    """Restarts a loop whose turn failed (logged, counted, backoff) instead of ending the others."""
     skip: SkipRules = field(init=False)
     schedule: Schedule = field(default_factory=Schedule, init=False)
     invalid: dict[str, str] = field(default_factory=dict, init=False)
@@ -120,26 +124,16 @@ class Leader:
         self._not_before.clear()
         try:
             async with asyncio.TaskGroup() as group:
-                group.create_task(self._loop("tracking", self._tracking_turn))
-                group.create_task(self._loop("scheduling", self._scheduling_turn))
-                group.create_task(self._loop("flushing", self._flushing_turn))
+                for loop, turn in (
+                    (Loop.MONITOR_TRACKING, self._tracking_turn),
+                    (Loop.MONITOR_SCHEDULING, self._scheduling_turn),
+                    (Loop.MONITOR_FLUSHING, self._flushing_turn),
+                ):
+                    group.create_task(self.supervisor.run(loop, partial(_repeat, turn)))
         finally:
             for task in list(self._inflight.values()):
                 task.cancel()
             self._inflight.clear()
-
-    async def _loop(self, name: str, turn: Callable[[], Any]) -> None:
-        while True:
-            try:
-                await turn()
-            except asyncio.CancelledError:
-                raise
-            except OUTAGE_ERRORS as exc:
-                log.warning("monitor loop: redis unavailable", loop=name, error=str(exc))
-                await asyncio.sleep(1.0)
-            except Exception:
-                log.exception("monitor loop failed, retrying", loop=name)
-                await asyncio.sleep(1.0)
 
     # ------------------------------------------------------------------ tracking
 
@@ -382,3 +376,9 @@ class Leader:
                 event = availability_event(image, before.get(image), outcome.status, outcome.error)
                 if event is not None:
                     await self._emit(name, event)
+
+
+async def _repeat(turn: Callable[[], Awaitable[None]]) -> None:
+    """A loop made of turns; a failed turn ends it, and the supervisor starts it again."""
+    while True:
+        await turn()

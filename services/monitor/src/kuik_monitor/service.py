@@ -2,8 +2,9 @@
 
 Every replica watches Pods and CISAs, serves `/status/images` and the monitoring metrics from
 that view (the statuses are the shared state), and campaigns for the `monitor` leadership in
-Redis; only the leader tracks and checks (`leader.Leader`). Readiness: the cluster view is synced
-and Redis answers.
+Redis; only the leader tracks and checks (`leader.Leader`). Readiness: the cluster view is synced.
+Redis down does not make a replica unready: it still serves `/status/images` and the metrics from
+that view; Redis's state is the `kube_image_keeper_redis_up` gauge and a log line per change.
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ from kuik_monitor.metrics import MonitoringCollector
 from kuikcore.api import ClusterImageSetAvailability
 from kuikcore.cluster import POD, SECRET
 from kuikcore.cluster.open import open_cluster
-from kuikcore.coord import AvailabilityBoard, Leadership, RateLimiter
+from kuikcore.coord import AvailabilityBoard, Leadership, RateLimiter, watch_health
 from kuikcore.health.keeper import HealthKeeper
 from kuikcore.registry import RegistryClient, RetryPolicy
 from kuikcore.service import ServiceContext
+from kuikcore.supervise import Loop
 
 __all__ = ["LEADER_ROLE", "run"]
 
@@ -55,7 +57,6 @@ async def run(ctx: ServiceContext) -> None:
     ctx.health.add_route("GET", "/status/images", status_handler(cisas, not_listable))
 
     ctx.track_cluster(cluster)
-    ctx.health.add_readiness_check("redis", coord.ping)
 
     leader = Leader(
         config=config,
@@ -63,16 +64,21 @@ async def run(ctx: ServiceContext) -> None:
         checker=Checker(client=client, secrets=cluster, pods_using=store.pods_by_image),
         budget=Budget(RateLimiter(coord)),
         board=AvailabilityBoard(coord),
+        supervisor=ctx.supervisor,
     )
     leadership = Leadership(coord, LEADER_ROLE, service="monitor", registry=ctx.metrics)
     unsubscribe = cluster.subscribe(leader.on_change)
-    health_task = asyncio.create_task(health.run(), name="registry-health")
+    health_task = asyncio.create_task(ctx.supervisor.run(Loop.REGISTRY_HEALTH, health.run))
     try:
         await cluster.start()
         ctx.mark_started()
-        await cluster.wait_synced()
-        ctx.log.info("cluster view synced, campaigning for leadership", role=LEADER_ROLE)
-        await leadership.run(leader.run)
+        async with asyncio.TaskGroup() as group:
+            group.create_task(
+                ctx.supervisor.run(Loop.REDIS_HEALTH, lambda: watch_health(coord, ctx.metrics))
+            )
+            await cluster.wait_synced()
+            ctx.log.info("cluster view synced, campaigning for leadership", role=LEADER_ROLE)
+            await ctx.supervisor.run(Loop.MONITOR_LEADERSHIP, lambda: leadership.run(leader.run))
     finally:
         unsubscribe()
         health_task.cancel()

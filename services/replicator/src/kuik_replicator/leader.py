@@ -47,6 +47,7 @@ from kuikcore.coord.connection import OUTAGE_ERRORS
 from kuikcore.filters import InvalidFilter, ResourceFilter, SkipRules, compile_filter
 from kuikcore.mirroring import CopyJob
 from kuikcore.routing import is_under_mirror_prefix
+from kuikcore.supervise import Loop, Supervisor
 
 __all__ = ["Leader"]
 
@@ -71,6 +72,7 @@ class Leader:
         skip: SkipRules,
         resync: timedelta,
         expedite_window: timedelta,
+        supervisor: Supervisor | None = None,
     ) -> None:
         self.cluster = cluster
         self.queue = queue
@@ -80,6 +82,7 @@ class Leader:
         self.skip = skip
         self.resync = resync
         self.expedite_window = expedite_window
+        self.supervisor = supervisor or Supervisor()
         self._wake = asyncio.Event()
         self._plan_needed = True
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -127,7 +130,9 @@ class Leader:
         self._loop = asyncio.get_running_loop()
         self._plan_needed = True
         unsubscribe = self.cluster.subscribe(self.on_change)
-        watcher = asyncio.create_task(self._watch_results(), name="replicator-results")
+        watcher = asyncio.create_task(
+            self.supervisor.run(Loop.REPLICATOR_RESULTS, self._watch_results)
+        )
         plan_at = time.monotonic()
         try:
             pause = 0.1

@@ -3,14 +3,14 @@
 Every replica runs `mirroring.workers` copy workers on its cluster's queue; one replica at a
 time (coord `Leadership`, role `replicator:<cluster id>`) also runs the `Leader` loop (planning,
 status folding, cleanup, finalizers). Losing Redis pauses both and they resume by themselves;
-losing leadership cancels the leader loop within the lease TTL and campaigning resumes.
+losing leadership cancels the leader loop within the lease TTL and campaigning resumes. Each loop
+runs under the service's supervisor: a failure restarts that loop, never ends the process.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
 
 from kuik_replicator.cleanup import Cleaner
 from kuik_replicator.leader import Leader
@@ -27,6 +27,7 @@ from kuikcore.coord import (
     UsageRecords,
     Worker,
     default_identity,
+    watch_health,
 )
 from kuikcore.coord.connection import OUTAGE_ERRORS
 from kuikcore.filters import SkipRules
@@ -34,6 +35,7 @@ from kuikcore.health.keeper import HealthKeeper
 from kuikcore.mirroring import EXPEDITE, ROUTINE, copy_queue
 from kuikcore.registry import RegistryClient
 from kuikcore.service import ServiceContext, StartupError
+from kuikcore.supervise import Loop
 
 __all__ = ["resolve_cluster_id", "run"]
 
@@ -45,17 +47,6 @@ async def resolve_cluster_id(configured: str | None, cluster: ClusterSource) -> 
     """`--cluster-id` / config `clusterID`, else the backend's own (kube-system UID, or a
     stable id derived from the local directory)."""
     return configured or await cluster.cluster_id()
-
-
-async def _forever(name: str, body: Callable[[], Awaitable[None]], ctx: ServiceContext) -> None:
-    """Run `body` again after any Redis outage that escapes it."""
-    while True:
-        try:
-            await body()
-            return
-        except OUTAGE_ERRORS as exc:
-            ctx.log.warning(f"{name}: redis unavailable, restarting", error=str(exc))
-            await asyncio.sleep(1.0)
 
 
 async def _queue_depth(queue: JobQueue, metrics: ReplicatorMetrics) -> None:
@@ -139,6 +130,7 @@ async def run(ctx: ServiceContext) -> None:
             skip=SkipRules.parse(config.skip_labels, config.skip_annotations),
             resync=mirroring.resync_interval,
             expedite_window=mirroring.expedite_window,
+            supervisor=ctx.supervisor,
         )
         leadership = Leadership(
             coord,
@@ -160,11 +152,17 @@ async def run(ctx: ServiceContext) -> None:
             return await coord.ping()
 
         ctx.health.add_readiness_check("redis", redis_ready)
+        supervise = ctx.supervisor.run
         tasks = [
-            asyncio.create_task(_forever("workers", work, ctx), name="replicator-workers"),
-            asyncio.create_task(_forever("leader", lead, ctx), name="replicator-leader"),
-            asyncio.create_task(_queue_depth(queue, metrics), name="replicator-depth"),
-            asyncio.create_task(health.run(), name="registry-health"),
+            asyncio.create_task(supervise(Loop.REPLICATOR_WORKERS, work)),
+            asyncio.create_task(supervise(Loop.REPLICATOR_LEADERSHIP, lead)),
+            asyncio.create_task(
+                supervise(Loop.REPLICATOR_QUEUE_DEPTH, lambda: _queue_depth(queue, metrics))
+            ),
+            asyncio.create_task(
+                supervise(Loop.REDIS_HEALTH, lambda: watch_health(coord, ctx.metrics))
+            ),
+            asyncio.create_task(supervise(Loop.REGISTRY_HEALTH, health.run)),
         ]
         ctx.log.info(
             "replicator started",
@@ -173,9 +171,7 @@ async def run(ctx: ServiceContext) -> None:
             workers=mirroring.workers,
         )
         ctx.mark_started()
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-        for task in done:
-            task.result()  # a crashed loop ends the process (status 1) instead of idling
+        await asyncio.gather(*tasks)  # supervised: they end only when cancelled
     finally:
         for task in tasks:
             task.cancel()

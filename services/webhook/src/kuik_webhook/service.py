@@ -25,11 +25,12 @@ from kuikcore.api.models import (
 )
 from kuikcore.cluster import SECRET, Change, ClusterSource
 from kuikcore.cluster.open import open_cluster
-from kuikcore.coord import AvailabilityBoard, Coord
+from kuikcore.coord import AvailabilityBoard, Coord, watch_health
 from kuikcore.health.keeper import HealthKeeper
 from kuikcore.registry import RegistryClient
 from kuikcore.routing import RoutingOptions
 from kuikcore.service import ServiceContext
+from kuikcore.supervise import Loop
 
 __all__ = ["WATCHED_KINDS", "run"]
 
@@ -122,12 +123,20 @@ async def run(ctx: ServiceContext) -> None:
     tasks: list[asyncio.Task[None]] = []
     try:
         await cluster.start()
-        tasks.append(asyncio.create_task(health.run(), name="registry-health"))
+        tasks.append(asyncio.create_task(ctx.supervisor.run(Loop.REGISTRY_HEALTH, health.run)))
 
         ctx.track_cluster(cluster)
         await server.start(config.webhook.listen, reloader.context if reloader else None)
+        if coord is not None:
+            tasks.append(
+                asyncio.create_task(
+                    ctx.supervisor.run(Loop.REDIS_HEALTH, lambda: watch_health(coord, ctx.metrics))
+                )
+            )
         if reloader is not None:
-            tasks.append(asyncio.create_task(reloader.run(), name="cert-reloader"))
+            tasks.append(
+                asyncio.create_task(ctx.supervisor.run(Loop.WEBHOOK_CERT_RELOADER, reloader.run))
+            )
         ctx.log.info(
             "admission endpoint listening",
             listen=str(config.webhook.listen),

@@ -12,6 +12,7 @@ from kuikcore.coord.board import (
 )
 from kuikcore.coord.connection import OUTAGE_ERRORS, Coord, connect, default_identity
 from kuikcore.coord.errors import (
+    ConsumerGroupLost,
     CoordError,
     InvalidRedisURL,
     LockBusy,
@@ -19,6 +20,7 @@ from kuikcore.coord.errors import (
     PermanentJobError,
     QueueFull,
 )
+from kuikcore.coord.health import watch_health
 from kuikcore.coord.job import Job, backoff_delay
 from kuikcore.coord.keys import DEFAULT_PREFIX, KeySpace
 from kuikcore.coord.leadership import Leadership, leader_gauge
@@ -47,6 +49,7 @@ __all__ = [
     "ROUTINE",
     "AvailabilityBoard",
     "BoardSnapshot",
+    "ConsumerGroupLost",
     "Coord",
     "CoordError",
     "DeadLetter",
@@ -81,4 +84,5 @@ __all__ = [
     "leader_gauge",
     "parse_redis_url",
     "redact_url",
+    "watch_health",
 ]

@@ -19,6 +19,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from kuikcore.coord.errors import ConsumerGroupLost
 from kuikcore.coord.keys import DEFAULT_PREFIX, KeySpace
 from kuikcore.coord.settings import RedisSettings, parse_redis_url
 
@@ -26,8 +27,9 @@ __all__ = ["Coord", "connect", "default_identity"]
 
 #: Transient errors every call retries (with backoff) before giving up to its caller.
 TRANSIENT_ERRORS: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError)
-#: What a long-running loop catches to survive a Redis outage (then retries with backoff).
-OUTAGE_ERRORS: tuple[type[Exception], ...] = (*TRANSIENT_ERRORS, OSError)
+#: What a long-running loop catches to survive a Redis outage (then retries with backoff). A Redis
+#: that came back empty is one too: its queues' consumer groups are gone until re-created.
+OUTAGE_ERRORS: tuple[type[Exception], ...] = (*TRANSIENT_ERRORS, OSError, ConsumerGroupLost)
 
 
 def default_identity() -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 __all__ = [
+    "ConsumerGroupLost",
     "CoordError",
     "InvalidRedisURL",
     "LockBusy",
@@ -22,6 +23,16 @@ class InvalidRedisURL(CoordError, ValueError):
     def __init__(self, url: str, reason: str) -> None:
         super().__init__(f"invalid Redis URL {url!r}: {reason}")
         self.url = url
+        self.reason = reason
+
+
+class ConsumerGroupLost(CoordError):
+    """Redis still says NOGROUP after a queue re-created its consumer groups (it is restarting
+    empty, or something deletes the streams): an outage like a lost connection, retried as one."""
+
+    def __init__(self, queue: str, reason: str) -> None:
+        super().__init__(f"queue {queue!r}: consumer group missing after re-creating it: {reason}")
+        self.queue = queue
         self.reason = reason
 
 

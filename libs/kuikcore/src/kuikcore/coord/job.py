@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
+
+from kuikcore.backoff import backoff_delay
 
 __all__ = [
     "ENVELOPE_VERSION",
@@ -155,18 +156,3 @@ class JobTypes:
                 f"payload of {envelope.kind!r} v{envelope.version} is invalid: {exc}",
                 retryable=False,
             ) from None
-
-
-def backoff_delay(
-    attempt: int,
-    *,
-    base: float,
-    cap: float,
-    rand: Callable[[], float] = random.random,
-) -> float:
-    """Seconds to wait before try `attempt + 1` after `attempt` failures: capped exponential with
-    "equal jitter" (half fixed, half random), so failures of many jobs do not retry in lockstep."""
-    if attempt < 1:
-        return 0.0
-    ceiling = min(cap, base * 2.0 ** min(attempt - 1, 62))
-    return ceiling / 2 + rand() * ceiling / 2

@@ -16,6 +16,14 @@ low, so only the entries of a dead or stuck worker get idle long enough (the vis
 for another worker's XAUTOCLAIM. Every script checks ownership first: a worker whose entry was
 reclaimed cannot ack or fail it any more. Work must therefore be idempotent: "exactly once in
 effect", not exactly-once execution.
+
+Every worker process is a new consumer (its name is unique), so a crashed one stays in the group:
+workers periodically delete consumers idle past the visibility timeout that own no entry
+(`JobQueue.prune_consumers`), so the group does not grow with every crash.
+
+Nothing here remembers that the consumer groups exist: Redis may come back from a restart without
+its data at any time, so every command that needs a group re-creates the groups when Redis answers
+NOGROUP and runs again (`JobQueue._with_groups`).
 """
 
 from __future__ import annotations
@@ -27,13 +35,14 @@ import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 import structlog
 from redis.exceptions import ResponseError
 
 from kuikcore.coord.connection import OUTAGE_ERRORS, Coord, default_identity
-from kuikcore.coord.errors import PermanentJobError, QueueFull
+from kuikcore.coord.errors import ConsumerGroupLost, PermanentJobError, QueueFull
 from kuikcore.coord.job import Envelope, Job, JobDecodeError, JobTypes, backoff_delay
 
 __all__ = [
@@ -57,6 +66,7 @@ _RESERVED_LANES = frozenset({"dead", "job", "delayed"})
 
 #: (lane, entry id, envelope text, reclaimed from a dead or stuck worker)
 _Entry = tuple[str, str, str, bool]
+_T = TypeVar("_T")
 
 EXPEDITE = "expedite"
 ROUTINE = "routine"
@@ -213,6 +223,30 @@ return lost
 """
 
 
+# Delete dead consumers: idle at least ARGV[2] ms and owning no entry, never ARGV[4] (the caller),
+# at most ARGV[3] per call. One script, so no consumer can read an entry between the check and
+# the delete (DELCONSUMER would orphan it). KEYS: lane streams. ARGV: group, idle ms, limit, keep.
+_PRUNE = """
+local left = tonumber(ARGV[3])
+local deleted = 0
+for _, stream in ipairs(KEYS) do
+  for _, consumer in ipairs(redis.call('XINFO', 'CONSUMERS', stream, ARGV[1])) do
+    if left <= 0 then return deleted end
+    local f = {}
+    for i = 1, #consumer, 2 do f[consumer[i]] = consumer[i + 1] end
+    if f['pending'] == 0 and f['idle'] >= tonumber(ARGV[2]) and f['name'] ~= ARGV[4] then
+      redis.call('XGROUP', 'DELCONSUMER', stream, ARGV[1], f['name'])
+      deleted = deleted + 1
+      left = left - 1
+    end
+  end
+end
+return deleted
+"""
+#: Most dead consumers one worker deletes per visibility timeout (bounds the script's work).
+_PRUNE_LIMIT = 100
+
+
 class Enqueued(StrEnum):
     """What `enqueue` did with a job."""
 
@@ -300,7 +334,7 @@ class JobQueue:
         self._move_due = redis.register_script(_MOVE_DUE)
         self._read = redis.register_script(_READ)
         self._touch = redis.register_script(_TOUCH)
-        self._groups_ready = False
+        self._prune = redis.register_script(_PRUNE)
 
     # keys ----------------------------------------------------------------------------------
     def stream(self, lane: str) -> str:
@@ -324,7 +358,27 @@ class JobQueue:
             except ResponseError as exc:
                 if "BUSYGROUP" not in str(exc):
                     raise
-        self._groups_ready = True
+
+    async def _with_groups(self, call: Callable[[], Awaitable[_T]]) -> _T:
+        """Run `call`, which needs the consumer groups. When Redis says NOGROUP (it restarted
+        without its data, or the stream was deleted), re-create the groups and run it again; a
+        second NOGROUP raises `ConsumerGroupLost`, which callers ride out like any outage.
+
+        Every call here is safe to run twice: scripts fail on NOGROUP before writing (enqueue's
+        writes done before it are recognised by their token), reads and pipelines only read."""
+        try:
+            return await call()
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            log.warning("consumer group missing, re-creating it", queue=self.name, error=str(exc))
+        await self.ensure_groups()
+        try:
+            return await call()
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            raise ConsumerGroupLost(self.name, str(exc)) from exc
 
     # producing -----------------------------------------------------------------------------
     async def enqueue(self, job: Job, *, lane: str = ROUTINE) -> Enqueued:
@@ -343,8 +397,6 @@ class JobQueue:
             envelopes.append(Envelope.wrap(job, token=os.urandom(8).hex(), now_ms=now_ms))
         if not envelopes:
             return []
-        if not self._groups_ready:
-            await self.ensure_groups()
         streams = [self.stream(each) for each in self.lanes]
         results: list[str] = []
         for first in range(0, len(envelopes), _ENQUEUE_CHUNK):
@@ -353,7 +405,8 @@ class JobQueue:
             args: list[str | int] = [rank, self.pending_ttl_ms, self.max_backlog, GROUP]
             for envelope in chunk:
                 args += [envelope.token, envelope.dumps()]
-            results += [str(r) for r in await self._enqueue(keys=keys, args=args)]
+            replies = await self._with_groups(partial(self._enqueue, keys=keys, args=args))
+            results += [str(r) for r in replies]
         if "full" in results:
             raise QueueFull(self.name, lane, self.max_backlog)
         return [Enqueued(r) for r in results]
@@ -361,15 +414,7 @@ class JobQueue:
     # inspecting ----------------------------------------------------------------------------
     async def stats(self) -> QueueStats:
         """Depth per lane (ready, in flight, delayed) and dead letters, in one round trip."""
-        if not self._groups_ready:
-            await self.ensure_groups()
-        async with self.coord.redis.pipeline(transaction=False) as pipe:
-            for lane in self.lanes:
-                pipe.xlen(self.stream(lane))
-                pipe.xpending(self.stream(lane), GROUP)
-                pipe.zcard(self.coord.keys.delayed(self.name, lane))
-            pipe.xlen(self.coord.keys.dead(self.name))
-            replies = await pipe.execute()
+        replies = await self._with_groups(self._stats_replies)
         lanes = {}
         for i, lane in enumerate(self.lanes):
             length, pending, delayed = replies[3 * i : 3 * i + 3]
@@ -378,6 +423,15 @@ class JobQueue:
                 ready=int(length) - in_flight, in_flight=in_flight, delayed=int(delayed)
             )
         return QueueStats(lanes=lanes, dead=int(replies[-1]))
+
+    async def _stats_replies(self) -> list[Any]:
+        async with self.coord.redis.pipeline(transaction=False) as pipe:
+            for lane in self.lanes:
+                pipe.xlen(self.stream(lane))
+                pipe.xpending(self.stream(lane), GROUP)
+                pipe.zcard(self.coord.keys.delayed(self.name, lane))
+            pipe.xlen(self.coord.keys.dead(self.name))
+            return list(await pipe.execute())
 
     async def dead_letters(self, count: int = 100) -> list[DeadLetter]:
         """The most recent dead letters, newest first."""
@@ -395,6 +449,20 @@ class JobQueue:
                 DeadLetter(id=entry_id, error=fields.get("error", ""), envelope=envelope, raw=raw)
             )
         return letters
+
+    async def prune_consumers(
+        self, *, idle: float | None = None, limit: int = _PRUNE_LIMIT, keep: str = ""
+    ) -> int:
+        """Delete up to `limit` consumers that own no entry and were idle at least `idle`
+        seconds (default: the visibility timeout), except `keep`; returns how many.
+
+        A crashed worker's entries are reclaimed after the visibility timeout, so by then it owns
+        nothing and only its name is left. A live worker deleted while idle is re-created by
+        Redis at its next read: nothing is lost either way."""
+        idle_ms = int((self.visibility_timeout if idle is None else idle) * 1000)
+        streams = [self.stream(lane) for lane in self.lanes]
+        call = partial(self._prune, keys=streams, args=[GROUP, idle_ms, limit, keep])
+        return int(await self._with_groups(call))
 
     # consuming -----------------------------------------------------------------------------
     def worker(self, name: str | None = None) -> Worker:
@@ -447,7 +515,7 @@ class JobQueue:
             self._rank(lane),
             error,
         ]
-        return int(await self._fail(keys=keys, args=args))
+        return int(await self._with_groups(partial(self._fail, keys=keys, args=args)))
 
     def retry_delay(self, attempt: int) -> float | None:
         """Seconds before the next try after `attempt` failures, or None: dead-letter it."""
@@ -518,6 +586,7 @@ class Worker:
     _heartbeat: asyncio.Task[None] | None = None
     _next_reclaim: float = 0.0
     _next_move: float = 0.0
+    _next_prune: float = 0.0
     _reclaim_from: dict[str, str] = field(default_factory=dict)
     _acks: list[tuple[Delivery, asyncio.Future[int]]] = field(default_factory=list)
     _ack_flusher: asyncio.Task[None] | None = None
@@ -566,7 +635,9 @@ class Worker:
                 for d, _ in items:
                     args += [d.id, d.envelope.token]
                 try:
-                    results = await self.queue._ack_many(keys=keys, args=args)
+                    results = await self.queue._with_groups(
+                        partial(self.queue._ack_many, keys=keys, args=args)
+                    )
                 except Exception as exc:
                     for _, done in items:
                         if not done.done():
@@ -596,17 +667,11 @@ class Worker:
     async def fetch(self, count: int, *, block: bool = True) -> list[Delivery]:
         """Up to `count` deliveries: reclaimed ones, then expedite, then routine. Waits up to
         `self.block` seconds when nothing is ready and `block` is set."""
-        return list(await self._with_redis(lambda: self._fetch(count, block)))
-
-    async def _fetch(self, count: int, block: bool) -> list[Delivery]:
-        try:
-            return await self._read(count, block)
-        except ResponseError as exc:
-            if "NOGROUP" not in str(exc):
-                raise
-            # Redis lost its data (restarted without persistence): recreate the groups
-            await self.queue.ensure_groups()
-            return []
+        return list(
+            await self._with_redis(
+                lambda: self.queue._with_groups(lambda: self._read(count, block))
+            )
+        )
 
     async def _read(self, count: int, block: bool) -> list[Delivery]:
         queue = self.queue
@@ -621,6 +686,11 @@ class Worker:
         if now >= self._next_reclaim:
             self._next_reclaim = now + queue.visibility_timeout / 2
             entries += await self._reclaim(count)
+        if now >= self._next_prune:
+            self._next_prune = now + queue.visibility_timeout
+            pruned = await queue.prune_consumers(keep=self.name)
+            if pruned:
+                log.info("deleted dead consumers", queue=queue.name, count=pruned)
         if len(entries) < count:
             streams = [queue.stream(lane) for lane in queue.lanes]
             reply = await queue._read(keys=streams, args=[GROUP, self.name, count - len(entries)])
@@ -735,8 +805,10 @@ class Worker:
         for lane, entry_id in list(self.in_flight):
             by_lane.setdefault(lane, []).append(entry_id)
         for lane, ids in by_lane.items():
-            lost = await self.queue._touch(
-                keys=[self.queue.stream(lane)], args=[GROUP, self.name, *ids]
+            lost = await self.queue._with_groups(
+                partial(
+                    self.queue._touch, keys=[self.queue.stream(lane)], args=[GROUP, self.name, *ids]
+                )
             )
             for entry_id in lost:
                 delivery = self.in_flight.pop((lane, entry_id), None)
@@ -788,8 +860,9 @@ class Worker:
             else:
                 if not delivery.settled:
                     await delivery.ack()
-        except OUTAGE_ERRORS as exc:
-            # could not settle: the entry stays pending and is reclaimed after the visibility timeout
+        except Exception as exc:
+            # could not settle (Redis down, or refusing the script): the entry stays pending and is
+            # reclaimed after the visibility timeout; nobody awaits this task, so say it here
             log.warning(
                 "could not settle job",
                 queue=self.queue.name,

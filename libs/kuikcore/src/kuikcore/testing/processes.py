@@ -6,7 +6,8 @@ current virtualenv on a free metrics port, `wait_ready()` polls `/readyz`, `stop
 exits by itself (a startup error). Output goes to a log file kept for assertions and for debugging
 a failed test (`.log_text()`). `command=` runs another program on the same terms (a throwaway
 service script built on `kuikcore.service`); `metrics_via_env=True` hands it the metrics address
-through `KUIK_METRICS_LISTEN` instead of `--metrics-listen`.
+through `KUIK_METRICS_LISTEN` instead of `--metrics-listen`. `sample(name, **labels)` reads one
+value off `/metrics`.
 """
 
 from __future__ import annotations
@@ -106,6 +107,16 @@ class ServiceProcess:
 
     def metrics(self) -> str:
         return self.get("/metrics")[1]
+
+    def sample(self, name: str, **labels: str) -> float | None:
+        """The value of one sample on `/metrics` (full name, exact labels), None when absent."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        for family in text_string_to_metric_families(self.metrics()):
+            for sample in family.samples:
+                if sample.name == name and sample.labels == labels:
+                    return float(sample.value)
+        return None
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
