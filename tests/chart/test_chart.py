@@ -657,3 +657,41 @@ def test_chart_app_version_is_the_packages_version() -> None:
         assert sub["appVersion"] == chart_meta["appVersion"]
         [dep] = [d for d in chart_meta["dependencies"] if d["name"] == name]
         assert (dep["version"], dep["condition"]) == (sub["version"], f"{name}.enabled")
+
+
+def test_a_post_delete_hook_releases_kuiks_finalizers_with_minimal_rights(
+    chart: ChartRenderer, defaults: Rendered
+) -> None:
+    """After `helm uninstall` nothing else would release them (issue 20, point 6)."""
+    name = f"{FULLNAME}-release-finalizers"
+    hooked = [
+        o for o in defaults.objects if o["metadata"].get("annotations", {}).get("helm.sh/hook")
+    ]
+    assert sorted((o["kind"], o["metadata"]["name"]) for o in hooked) == [
+        ("ClusterRole", name),
+        ("ClusterRoleBinding", name),
+        ("Job", name),
+        ("ServiceAccount", name),
+    ]
+    for obj in hooked:
+        annotations = obj["metadata"]["annotations"]
+        assert annotations["helm.sh/hook"] == "post-delete"
+        assert "hook-succeeded" in annotations["helm.sh/hook-delete-policy"]
+    # the account exists before the Job runs
+    weights = {o["kind"]: int(o["metadata"]["annotations"]["helm.sh/hook-weight"]) for o in hooked}
+    assert weights["ServiceAccount"] < weights["Job"]
+    [rule] = defaults.get("ClusterRole", name)["rules"]
+    assert rule["apiGroups"] == ["kuik.enix.io"]
+    assert sorted(rule["verbs"]) == ["get", "list", "patch", "watch"]
+    assert "secrets" not in rule["resources"]
+    binding = defaults.get("ClusterRoleBinding", name)
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": name, "namespace": NAMESPACE}]
+    job = defaults.get("Job", name)
+    pod = job["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == name
+    [container] = pod["containers"]
+    assert container["command"] == ["kuik", "release-finalizers", "--cluster", "kubernetes"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    off = chart.render({"releaseFinalizers": {"enabled": False}})
+    assert not [o for o in off.objects if "release-finalizers" in o["metadata"]["name"]]

@@ -18,6 +18,7 @@ SUBCOMMANDS: dict[str, str] = {
     "copy": "kuikcore.cli.copy",
     "check": "kuikcore.cli.check",
     "status": "kuikcore.cli.status",
+    "release-finalizers": "kuikcore.cli.finalizers",
 }
 
 
