@@ -7,6 +7,11 @@ compacted, the `/status` subresource, JSON merge patches with optimistic concurr
 (`409 Conflict`), finalizers holding deletions, and faults injected on demand (watch
 streams cut, bursts of 5xx, slow responses).
 
+It is as strict as kube-apiserver 1.30 where kuik touches it (`strict=True`, the default; see
+`kuikcore.testing.apivalidation`): names and generateName per resource, labels, annotations,
+finalizers (none added while deleting), Secret immutability, events.k8s.io/v1 Events, the 3 MiB
+request body limit (413) and etcd's 1.5 MiB object limit, each answered with the real `Status`.
+
 Written in-repo on aiohttp rather than taken from `kmock`: the behaviours under test are
 exactly the API server's consistency rules (resource versions, compaction, selector
 transitions on watch), which a generic HTTP mock leaves to the test author anyway, and
@@ -28,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+
+from kuikcore.testing import apivalidation as rules
 
 __all__ = [
     "DEFAULT_RESOURCE_TYPES",
@@ -80,26 +87,46 @@ _ObjKey = tuple[str, str, str, str]  # (group, plural, namespace, name)
 class ApiError(Exception):
     """An API-server error answered as a `Status` object."""
 
-    def __init__(self, code: int, reason: str, message: str) -> None:
+    def __init__(self, code: int, reason: str, message: str, details: JSON | None = None) -> None:
         super().__init__(message)
-        self.code, self.reason, self.message = code, reason, message
+        self.code, self.reason, self.message, self.details = code, reason, message, details
 
     def response(self) -> web.Response:
         return web.json_response(
-            status_body(self.code, self.reason, self.message), status=self.code
+            status_body(self.code, self.reason, self.message, self.details), status=self.code
         )
 
 
-def status_body(code: int, reason: str, message: str) -> JSON:
-    return {
+def status_body(code: int, reason: str, message: str, details: JSON | None = None) -> JSON:
+    """A `metav1.Status` failure; like Go's `omitempty`, an empty reason or details is left out."""
+    body: JSON = {
         "kind": "Status",
         "apiVersion": "v1",
         "metadata": {},
         "status": "Failure",
         "message": message,
-        "reason": reason,
-        "code": code,
     }
+    if reason:
+        body["reason"] = reason
+    if details:
+        body["details"] = details
+    body["code"] = code
+    return body
+
+
+def _invalid(rtype: ResourceType, name: str, errors: list[rules.FieldError]) -> ApiError:
+    """`errors.NewInvalid(kind.GroupKind(), name, errs)`: 422 Invalid with one cause per error."""
+    qualified = f"{rtype.kind}.{rtype.group}" if rtype.group else rtype.kind
+    return ApiError(
+        422,
+        "Invalid",
+        rules.invalid_message(qualified, name, errors),
+        rules.invalid_details(rtype.group, rtype.kind, name, errors),
+    )
+
+
+# utilrand's alphabet (no vowels, no 0/1/3): what SimpleNameGenerator appends
+_NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -220,7 +247,9 @@ class FakeApiServer:
         *,
         bookmark_interval: float = 1.0,
         history_limit: int = 10_000,
+        strict: bool = True,
     ) -> None:
+        self.strict = strict  # kube-apiserver's validation and size limits (module docstring)
         self._types = {(t.group, t.plural): t for t in resource_types}
         self._by_kind = {(t.api_version, t.kind): t for t in resource_types}
         self._objects: dict[_ObjKey, JSON] = {}
@@ -241,7 +270,11 @@ class FakeApiServer:
     # ---------------------------------------------------------------- lifecycle
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> FakeApiServer:
-        app = web.Application(middlewares=[self._faults_middleware])
+        # the 3 MiB body limit is ours to answer (413 Status), not aiohttp's 1 MiB default
+        app = web.Application(
+            middlewares=[self._faults_middleware],
+            client_max_size=rules.MAX_REQUEST_BODY_BYTES * 4,
+        )
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.5)
         await self._runner.setup()
@@ -400,22 +433,31 @@ class FakeApiServer:
     def _create(self, rtype: ResourceType, namespace: str | None, body: JSON) -> JSON:
         obj = copy.deepcopy(body)
         meta = obj.setdefault("metadata", {})
+        namespace = namespace or meta.get("namespace")
+        if rtype.namespaced:
+            meta["namespace"] = namespace
+        else:
+            meta.pop("namespace", None)
         if not meta.get("name") and meta.get("generateName"):
-            meta["name"] = meta["generateName"] + secrets.token_hex(3)[:5]
+            # names.SimpleNameGenerator: the base cut to 58 characters, then 5 random ones
+            base = meta["generateName"][:58]
+            meta["name"] = base + "".join(secrets.choice(_NAME_ALPHABET) for _ in range(5))
+        if rtype.plural == "secrets" and not rtype.group and not obj.get("type"):
+            obj["type"] = "Opaque"  # SetDefaults_Secret
+        if self.strict:
+            errors = rules.validate_create(rtype.group, rtype.plural, rtype.namespaced, obj)
+            if errors:
+                raise _invalid(rtype, meta.get("name") or "", errors)
         if not meta.get("name"):
             raise ApiError(422, "Invalid", f"{rtype.kind}: metadata.name is required")
-        namespace = namespace or meta.get("namespace")
         key = self._key(rtype, namespace, meta["name"])
         if key in self._objects:
             raise ApiError(
                 409,
                 "AlreadyExists",
                 f'{rtype.plural}.{rtype.group} "{meta["name"]}" already exists',
+                {"name": meta["name"], "group": rtype.group, "kind": rtype.plural},
             )
-        if rtype.namespaced:
-            meta["namespace"] = namespace
-        else:
-            meta.pop("namespace", None)
         obj["apiVersion"], obj["kind"] = rtype.api_version, rtype.kind
         meta.update(
             uid=str(uuid.uuid4()),
@@ -424,9 +466,21 @@ class FakeApiServer:
             resourceVersion=self._next_rv(),
         )
         meta.pop("deletionTimestamp", None)
+        self._check_stored_size(obj)
         self._objects[key] = obj
         self._record(rtype, "ADDED", None, obj)
         return obj
+
+    def _check_stored_size(self, obj: JSON) -> None:
+        """etcd refuses a value over --max-request-bytes (1.5 MiB); kube-apiserver passes the
+        error through as a 500 with etcd's message (kubernetes/kubernetes#112152, still open in
+        1.30). Measured as compact JSON, which is how CRs are stored (core kinds are protobuf,
+        somewhat smaller)."""
+        if not self.strict:
+            return
+        size = len(json.dumps(obj, separators=(",", ":")).encode())
+        if size > rules.MAX_STORED_OBJECT_BYTES:
+            raise ApiError(500, "", "etcdserver: request is too large")
 
     def _check_rv(self, current: JSON, incoming: JSON, rtype: ResourceType) -> None:
         wanted = (incoming.get("metadata") or {}).get("resourceVersion")
@@ -468,8 +522,13 @@ class FakeApiServer:
         old_spec = {k: v for k, v in old.items() if k not in ("metadata", "status")}
         meta["generation"] = old["metadata"].get("generation", 1) + (spec_of != old_spec)
         meta["resourceVersion"] = old["metadata"]["resourceVersion"]
+        if self.strict:
+            errors = rules.validate_update(rtype.group, rtype.plural, rtype.namespaced, old, merged)
+            if errors:
+                raise _invalid(rtype, meta.get("name") or "", errors)
         if merged == old:
             return old  # no-op writes do not bump the resource version
+        self._check_stored_size(merged)
         meta["resourceVersion"] = self._next_rv()
         if meta.get("deletionTimestamp") and not meta.get("finalizers"):
             del self._objects[key]
@@ -481,6 +540,8 @@ class FakeApiServer:
 
     def _replace(self, rtype: ResourceType, key: _ObjKey, body: JSON, sub: str | None) -> JSON:
         current = self._existing(rtype, key)
+        if rtype.plural == "secrets" and not rtype.group and not body.get("type"):
+            body = {**body, "type": "Opaque"}  # SetDefaults_Secret, as on create
         self._check_rv(current, body, rtype)
         return self._commit(rtype, key, current, body, sub)
 
@@ -559,24 +620,36 @@ class FakeApiServer:
                 return self._list(request, rtype, namespace)
             if method == "POST":
                 return web.json_response(
-                    self._create(rtype, namespace, await request.json()), status=201
+                    self._create(rtype, namespace, await self._body(request)), status=201
                 )
             raise ApiError(405, "MethodNotAllowed", f"{method} on a collection")
         key = self._key(rtype, namespace, name)
         if method == "GET":
             return web.json_response(self._existing(rtype, key))
         if method == "PUT":
-            return web.json_response(self._replace(rtype, key, await request.json(), sub))
+            return web.json_response(self._replace(rtype, key, await self._body(request), sub))
         if method == "PATCH":
             content_type = request.headers.get("Content-Type", "")
             if not content_type.startswith("application/merge-patch+json"):
                 raise ApiError(
                     415, "UnsupportedMediaType", f"fake serves merge patches, not {content_type}"
                 )
-            return web.json_response(self._patch(rtype, key, await request.json(), sub))
+            return web.json_response(self._patch(rtype, key, await self._body(request), sub))
         if method == "DELETE":
             return web.json_response(self._delete(rtype, key))
         raise ApiError(405, "MethodNotAllowed", method)
+
+    async def _body(self, request: web.Request) -> Any:
+        """The JSON body, refused past kube-apiserver's 3 MiB (handlers/rest.go
+        limitedReadBody -> errors.NewRequestEntityTooLargeError)."""
+        raw = await request.read()
+        if self.strict and len(raw) > rules.MAX_REQUEST_BODY_BYTES:
+            raise ApiError(
+                413,
+                "RequestEntityTooLarge",
+                f"Request entity too large: limit is {rules.MAX_REQUEST_BODY_BYTES}",
+            )
+        return json.loads(raw)
 
     def _filtered(
         self, rtype: ResourceType, namespace: str | None, request: web.Request
