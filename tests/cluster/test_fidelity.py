@@ -48,3 +48,18 @@ async def test_event_notes_are_cut_in_bytes(
     assert event["note"].endswith("...")
     assert len(event["note"].encode()) <= 1024
     assert event["note"] == "é" * 510 + "..."
+
+
+async def test_no_finalizer_is_added_to_an_object_being_deleted(
+    apiserver: FakeApiServer, k8s_cluster: KubernetesCluster
+) -> None:
+    """Was: the finalizer patch was sent and the API server's 422 raised out of
+    add_finalizer (the replicator decides from its cache, which can predate the deletion)."""
+    apiserver.create(cr(CISM, "m", finalizers=["example.com/other"]))
+    apiserver.delete(API, CISM, None, "m")
+    assert await k8s_cluster.add_finalizer(CISM, "", "m", "kuik.enix.io/secret-cleanup") is False
+    held = apiserver.get(API, CISM, None, "m")
+    assert held is not None
+    assert held["metadata"]["finalizers"] == ["example.com/other"]
+    assert await k8s_cluster.remove_finalizer(CISM, "", "m", "example.com/other") is True
+    assert apiserver.get(API, CISM, None, "m") is None

@@ -331,7 +331,7 @@ class KubernetesCluster:
 
         def change(current: JSON) -> JSON | None:
             nonlocal changed
-            finalizers = finalizers_after(current["metadata"].get("finalizers"), finalizer, present)
+            finalizers = finalizers_after(current["metadata"], finalizer, present)
             changed = finalizers is not None
             return None if finalizers is None else {"metadata": {"finalizers": finalizers or None}}
 
