@@ -5,9 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from kuik_webhook.secrets import copy_name, copy_of
+from kuikcore.api import OWNER_NAME_LABEL, label_value, parse_resource
 from kuikcore.cluster.interface import EventType, ObjectKey
 from kuikcore.cluster.kubernetes import KubernetesCluster
+from kuikcore.routing import SecretRef
 from kuikcore.testing.apiserver import FakeApiServer
+from tests.cluster.objects import cism
 
 JSON = dict[str, Any]
 CISM = "ClusterImageSetMirror"
@@ -63,3 +67,21 @@ async def test_no_finalizer_is_added_to_an_object_being_deleted(
     assert held["metadata"]["finalizers"] == ["example.com/other"]
     assert await k8s_cluster.remove_finalizer(CISM, "", "m", "example.com/other") is True
     assert apiserver.get(API, CISM, None, "m") is None
+
+
+async def test_pull_secret_copy_of_an_owner_with_a_long_name(
+    apiserver: FakeApiServer, k8s_cluster: KubernetesCluster
+) -> None:
+    """Was: the CR name (up to 253 characters) became the owner-name label value (at most
+    63), and the copy was refused; a source name cut just after a '.' gave an invalid name."""
+    owner_name = "m" * 200
+    owner = parse_resource(apiserver.create(cism(owner_name)))
+    source = {"type": "kubernetes.io/dockerconfigjson", "data": {".dockerconfigjson": "e30="}}
+    dotted = SecretRef(name="a" * 230 + "." + "b" * 22, namespace="kuik-system")
+    for ref in (SecretRef(name="creds", namespace="kuik-system"), dotted):
+        name = copy_name(ref, owner.metadata.uid or "")
+        stored = await k8s_cluster.apply_secret(copy_of(source, "apps", name, owner))
+        labels = stored["metadata"]["labels"]
+        assert labels[OWNER_NAME_LABEL] == label_value(owner_name)
+        assert len(labels[OWNER_NAME_LABEL]) == 63
+    assert label_value(owner_name) != label_value(owner_name + "n")
