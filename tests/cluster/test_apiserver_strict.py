@@ -237,3 +237,15 @@ async def test_strict_can_be_turned_off() -> None:
         assert code == 201
     finally:
         await server.stop()
+
+
+async def test_delete_preconditions(apiserver: FakeApiServer) -> None:
+    made = apiserver.create({**secret("p"), "metadata": {"name": "p", "namespace": "a"}})
+    path = "/api/v1/namespaces/a/secrets/p"
+    code, body = await send(apiserver, "DELETE", path, {"preconditions": {"uid": "other"}})
+    assert (code, body["reason"]) == (409, "Conflict")
+    assert "Precondition failed: UID in precondition: other" in body["message"]
+    meta = made["metadata"]
+    options = {"preconditions": {"uid": meta["uid"], "resourceVersion": meta["resourceVersion"]}}
+    code, _ = await send(apiserver, "DELETE", path, options)
+    assert code == 200

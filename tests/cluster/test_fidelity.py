@@ -6,12 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 from kuik_webhook.secrets import copy_name, copy_of
-from kuikcore.api import OWNER_NAME_LABEL, label_value, parse_resource
+from kuikcore.api import OWNER_NAME_LABEL, OWNER_UID_LABEL, label_value, parse_resource
 from kuikcore.cluster.interface import EventType, ObjectKey
 from kuikcore.cluster.kubernetes import KubernetesCluster
 from kuikcore.routing import SecretRef
 from kuikcore.testing.apiserver import FakeApiServer
-from tests.cluster.objects import cism
+from tests.cluster.objects import cism, eventually, secret
 
 JSON = dict[str, Any]
 CISM = "ClusterImageSetMirror"
@@ -69,6 +69,11 @@ async def test_no_finalizer_is_added_to_an_object_being_deleted(
     assert apiserver.get(API, CISM, None, "m") is None
 
 
+def writes(server: FakeApiServer, since: int) -> list[str]:
+    """The methods of the requests after `since` that are not watches."""
+    return [m for m, path in server.requests[since:] if "watch=" not in path]
+
+
 async def test_pull_secret_copy_of_an_owner_with_a_long_name(
     apiserver: FakeApiServer, k8s_cluster: KubernetesCluster
 ) -> None:
@@ -85,3 +90,43 @@ async def test_pull_secret_copy_of_an_owner_with_a_long_name(
         assert labels[OWNER_NAME_LABEL] == label_value(owner_name)
         assert len(labels[OWNER_NAME_LABEL]) == 63
     assert label_value(owner_name) != label_value(owner_name + "n")
+
+
+async def test_pull_secret_copy_is_written_only_when_it_differs(
+    apiserver: FakeApiServer, k8s_cluster: KubernetesCluster
+) -> None:
+    """Was: every admission POSTed the copy, then GET on 409 (two requests for nothing)."""
+    copy_ = secret("apps", "kuik-creds-1", labels={OWNER_UID_LABEL: "u1"}, a="YQ==")
+    await k8s_cluster.apply_secret(copy_)
+    await eventually(lambda: k8s_cluster.store.secret("apps", "kuik-creds-1") is not None)
+    since = len(apiserver.requests)
+    await k8s_cluster.apply_secret(copy_)
+    assert writes(apiserver, since) == []
+    copy_["data"] = {"a": "Yg=="}
+    stored = await k8s_cluster.apply_secret(copy_)
+    assert writes(apiserver, since) == ["PUT"]
+    assert stored["data"] == {"a": "Yg=="}
+
+
+async def test_pull_secret_copy_is_recreated_when_its_type_changes(
+    apiserver: FakeApiServer, k8s_cluster: KubernetesCluster
+) -> None:
+    """Was: a PUT with the new type, refused (a Secret's type is immutable), so the copy kept
+    the old type for good."""
+    copy_ = secret("apps", "kuik-creds-2", labels={OWNER_UID_LABEL: "u1"}, a="YQ==")
+    first = await k8s_cluster.apply_secret(copy_)
+    await eventually(lambda: k8s_cluster.store.secret("apps", "kuik-creds-2") is not None)
+    copy_["type"] = "kubernetes.io/dockerconfigjson"
+    copy_["data"] = {".dockerconfigjson": "e30="}
+    since = len(apiserver.requests)
+    stored = await k8s_cluster.apply_secret(copy_)
+    assert writes(apiserver, since) == ["DELETE", "POST"]
+    assert stored["type"] == "kubernetes.io/dockerconfigjson"
+    assert stored["metadata"]["uid"] != first["metadata"]["uid"]
+    immutable = secret("apps", "kuik-creds-3", labels={OWNER_UID_LABEL: "u1"}, a="YQ==")
+    apiserver.create({**immutable, "immutable": True})
+    await eventually(lambda: k8s_cluster.store.secret("apps", "kuik-creds-3") is not None)
+    immutable["data"] = {"a": "Yg=="}
+    stored = await k8s_cluster.apply_secret(immutable)
+    assert stored["data"] == {"a": "Yg=="}
+    assert "immutable" not in stored

@@ -393,34 +393,33 @@ class KubernetesCluster:
             if field in secret:
                 body[field] = secret[field]
         what = f"Secret {namespace}/{name}"
+        # the informer's copy first (kuik's copies are the labelled Secrets it watches): an
+        # admission that finds it up to date writes nothing
+        current: JSON | None = self._store.secret(namespace, name)
         for attempt in range(self._write_attempts):
-            try:
-                return await self._request(
-                    f"create {what}",
-                    self._core.create_namespaced_secret,
-                    namespace,
-                    body,
-                    field_manager=self._field_manager,
-                )
-            except _ApiError as error:
-                if error.status != 409:
-                    raise
-            try:
-                current = await self._request(
-                    f"read {what}", self._core.read_namespaced_secret, name, namespace
-                )
-            except _ApiError as error:
-                if error.status == 404:
+            if current is None:
+                try:
+                    return await self._request(
+                        f"create {what}",
+                        self._core.create_namespaced_secret,
+                        namespace,
+                        body,
+                        field_manager=self._field_manager,
+                    )
+                except _ApiError as error:
+                    if error.status != 409:
+                        raise
+                current = await self._read_secret(what, namespace, name)
+                if current is None:
                     continue  # deleted meanwhile: create again
-                raise
-            wanted = copy.deepcopy(current)
-            wanted["metadata"].update(body["metadata"])
-            for field in ("type", "data"):
-                if field in body:
-                    wanted[field] = body[field]
-            if wanted == current:
+            wanted = _secret_after(current, body)
+            if wanted is None:
                 return current
             try:
+                if _must_recreate(current, body):
+                    await self._recreate_secret(what, current)
+                    current = None
+                    continue
                 return await self._request(
                     f"replace {what}",
                     self._core.replace_namespaced_secret,
@@ -433,7 +432,34 @@ class KubernetesCluster:
                 if error.status not in (404, 409):
                     raise
             await asyncio.sleep(random.uniform(0, 0.05 * 2**attempt))
+            current = await self._read_secret(what, namespace, name)
         raise ConflictError(f"{what}: still conflicting after {self._write_attempts} attempts")
+
+    async def _read_secret(self, what: str, namespace: str, name: str) -> JSON | None:
+        try:
+            return await self._request(
+                f"read {what}", self._core.read_namespaced_secret, name, namespace
+            )
+        except _ApiError as error:
+            if error.status == 404:
+                return None
+            raise
+
+    async def _recreate_secret(self, what: str, current: JSON) -> None:
+        """Delete `current` (exactly that version: another writer's newer one stays, and the
+        409 sends the caller back to read it) so that it can be created anew; a Secret's
+        `type`, and an `immutable` one's data, cannot be changed in place."""
+        meta = current["metadata"]
+        log.info("recreating Secret whose type or immutable data changed", secret=what)
+        await self._request(
+            f"delete {what}",
+            self._core.delete_namespaced_secret,
+            meta["name"],
+            meta["namespace"],
+            body={
+                "preconditions": {"uid": meta["uid"], "resourceVersion": meta["resourceVersion"]}
+            },
+        )
 
     async def delete_secret(self, namespace: str, name: str) -> bool:
         self._secret_cache.pop((namespace, name), None)
@@ -508,6 +534,24 @@ class KubernetesCluster:
         )
         uid: str = namespace["metadata"]["uid"]
         return uid
+
+
+def _secret_after(current: JSON, body: JSON) -> JSON | None:
+    """`current` with the type, data, labels and annotations `body` sets; None when they are
+    already so."""
+    wanted = copy.deepcopy(current)
+    wanted["metadata"].update(body["metadata"])
+    for field in ("type", "data"):
+        if field in body:
+            wanted[field] = body[field]
+    return None if wanted == current else wanted
+
+
+def _must_recreate(current: JSON, body: JSON) -> bool:
+    """ValidateSecretUpdate: `type` is immutable, so is an `immutable: true` Secret's data."""
+    if (current.get("type") or "Opaque") != (body.get("type") or current.get("type") or "Opaque"):
+        return True
+    return bool(current.get("immutable")) and "data" in body and body["data"] != current.get("data")
 
 
 def _uid_of(obj: Any) -> str | None:

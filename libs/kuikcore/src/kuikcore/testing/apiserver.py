@@ -550,6 +550,19 @@ class FakeApiServer:
         self._check_rv(current, patch, rtype)
         return self._commit(rtype, key, current, merge_patch(current, patch), sub)
 
+    def _check_preconditions(self, rtype: ResourceType, key: _ObjKey, wanted: JSON) -> None:
+        """DeleteOptions.preconditions (apiserver storage Preconditions.Check): 409 Conflict."""
+        meta = self._existing(rtype, key)["metadata"]
+        for name, label in (("uid", "UID"), ("resourceVersion", "ResourceVersion")):
+            if wanted.get(name) is not None and str(wanted[name]) != str(meta.get(name)):
+                raise ApiError(
+                    409,
+                    "Conflict",
+                    f'Operation cannot be fulfilled on {rtype.plural}.{rtype.group} "{key[3]}": '
+                    f"Precondition failed: {label} in precondition: {wanted[name]}, "
+                    f"{label} in object meta: {meta.get(name)}",
+                )
+
     def _delete(self, rtype: ResourceType, key: _ObjKey) -> JSON:
         current = self._existing(rtype, key)
         if current["metadata"].get("finalizers"):
@@ -636,6 +649,8 @@ class FakeApiServer:
                 )
             return web.json_response(self._patch(rtype, key, await self._body(request), sub))
         if method == "DELETE":
+            options = await self._body(request) if request.can_read_body else {}
+            self._check_preconditions(rtype, key, (options or {}).get("preconditions") or {})
             return web.json_response(self._delete(rtype, key))
         raise ApiError(405, "MethodNotAllowed", method)
 
