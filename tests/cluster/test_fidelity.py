@@ -3,14 +3,18 @@ fake (kuikcore.testing.apivalidation) before the fix it names."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+from kuik_replicator.planner import with_counts
 from kuik_webhook.secrets import copy_name, copy_of
 from kuikcore.api import OWNER_NAME_LABEL, OWNER_UID_LABEL, label_value, parse_resource
 from kuikcore.cluster.interface import EventType, ObjectKey
 from kuikcore.cluster.kubernetes import KubernetesCluster
 from kuikcore.routing import SecretRef
 from kuikcore.testing.apiserver import FakeApiServer
+from kuikcore.testing.statuses import mirrored_entry
+from tests.cluster.conftest import ClusterFactory
 from tests.cluster.objects import cism, eventually, secret
 
 JSON = dict[str, Any]
@@ -130,3 +134,104 @@ async def test_pull_secret_copy_is_recreated_when_its_type_changes(
     stored = await k8s_cluster.apply_secret(immutable)
     assert stored["data"] == {"a": "Yg=="}
     assert "immutable" not in stored
+
+
+async def test_a_mirror_tracking_10000_images_writes_its_status(
+    apiserver: FakeApiServer, k8s_cluster_factory: ClusterFactory
+) -> None:
+    """Was: the whole list in every merge patch; at 10,000 images (~2.9 MB) etcd refused the
+    object (500, retried, then raised) and the status was never written again."""
+    writer = await k8s_cluster_factory()
+    apiserver.create(cism("big"))
+    await eventually(lambda: writer.store.resource(CISM, "", "big") is not None)
+    entries = [mirrored_entry(i) for i in range(10_000)]
+    assert 280 <= len(json.dumps(entries[0], separators=(",", ":"))) <= 300
+
+    def fill(status: JSON) -> JSON:
+        return with_counts({**status, "matchingImages": entries})
+
+    updated = await writer.update_status(CISM, "", "big", fill)
+    stored = apiserver.get(API, CISM, None, "big")
+    assert stored is not None
+    assert len(json.dumps(stored, separators=(",", ":"))) < 1024 * 1024
+    status = stored["status"]
+    listed = len(status["matchingImages"])
+    assert 1000 < listed < 10_000
+    assert status["matchingImages"] == entries[:listed]
+    assert (status["imageCount"], status["mirroredCount"], status["failedCount"]) == (
+        10_000,
+    ) * 2 + (0,)
+    assert status["omitted"]["count"] == 10_000 - listed
+    assert status["omitted"]["message"].endswith(f": {10_000 - listed} mirrored")
+    # the writer works on the whole list: in what update_status returns and in its store
+    assert len(updated.status.matching_images) == 10_000
+    assert updated.status.omitted is None
+
+    def store_sees(count: int, last_error: str | None) -> bool:
+        resource = writer.store.resource(CISM, "", "big")
+        images = resource.status.matching_images or []
+        return len(images) == count and images[-1].mirrors[0].last_error == last_error
+
+    await eventually(lambda: store_sees(10_000, None), what="the writer's store whole")
+
+    def fail_last(status: JSON) -> JSON:
+        assert len(status["matchingImages"]) == 10_000  # mutate sees the omitted entries
+        last = status["matchingImages"][-1]["mirrors"][0]
+        last["lastError"] = "gone"
+        return with_counts(status)
+
+    await writer.update_status(CISM, "", "big", fail_last)
+    await eventually(lambda: store_sees(10_000, "gone"), what="a change to an omitted entry")
+    after = apiserver.get(API, CISM, None, "big")
+    assert after is not None
+    assert after["status"]["omitted"]["digest"] != status["omitted"]["digest"]
+    # anyone else sees the bounded list and what was left out
+    reader = await k8s_cluster_factory(kinds=[CISM])
+    seen = reader.store.resource(CISM, "", "big")
+    assert len(seen.status.matching_images) == listed
+    assert seen.status.omitted.count == 10_000 - listed
+    assert seen.status.image_count == 10_000
+
+
+async def test_availability_status_bounded_and_whole_for_its_writer(
+    apiserver: FakeApiServer, k8s_cluster_factory: ClusterFactory
+) -> None:
+    """CISA `status.images` under the same rule, with a small budget; a writer that did not
+    write the bounded status (a new leader) takes it as written."""
+    writer = await k8s_cluster_factory(status_list_budget=4096)
+    apiserver.create(cr(CISA, "avail"))
+    await eventually(lambda: writer.store.resource(CISA, "", "avail") is not None)
+    images = [
+        {
+            "image": f"docker.io/library/app-{i:03d}:1",
+            "status": "Available" if i % 3 else "NotFound",
+        }
+        for i in range(200)
+    ]
+
+    def fill(status: JSON) -> JSON:
+        return {**status, "images": images, "imageCount": len(images)}
+
+    await writer.update_status(CISA, "", "avail", fill)
+    status = (apiserver.get(API, CISA, None, "avail") or {})["status"]
+    listed = len(status["images"])
+    assert len(json.dumps(status["images"], separators=(",", ":"))) <= 4096
+    assert status["images"] == images[:listed]
+    omitted = images[listed:]
+    by_state = {s: sum(1 for e in omitted if e["status"] == s) for s in ("Available", "NotFound")}
+    assert status["omitted"]["message"] == (
+        f"{len(omitted)} entries not listed (status.images is limited to 4096 bytes): "
+        f"{by_state['Available']} Available, {by_state['NotFound']} NotFound"
+    )
+    await eventually(
+        lambda: len(writer.store.resource(CISA, "", "avail").status.images or []) == 200
+    )
+    successor = await k8s_cluster_factory(status_list_budget=4096, kinds=[CISA])
+    seen: list[int] = []
+
+    def count(status: JSON) -> JSON:
+        seen.append(len(status["images"]))
+        return status
+
+    await successor.update_status(CISA, "", "avail", count)
+    assert seen == [listed]

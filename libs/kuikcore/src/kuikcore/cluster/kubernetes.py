@@ -26,6 +26,7 @@ import aiohttp
 import structlog
 
 from kuikcore.api import OWNER_UID_LABEL, parse_resource
+from kuikcore.cluster.bounded import BOUNDED_LISTS, DEFAULT_BUDGET, Overflow, bound_status
 from kuikcore.cluster.events import EventDeduplicator, build_event, regards
 from kuikcore.cluster.informer import Informer, InformerSettings, ListFunction
 from kuikcore.cluster.interface import (
@@ -115,6 +116,7 @@ class KubernetesCluster:
         secret_cache_size: int = 256,
         event_dedup_window: float = 600.0,
         close_client: bool = False,
+        status_list_budget: int = DEFAULT_BUDGET,
     ) -> None:
         self._api = api_client
         self._close_client = close_client  # stop() closes a client this object was given to own
@@ -131,7 +133,9 @@ class KubernetesCluster:
         self._secret_cache_ttl, self._secret_cache_size = secret_cache_ttl, secret_cache_size
         self._dedup = EventDeduplicator(event_dedup_window)
         self._instance = socket.gethostname()
-        self._store = Store(parse_resource)
+        self._status_list_budget = status_list_budget  # bytes; kuikcore.cluster.bounded
+        self._overflow = Overflow()
+        self._store = Store(parse_resource, overflow=self._overflow)
         self._informers = [self._informer(watched_kind(kind)) for kind in kinds]
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -313,16 +317,30 @@ class KubernetesCluster:
     async def update_status(
         self, kind: str, namespace: str, name: str, mutate: StatusMutator
     ) -> Any:
-        def change(current: JSON) -> JSON | None:
-            new = status_after(current, mutate)
-            old = current.get("status") or {}
-            return None if new is None else {"status": merge_patch_between(old, new)}
+        bounded = BOUNDED_LISTS.get(kind)
+        written: list[tuple[JSON, list[JSON]]] = []
 
+        def change(current: JSON) -> JSON | None:
+            written.clear()
+            # `mutate` sees the whole list (the entries this process left out put back); the
+            # API gets it bounded by bytes (kuikcore.cluster.bounded)
+            new = status_after(self._store.restored(kind, current), mutate)
+            if new is None:
+                return None
+            omitted: list[JSON] = []
+            if bounded is not None:
+                new, omitted = bound_status(new, bounded, self._status_list_budget)
+            written.append((new, omitted))
+            old = current.get("status") or {}
+            return {"status": merge_patch_between(old, new)}
+
+        result = await self._read_modify_write(kind, namespace, name, change, status=True)
+        if written:
+            key = ObjectKey(kind, namespace if watched_kind(kind).namespaced else "", name)
+            self._overflow.remember(key, *written[0])
         # parsed like the store parses the watch event that follows: validated, reusing the
-        # stored version's models for unchanged status entries
-        return self._store.parse(
-            kind, await self._read_modify_write(kind, namespace, name, change, status=True)
-        )
+        # stored version's models for unchanged status entries, the omitted entries put back
+        return self._store.parse(kind, result)
 
     async def _set_finalizer(
         self, kind: str, namespace: str, name: str, finalizer: str, present: bool
