@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 from kuik_replicator.planner import with_counts
 from kuik_webhook.secrets import copy_name, copy_of
 from kuikcore.api import OWNER_NAME_LABEL, OWNER_UID_LABEL, label_value, parse_resource
-from kuikcore.cluster.interface import EventType, ObjectKey
+from kuikcore.cluster.interface import ClusterError, EventType, ObjectKey
 from kuikcore.cluster.kubernetes import KubernetesCluster
 from kuikcore.routing import SecretRef
 from kuikcore.testing.apiserver import FakeApiServer
@@ -235,3 +237,19 @@ async def test_availability_status_bounded_and_whole_for_its_writer(
 
     await successor.update_status(CISA, "", "avail", count)
     assert seen == [listed]
+
+
+async def test_an_object_too_large_for_etcd_is_not_retried(
+    apiserver: FakeApiServer, k8s_cluster_factory: ClusterFactory
+) -> None:
+    """Was: etcd's refusal comes as a 500, so the same doomed patch was sent 5 times."""
+    writer = await k8s_cluster_factory(status_list_budget=16 * 1024 * 1024)  # no bound
+    apiserver.create(cism("big"))
+    await eventually(lambda: writer.store.resource(CISM, "", "big") is not None)
+    entries = [mirrored_entry(i) for i in range(6_000)]
+    since = len(apiserver.requests)
+    with pytest.raises(ClusterError, match="etcdserver: request is too large"):
+        await writer.update_status(
+            CISM, "", "big", lambda s: with_counts({**s, "matchingImages": entries})
+        )
+    assert writes(apiserver, since) == ["GET", "PATCH"]

@@ -52,6 +52,7 @@ log = structlog.get_logger("kuikcore.cluster")
 
 JSON = dict[str, Any]
 MERGE_PATCH = "application/merge-patch+json"
+ETCD_TOO_LARGE = "etcdserver: request is too large"
 
 
 class _ApiError(ClusterError):
@@ -222,9 +223,7 @@ class KubernetesCluster:
                     what,
                 )
             except _ApiError as error:
-                if (
-                    error.status < 500 and error.status != 429
-                ) or attempt == self._transient_attempts:
+                if not _transient(error) or attempt == self._transient_attempts:
                     raise
                 reason = str(error)
             except (aiohttp.ClientError, TimeoutError) as error:
@@ -552,6 +551,15 @@ class KubernetesCluster:
         )
         uid: str = namespace["metadata"]["uid"]
         return uid
+
+
+def _transient(error: _ApiError) -> bool:
+    """Worth another attempt: a 5xx or a 429, except etcd refusing the object's size, which
+    kube-apiserver passes on as a 500 (kubernetes/kubernetes#112152) and which the same write
+    meets every time."""
+    if ETCD_TOO_LARGE in str(error):
+        return False
+    return error.status >= 500 or error.status == 429
 
 
 def _secret_after(current: JSON, body: JSON) -> JSON | None:
