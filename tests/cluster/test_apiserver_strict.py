@@ -8,6 +8,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from kubernetes_asyncio import client as k8s
 
 from kuikcore.testing.apiserver import FakeApiServer
 
@@ -249,3 +250,37 @@ async def test_delete_preconditions(apiserver: FakeApiServer) -> None:
     options = {"preconditions": {"uid": meta["uid"], "resourceVersion": meta["resourceVersion"]}}
     code, _ = await send(apiserver, "DELETE", path, options)
     assert code == 200
+
+
+async def test_rbac_forbidden_status(apiserver: FakeApiServer) -> None:
+    rules = [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]
+    apiserver.grant("t", "system:serviceaccount:kuik-system:kuik", rules)
+    apiserver.create({**secret("s"), "metadata": {"name": "s", "namespace": "a"}})
+    client = apiserver.api_client("t")
+    try:
+        core = k8s.CoreV1Api(client)
+        ok = await core.read_namespaced_secret("s", "a", _preload_content=False)
+        assert ok.status == 200
+        denied = await core.delete_namespaced_secret("s", "a", _preload_content=False)
+        assert denied.status == 403
+        assert await denied.json() == {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": 'secrets "s" is forbidden: User "system:serviceaccount:kuik-system:kuik" '
+            'cannot delete resource "secrets" in API group "" in the namespace "a"',
+            "reason": "Forbidden",
+            "details": {"name": "s", "group": "", "kind": "secrets"},
+            "code": 403,
+        }
+        listing = await core.list_secret_for_all_namespaces(_preload_content=False)
+        assert listing.status == 403
+        assert (await listing.json())["message"] == (
+            'secrets is forbidden: User "system:serviceaccount:kuik-system:kuik" cannot list '
+            'resource "secrets" in API group "" at the cluster scope'
+        )
+    finally:
+        await client.close()
+    code, _ = await send(apiserver, "DELETE", "/api/v1/namespaces/a/secrets/s")
+    assert code == 200  # other callers are not restricted

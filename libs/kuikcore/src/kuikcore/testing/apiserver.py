@@ -41,6 +41,7 @@ __all__ = [
     "FakeApiServer",
     "ResourceType",
     "merge_patch",
+    "rules_allow",
 ]
 
 JSON = dict[str, Any]
@@ -127,6 +128,38 @@ def _invalid(rtype: ResourceType, name: str, errors: list[rules.FieldError]) -> 
 
 # utilrand's alphabet (no vowels, no 0/1/3): what SimpleNameGenerator appends
 _NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+
+
+def _verb(request: web.Request, name: str | None) -> str:
+    """The RBAC verb of a request (apiserver RequestInfoFactory)."""
+    method = request.method
+    if method == "GET":
+        if request.query.get("watch", "").lower() in ("true", "1"):
+            return "watch"
+        return "get" if name else "list"
+    if method == "DELETE":
+        return "delete" if name else "deletecollection"
+    return {"POST": "create", "PUT": "update", "PATCH": "patch"}.get(method, method.lower())
+
+
+def rules_allow(
+    rules: list[JSON], group: str, plural: str, sub: str | None, verb: str, name: str | None
+) -> bool:
+    """plugin/pkg/auth/authorizer/rbac RuleAllows: group, resource (`plural/sub` for a
+    subresource), verb, and `resourceNames` (which never match list, watch or create)."""
+    resource = plural + (f"/{sub}" if sub else "")
+    for rule in rules:
+        if not {"*", group} & set(rule.get("apiGroups") or ()):
+            continue
+        if not {"*", resource} & set(rule.get("resources") or ()):
+            continue
+        if not {"*", verb} & set(rule.get("verbs") or ()):
+            continue
+        names = rule.get("resourceNames") or ()
+        if names and (name is None or name not in names):
+            continue
+        return True
+    return False
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -250,6 +283,7 @@ class FakeApiServer:
         strict: bool = True,
     ) -> None:
         self.strict = strict  # kube-apiserver's validation and size limits (module docstring)
+        self._grants: dict[str, tuple[str, list[JSON]]] = {}  # token -> (user, RBAC rules)
         self._types = {(t.group, t.plural): t for t in resource_types}
         self._by_kind = {(t.api_version, t.kind): t for t in resource_types}
         self._objects: dict[_ObjKey, JSON] = {}
@@ -293,24 +327,71 @@ class FakeApiServer:
             await self._runner.cleanup()
             self._runner = None
 
-    def api_client(self) -> Any:
-        """A kubernetes-asyncio `ApiClient` talking to this server (close it after use)."""
+    def api_client(self, token: str | None = None) -> Any:
+        """A kubernetes-asyncio `ApiClient` talking to this server (close it after use), with
+        `token` as its bearer token (see `grant`)."""
         from kubernetes_asyncio import client as k8s
 
-        return k8s.ApiClient(k8s.Configuration(host=self.url))
+        configuration = k8s.Configuration(host=self.url)
+        if token is not None:
+            configuration.api_key = {"BearerToken": token}
+            configuration.api_key_prefix = {"BearerToken": "Bearer"}
+        return k8s.ApiClient(configuration)
 
-    def write_kubeconfig(self, path: Path) -> Path:
+    def write_kubeconfig(self, path: Path, token: str = "fake-token") -> Path:
         """A kubeconfig pointing at this server, for processes started by tests."""
         config = {
             "apiVersion": "v1",
             "kind": "Config",
             "clusters": [{"name": "fake", "cluster": {"server": self.url}}],
-            "users": [{"name": "fake", "user": {"token": "fake-token"}}],
+            "users": [{"name": "fake", "user": {"token": token}}],
             "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake"}}],
             "current-context": "fake",
         }
         path.write_text(json.dumps(config))
         return path
+
+    # ---------------------------------------------------------------- authorization
+
+    def grant(self, token: str, user: str, rules: list[JSON]) -> None:
+        """Requests bearing `token` act as `user`, allowed only what `rules` (RBAC PolicyRules,
+        e.g. a ClusterRole the chart renders, bound cluster-wide) allow; 403 Forbidden with the
+        server's message otherwise. Other tokens (and direct calls) stay unrestricted."""
+        self._grants[token] = (user, [dict(rule) for rule in rules])
+
+    def _authorize(
+        self,
+        request: web.Request,
+        rtype: ResourceType,
+        namespace: str | None,
+        name: str | None,
+        sub: str | None,
+    ) -> None:
+        header = request.headers.get("Authorization", "")
+        grant = self._grants.get(header.removeprefix("Bearer ").strip())
+        if grant is None:
+            return
+        user, rules = grant
+        verb = _verb(request, name)
+        if rules_allow(rules, rtype.group, rtype.plural, sub, verb, name):
+            return
+        # endpoints/handlers/responsewriters/errors.go forbiddenMessage + errors.NewForbidden
+        resource = rtype.plural + (f"/{sub}" if sub else "")
+        scope = f'in the namespace "{namespace}"' if namespace else "at the cluster scope"
+        reason = (
+            f'User "{user}" cannot {verb} resource "{resource}" in API group '
+            f'"{rtype.group}" {scope}'
+        )
+        qualified = f"{rtype.plural}.{rtype.group}" if rtype.group else rtype.plural
+        named = f' "{name}"' if name else ""
+        raise ApiError(
+            403,
+            "Forbidden",
+            f"{qualified}{named} is forbidden: {reason}",
+            {"name": name, "group": rtype.group, "kind": rtype.plural}
+            if name
+            else {"group": rtype.group, "kind": rtype.plural},
+        )
 
     # ---------------------------------------------------------------- faults
 
@@ -625,6 +706,7 @@ class FakeApiServer:
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         rtype, namespace, name, sub = self._route(request.path)
+        self._authorize(request, rtype, namespace, name, sub)
         method = request.method
         if name is None:
             if method == "GET":
