@@ -467,6 +467,8 @@ class KubernetesCluster:
         409 sends the caller back to read it) so that it can be created anew; a Secret's
         `type`, and an `immutable` one's data, cannot be changed in place."""
         meta = current["metadata"]
+        if OWNER_UID_LABEL not in (meta.get("labels") or {}):
+            raise ClusterError(f"{what}: its type cannot change, and it is not kuik's to delete")
         log.info("recreating Secret whose type or immutable data changed", secret=what)
         await self._request(
             f"delete {what}",
