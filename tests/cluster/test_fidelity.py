@@ -253,3 +253,18 @@ async def test_an_object_too_large_for_etcd_is_not_retried(
             CISM, "", "big", lambda s: with_counts({**s, "matchingImages": entries})
         )
     assert writes(apiserver, since) == ["GET", "PATCH"]
+
+
+async def test_a_secret_that_is_not_a_copy_is_never_deleted(
+    apiserver: FakeApiServer, k8s_cluster: KubernetesCluster
+) -> None:
+    """The recreate path deletes only kuik's copies (owner label), whatever the name says."""
+    apiserver.create(secret("apps", "kuik-creds-9", a="YQ=="))
+    copy_ = secret("apps", "kuik-creds-9", labels={OWNER_UID_LABEL: "u1"})
+    copy_["type"] = "kubernetes.io/dockerconfigjson"
+    copy_["data"] = {".dockerconfigjson": "e30="}
+    with pytest.raises(ClusterError, match="not kuik's to delete"):
+        await k8s_cluster.apply_secret(copy_)
+    kept = apiserver.get("v1", "Secret", "apps", "kuik-creds-9")
+    assert kept is not None
+    assert kept["data"] == {"a": "YQ=="}
