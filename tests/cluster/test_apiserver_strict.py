@@ -284,3 +284,31 @@ async def test_rbac_forbidden_status(apiserver: FakeApiServer) -> None:
         await client.close()
     code, _ = await send(apiserver, "DELETE", "/api/v1/namespaces/a/secrets/s")
     assert code == 200  # other callers are not restricted
+
+
+async def test_not_found_already_exists_and_conflict_name_the_group_resource(
+    apiserver: FakeApiServer,
+) -> None:
+    code, body = await send(apiserver, "GET", "/api/v1/namespaces/a/secrets/nope")
+    assert (code, body["message"], body["details"]) == (
+        404,
+        'secrets "nope" not found',
+        {"name": "nope", "group": "", "kind": "secrets"},
+    )
+    await send(apiserver, "POST", CISM_PATH, cism("c"))
+    code, body = await send(apiserver, "POST", CISM_PATH, cism("c"))
+    assert (code, body["reason"], body["message"]) == (
+        409,
+        "AlreadyExists",
+        'clusterimagesetmirrors.kuik.enix.io "c" already exists',
+    )
+    stale = {"metadata": {"resourceVersion": "1"}, "spec": {"priority": 1}}
+    code, body = await send(apiserver, "PATCH", CISM_PATH + "/c", stale)
+    assert (code, body["reason"], body["details"]["kind"]) == (
+        409,
+        "Conflict",
+        "clusterimagesetmirrors",
+    )
+    assert body["message"].startswith(
+        'Operation cannot be fulfilled on clusterimagesetmirrors.kuik.enix.io "c": '
+    )

@@ -62,6 +62,12 @@ class ResourceType:
     def api_version(self) -> str:
         return f"{self.group}/{self.version}" if self.group else self.version
 
+    @property
+    def resource(self) -> str:
+        """`schema.GroupResource.String()`, as error messages name it: `secrets`,
+        `clusterimagesetmirrors.kuik.enix.io`."""
+        return f"{self.plural}.{self.group}" if self.group else self.plural
+
 
 _KUIK = "kuik.enix.io"
 DEFAULT_RESOURCE_TYPES: tuple[ResourceType, ...] = (
@@ -382,7 +388,7 @@ class FakeApiServer:
             f'User "{user}" cannot {verb} resource "{resource}" in API group '
             f'"{rtype.group}" {scope}'
         )
-        qualified = f"{rtype.plural}.{rtype.group}" if rtype.group else rtype.plural
+        qualified = rtype.resource
         named = f' "{name}"' if name else ""
         raise ApiError(
             403,
@@ -492,7 +498,12 @@ class FakeApiServer:
     def _existing(self, rtype: ResourceType, key: _ObjKey) -> JSON:
         obj = self._objects.get(key)
         if obj is None:
-            raise ApiError(404, "NotFound", f'{rtype.plural}.{rtype.group} "{key[3]}" not found')
+            raise ApiError(
+                404,
+                "NotFound",
+                f'{rtype.resource} "{key[3]}" not found',
+                {"name": key[3], "group": rtype.group, "kind": rtype.plural},
+            )
         return obj
 
     def _record(self, rtype: ResourceType, kind: str, old: JSON | None, new: JSON) -> None:
@@ -536,7 +547,7 @@ class FakeApiServer:
             raise ApiError(
                 409,
                 "AlreadyExists",
-                f'{rtype.plural}.{rtype.group} "{meta["name"]}" already exists',
+                f'{rtype.resource} "{meta["name"]}" already exists',
                 {"name": meta["name"], "group": rtype.group, "kind": rtype.plural},
             )
         obj["apiVersion"], obj["kind"] = rtype.api_version, rtype.kind
@@ -571,9 +582,10 @@ class FakeApiServer:
             raise ApiError(
                 409,
                 "Conflict",
-                f'Operation cannot be fulfilled on {rtype.plural}.{rtype.group} "{name}": '
+                f'Operation cannot be fulfilled on {rtype.resource} "{name}": '
                 "the object has been modified; please apply your changes to the latest version "
                 "and try again",
+                {"name": name, "group": rtype.group, "kind": rtype.plural},
             )
 
     def _commit(
@@ -639,7 +651,7 @@ class FakeApiServer:
                 raise ApiError(
                     409,
                     "Conflict",
-                    f'Operation cannot be fulfilled on {rtype.plural}.{rtype.group} "{key[3]}": '
+                    f'Operation cannot be fulfilled on {rtype.resource} "{key[3]}": '
                     f"Precondition failed: {label} in precondition: {wanted[name]}, "
                     f"{label} in object meta: {meta.get(name)}",
                 )
