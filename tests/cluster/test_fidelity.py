@@ -7,10 +7,12 @@ import json
 from typing import Any
 
 import pytest
+from rich.console import Console
 
 from kuik_replicator.planner import with_counts
 from kuik_webhook.secrets import copy_name, copy_of
 from kuikcore.api import OWNER_NAME_LABEL, OWNER_UID_LABEL, label_value, parse_resource
+from kuikcore.cli.status import render
 from kuikcore.cluster.interface import ClusterError, EventType, ObjectKey
 from kuikcore.cluster.kubernetes import KubernetesCluster
 from kuikcore.routing import SecretRef
@@ -237,6 +239,10 @@ async def test_availability_status_bounded_and_whole_for_its_writer(
 
     await successor.update_status(CISA, "", "avail", count)
     assert seen == [listed]
+    # `kuik status` says what the table does not list
+    console = Console(record=True, width=400)
+    render([successor.store.resource(CISA, "", "avail")], console)
+    assert status["omitted"]["message"] in " ".join(console.export_text().split())
 
 
 async def test_an_object_too_large_for_etcd_is_not_retried(
