@@ -13,6 +13,7 @@ from kuik_replicator.planner import with_counts
 from kuik_webhook.secrets import copy_name, copy_of
 from kuikcore.api import OWNER_NAME_LABEL, OWNER_UID_LABEL, label_value, parse_resource
 from kuikcore.cli.status import render
+from kuikcore.cluster.bounded import Overflow, bound_status
 from kuikcore.cluster.interface import ClusterError, EventType, ObjectKey
 from kuikcore.cluster.kubernetes import KubernetesCluster
 from kuikcore.routing import SecretRef
@@ -274,3 +275,24 @@ async def test_a_secret_that_is_not_a_copy_is_never_deleted(
     kept = apiserver.get("v1", "Secret", "apps", "kuik-creds-9")
     assert kept is not None
     assert kept["data"] == {"a": "YQ=="}
+
+
+def test_overflow_versions_share_unchanged_entries() -> None:
+    """The writer remembers the last few versions it wrote; unchanged entries are one object."""
+    key = ObjectKey(CISM, "", "m")
+    overflow = Overflow()
+    entries = [mirrored_entry(i) for i in range(50)]
+    first, omitted = bound_status({"matchingImages": entries}, "matchingImages", 4096)
+    overflow.remember(key, first, omitted)
+    changed = [dict(e) for e in entries]  # equal copies, one of them then changed
+    changed[-1] = {**changed[-1], "unusedSince": "2026-12-04T11:00:00Z"}
+    second, omitted_again = bound_status({"matchingImages": changed}, "matchingImages", 4096)
+    overflow.remember(key, second, omitted_again)
+    assert first["omitted"]["digest"] != second["omitted"]["digest"]
+    for written in (first, second):
+        restored = overflow.restore(key, {"status": written})["status"]
+        assert len(restored["matchingImages"]) == 50
+        assert "omitted" not in restored
+    again = overflow.restore(key, {"status": second})["status"]["matchingImages"]
+    assert again[-1]["unusedSince"] == "2026-12-04T11:00:00Z"
+    assert again[-2] is omitted[-2]  # shared with the first version

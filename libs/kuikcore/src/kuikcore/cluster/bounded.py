@@ -132,6 +132,12 @@ class Overflow:
                 omitted=len(omitted),
             )
             versions = self._entries[key] = {}
+        if versions:  # share the entries the last version already holds: one copy, not three
+            last = next(reversed(versions.values()))
+            omitted = [
+                last[i] if i < len(last) and last[i] == entry else entry
+                for i, entry in enumerate(omitted)
+            ]
         versions[str(info.get("digest"))] = omitted
         while len(versions) > _KEEP:
             del versions[next(iter(versions))]
