@@ -116,9 +116,18 @@ def status_body(code: int, reason: str, message: str, details: JSON | None = Non
     if reason:
         body["reason"] = reason
     if details:
-        body["details"] = details
+        body["details"] = _omit_empty(details)
     body["code"] = code
     return body
+
+
+def _omit_empty(value: Any) -> Any:
+    """Go's `omitempty` on StatusDetails and StatusCause: "" and empty lists are left out."""
+    if isinstance(value, dict):
+        return {k: _omit_empty(v) for k, v in value.items() if v not in ("", None, [])}
+    if isinstance(value, list):
+        return [_omit_empty(v) for v in value]
+    return value
 
 
 def _invalid(rtype: ResourceType, name: str, errors: list[rules.FieldError]) -> ApiError:
@@ -394,9 +403,7 @@ class FakeApiServer:
             403,
             "Forbidden",
             f"{qualified}{named} is forbidden: {reason}",
-            {"name": name, "group": rtype.group, "kind": rtype.plural}
-            if name
-            else {"group": rtype.group, "kind": rtype.plural},
+            {"name": name, "group": rtype.group, "kind": rtype.plural},
         )
 
     # ---------------------------------------------------------------- faults
