@@ -493,10 +493,11 @@ def test_rbac_is_least_privilege(defaults: Rendered) -> None:
         assert _allows(role_rules, "", "pods", "watch")
         assert not _allows(role_rules, "", "pods", "update")
         assert not _allows(role_rules, "kuik.enix.io", "clusterimagesetmirrors", "delete")
-    # Only the webhook writes Secrets (pull-secret copies); only the replicator deletes them.
+    # Only the webhook writes Secrets (pull-secret copies, recreated when their type changes);
+    # the replicator deletes them when their owner goes.
     writers = {s for s, r in rules.items() if _allows(r, "", "secrets", "create")}
     deleters = {s for s, r in rules.items() if _allows(r, "", "secrets", "delete")}
-    assert (writers, deleters) == ({"webhook"}, {"replicator"})
+    assert (writers, deleters) == ({"webhook"}, {"webhook", "replicator"})
     for verb in ("create", "update", "patch", "delete"):
         assert not _allows(rules["monitor"], "", "secrets", verb)
     # The cluster id is the kube-system Namespace's UID: that one Namespace, read only.

@@ -27,9 +27,10 @@ async def k8s_cluster_factory(apiserver: FakeApiServer) -> AsyncIterator[Cluster
     """Start KubernetesCluster instances on `apiserver` (synced), all stopped after the test."""
     made: list[tuple[KubernetesCluster, Any]] = []
 
-    async def make(**options: Any) -> KubernetesCluster:
+    async def make(*, token: str | None = None, **options: Any) -> KubernetesCluster:
+        """`token`: the bearer token its requests carry (`FakeApiServer.grant`)."""
         options.setdefault("settings", FAST)
-        client = apiserver.api_client()
+        client = apiserver.api_client(token)
         cluster = KubernetesCluster(client, **options)
         made.append((cluster, client))
         await cluster.start()

@@ -317,17 +317,19 @@ async def test_secrets_only_kuik_copies_cached_others_on_demand(world: World) ->
         "apps",
         "kuik-registry-creds-0123456789abcdef",
         labels={OWNER_UID_LABEL: "u2"},
-        token="dG9rZW4=",
+        **{".dockerconfigjson": "e30="},
     )
     copy_["type"] = "kubernetes.io/dockerconfigjson"
     stored = await cluster.apply_secret(copy_)
     assert stored["metadata"]["uid"]
-    assert view(stored)["data"] == {"token": "dG9rZW4="}
+    assert view(stored)["data"] == {".dockerconfigjson": "e30="}
     await eventually(lambda: len(cluster.store.secrets_by_owner("u2")) == 1)
     assert cluster.store.secrets_by_owner("u2")[0]["type"] == "kubernetes.io/dockerconfigjson"
-    copy_["data"] = {"token": "bmV3"}
+    copy_["data"] = {".dockerconfigjson": "e30K"}
     await cluster.apply_secret(copy_)
-    await eventually(lambda: cluster.store.secrets_by_owner("u2")[0]["data"] == {"token": "bmV3"})
+    await eventually(
+        lambda: cluster.store.secrets_by_owner("u2")[0]["data"] == {".dockerconfigjson": "e30K"}
+    )
     assert await cluster.delete_secret("apps", copy_["metadata"]["name"]) is True
     assert await cluster.delete_secret("apps", copy_["metadata"]["name"]) is False
     await eventually(lambda: cluster.store.secrets_by_owner("u2") == [])

@@ -119,7 +119,10 @@ def test_merge_patch_between_turns_old_into_new(old: dict[str, Any], new: dict[s
 
 
 def test_finalizers_after() -> None:
-    assert finalizers_after(None, "f", True) == ["f"]
-    assert finalizers_after(["f"], "f", True) is None
-    assert finalizers_after(["a", "f"], "f", False) == ["a"]
-    assert finalizers_after(["a"], "f", False) is None
+    assert finalizers_after({}, "f", True) == ["f"]
+    assert finalizers_after({"finalizers": ["f"]}, "f", True) is None
+    assert finalizers_after({"finalizers": ["a", "f"]}, "f", False) == ["a"]
+    assert finalizers_after({"finalizers": ["a"]}, "f", False) is None
+    deleting = {"finalizers": ["a", "f"], "deletionTimestamp": "2026-01-01T00:00:00Z"}
+    assert finalizers_after(deleting, "g", True) is None  # refused by the API server
+    assert finalizers_after(deleting, "f", False) == ["a"]

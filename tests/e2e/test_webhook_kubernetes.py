@@ -1,5 +1,6 @@
 """kuik-webhook against a Kubernetes API server (the stateful fake, through the real
-kubernetes-asyncio client): CRs and Secrets come from the API, the pull-secret copy goes to it."""
+kubernetes-asyncio client): CRs and Secrets come from the API, the pull-secret copy goes to it,
+every request under the ClusterRole the chart gives the webhook."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import trustme
 
 from kuikcore.testing import RegistryServer
 from kuikcore.testing.apiserver import FakeApiServer
+from tests.chart.roles import chart_role
 from tests.e2e.test_webhook import (  # the servers are module fixtures of their own here
     Webhook,
     base_config,
@@ -44,7 +46,9 @@ async def test_routes_from_the_api_and_copies_the_secret_into_it(
     apiserver.create(secret)
     apiserver.create(cism("to-b", mirror.host))
     await asyncio.to_thread(push, mirror, "m/k8s/app", "1", "k8s")
-    kubeconfig = apiserver.write_kubeconfig(tmp_path / "kubeconfig")
+    role = chart_role("webhook")
+    apiserver.grant("webhook-token", role.user, role.rules)
+    kubeconfig = apiserver.write_kubeconfig(tmp_path / "kubeconfig", token="webhook-token")
     hook = Webhook(tmp_path, ca)
     hook.start(
         base_config(mirror),

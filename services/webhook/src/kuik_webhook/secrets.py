@@ -3,7 +3,8 @@ Pod's namespace (upstream §1.10).
 
 A copy is named `kuik-<source name[:231]>-<xxhash64(source namespace/owner uid) as 16 hex>`,
 has the source's `type` and `data` and the `kuik.enix.io/owner-*` labels (the replicator deletes
-copies by `owner-uid` when the owner CR goes). It is always made from the CR's own secret, never
+copies by `owner-uid` when the owner CR goes; `owner-name` goes through `label_value`, since a
+CR name may be longer than a label value). It is always made from the CR's own secret, never
 from an earlier copy (upstream bug #604). Unlike upstream, `owner-kind` is the CR's real kind
 (`ClusterImageSetMirror`, not the namespaced shape upstream converts it to).
 """
@@ -24,6 +25,7 @@ from kuikcore.api import (
     OWNER_UID_LABEL,
     OWNER_VERSION_LABEL,
     VERSION,
+    label_value,
 )
 from kuikcore.api.models import Resource
 from kuikcore.cluster import ClusterSource
@@ -45,7 +47,9 @@ def copy_name(source: SecretRef, owner_uid: str) -> str:
     """Upstream's `makeSecretName("kuik", name, namespace + "/" + ownerUID)`."""
     keep = min(_MAX_NAME - len(COPY_PREFIX) - 16 - 2, len(source.name))
     digest = xxhash.xxh64_intdigest(f"{source.namespace}/{owner_uid}".encode())
-    return f"{COPY_PREFIX}-{source.name[:keep]}-{digest:016x}"
+    # a cut after a '.' would give '.-', which no DNS subdomain contains (upstream's would
+    # be refused by the API server; names that fit are unchanged)
+    return f"{COPY_PREFIX}-{source.name[:keep].rstrip('.')}-{digest:016x}"
 
 
 def pull_secret_name(alternative: Alternative, namespace: str) -> str | None:
@@ -75,7 +79,7 @@ def copy_of(
                 OWNER_GROUP_LABEL: GROUP,
                 OWNER_KIND_LABEL: owner.KIND,
                 OWNER_UID_LABEL: owner.metadata.uid or "",
-                OWNER_NAME_LABEL: owner.metadata.name,
+                OWNER_NAME_LABEL: label_value(owner.metadata.name),
             },
         },
         "type": source.get("type") or "Opaque",

@@ -52,6 +52,7 @@ from kuikcore.api.names import (
     UNUSED_MARKER,
     VERSION,
     AvailabilityStatus,
+    label_value,
 )
 from kuikcore.api.validation import (
     KINDS,
@@ -111,5 +112,6 @@ __all__ = [
     "check_rules",
     "format_time",
     "join_path",
+    "label_value",
     "parse_resource",
 ]

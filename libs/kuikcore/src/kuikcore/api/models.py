@@ -54,6 +54,7 @@ __all__ = [
     "MirrorStatus",
     "MonitoredImage",
     "ObjectMeta",
+    "OmittedEntries",
     "ReplicatedImageSet",
     "ReplicatedImageSetSpec",
     "ReplicatedImageSetStatus",
@@ -278,6 +279,15 @@ class MatchingImage(_Model):
     unused_since: Time | None = None
 
 
+class OmittedEntries(_Model):
+    """Status list entries left out because the list passed its byte budget (etcd holds
+    objects of at most 1.5 MiB); the counts beside the list still include them."""
+
+    count: int = Field(description="Number of entries not listed.")
+    digest: str = Field(description="Hash of the entries not listed; changes whenever they do.")
+    message: str = Field(default="", description="What was left out, in words.")
+
+
 class ImageSetMirrorStatus(_Model):
     """Observed state: the matching images and their copies."""
 
@@ -290,6 +300,7 @@ class ImageSetMirrorStatus(_Model):
     failed_count: int | None = Field(
         default=None, description="Number of (image, mirror) pairs whose last copy failed."
     )
+    omitted: OmittedEntries | None = None
 
 
 class _ImageSetMirrorSpecBase(_Model):
@@ -401,6 +412,7 @@ class ClusterImageSetAvailabilityStatus(_Model):
 
     image_count: int | None = None
     images: list[MonitoredImage] | None = Field(default=None, json_schema_extra=LIST_MAP)
+    omitted: OmittedEntries | None = None
 
 
 # --- the resources ------------------------------------------------------------------------

@@ -6,6 +6,8 @@ exactly as upstream kuik v2 does (so existing clusters keep working).
 
 from __future__ import annotations
 
+import hashlib
+import re
 from enum import StrEnum
 
 __all__ = [
@@ -23,6 +25,7 @@ __all__ = [
     "UNUSED_MARKER",
     "VERSION",
     "AvailabilityStatus",
+    "label_value",
 ]
 
 GROUP = "kuik.enix.io"
@@ -41,6 +44,25 @@ OWNER_GROUP_LABEL = "kuik.enix.io/owner-group"
 OWNER_KIND_LABEL = "kuik.enix.io/owner-kind"
 OWNER_UID_LABEL = "kuik.enix.io/owner-uid"
 OWNER_NAME_LABEL = "kuik.enix.io/owner-name"
+
+# apimachinery IsValidLabelValue: at most 63 characters, alphanumeric at both ends
+_LABEL_VALUE_MAX = 63
+_LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
+
+
+def label_value(text: str) -> str:
+    """`text` as a label value the API server accepts: itself when valid, else its first
+    characters, '-' and 16 hex of its SHA-256 (63 in all; distinct texts stay distinct).
+
+    CR names may have 253 characters, label values 63. Whoever selects by such a label must
+    derive the value with this function too."""
+    if len(text) <= _LABEL_VALUE_MAX and _LABEL_VALUE.fullmatch(text):
+        return text
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    head = re.sub(r"[^-A-Za-z0-9_.]", "-", text[: _LABEL_VALUE_MAX - 17])
+    head = re.sub(r"^[^A-Za-z0-9]+|[^A-Za-z0-9]+$", "", head)
+    return f"{head}-{digest}" if head else digest
+
 
 MIRROR_CLEANUP_FINALIZER = "kuik.enix.io/mirror-cleanup"
 SECRET_CLEANUP_FINALIZER = "kuik.enix.io/secret-cleanup"

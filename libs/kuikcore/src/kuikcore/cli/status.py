@@ -132,6 +132,10 @@ def render(resources: Sequence[Any], console: Any) -> None:
         else:
             console.print(f"[bold]{title}[/bold]: no status (routing only)")
             continue
+        omitted = status.get("omitted")
+        if omitted:  # the list was bounded by bytes on the way to the API server
+            table.caption = f"{omitted.get('message') or omitted.get('count')}"
+            table.caption_justify = "left"
         console.print(table)
 
 

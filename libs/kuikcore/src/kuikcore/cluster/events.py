@@ -6,6 +6,8 @@ Pure: building the object and deciding whether an identical Event was recorded r
 
 from __future__ import annotations
 
+import hashlib
+import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,6 +23,7 @@ __all__ = [
     "EventDeduplicator",
     "EventSpec",
     "build_event",
+    "event_name",
     "invalid_filter_event",
     "limit_note",
     "regards",
@@ -29,7 +32,9 @@ __all__ = [
 JSON = dict[str, Any]
 # Where client-go records Events about cluster-scoped objects.
 CLUSTER_SCOPED_EVENT_NAMESPACE = "default"
-NOTE_LIMIT = 1024  # the API server rejects longer notes
+NOTE_LIMIT = 1024  # bytes: the API server rejects longer notes (Go len(), UTF-8)
+_MAX_NAME = 253
+_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
 # Upstream's reason and action for a resource whose filter does not compile.
 INVALID_FILTER = "InvalidFilter"
@@ -47,8 +52,29 @@ class EventSpec:
 
 
 def limit_note(text: str) -> str:
-    """Cut a note to what the API server accepts, marking the cut."""
-    return text if len(text) <= NOTE_LIMIT else text[: NOTE_LIMIT - 3] + "..."
+    """Cut a note to the 1024 UTF-8 bytes the API server accepts (it counts bytes, not
+    characters), marking the cut; never splits a character."""
+    raw = text.encode()
+    if len(raw) <= NOTE_LIMIT:
+        return text
+    return raw[: NOTE_LIMIT - 3].decode(errors="ignore") + "..."
+
+
+def event_name(regarding_name: str, moment: datetime) -> str:
+    """`<object name>.<UnixNano in hex>`, as client-go's events/v1 recorder names Events.
+
+    events.k8s.io/v1 requires a DNS-1123 subdomain name, and a `generateName` of
+    `<name>.` is refused (it must itself be valid, and may not end in '.'). The object part is
+    cut so the whole fits 253 characters; a name that still would not validate falls back to a
+    hash of it."""
+    nanos = int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
+    stamp = f"{nanos:x}"
+    base = regarding_name[: _MAX_NAME - 1 - len(stamp)].rstrip(".-")
+    name = f"{base}.{stamp}"
+    if not base or not _SUBDOMAIN.fullmatch(name):
+        digest = hashlib.sha256(regarding_name.encode()).hexdigest()[:16]
+        name = f"kuik-{digest}.{stamp}"
+    return name
 
 
 def invalid_filter_event(error: Exception) -> EventSpec:
@@ -84,7 +110,7 @@ def build_event(
         "apiVersion": "events.k8s.io/v1",
         "kind": "Event",
         "metadata": {
-            "generateName": f"{regarding.name}.",
+            "name": event_name(regarding.name, moment),
             "namespace": regarding.namespace or CLUSTER_SCOPED_EVENT_NAMESPACE,
         },
         "eventTime": moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),

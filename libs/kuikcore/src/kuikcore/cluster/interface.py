@@ -156,7 +156,8 @@ class ClusterSource(Protocol):
         """
 
     async def add_finalizer(self, kind: str, namespace: str, name: str, finalizer: str) -> bool:
-        """Add `finalizer`; False when it was already there."""
+        """Add `finalizer`; False when it was already there or the object is being deleted
+        (the API server allows no new finalizer then)."""
         ...
 
     async def remove_finalizer(self, kind: str, namespace: str, name: str, finalizer: str) -> bool:

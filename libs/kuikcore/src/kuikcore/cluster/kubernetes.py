@@ -26,6 +26,7 @@ import aiohttp
 import structlog
 
 from kuikcore.api import OWNER_UID_LABEL, parse_resource
+from kuikcore.cluster.bounded import BOUNDED_LISTS, DEFAULT_BUDGET, Overflow, bound_status
 from kuikcore.cluster.events import EventDeduplicator, build_event, regards
 from kuikcore.cluster.informer import Informer, InformerSettings, ListFunction
 from kuikcore.cluster.interface import (
@@ -52,6 +53,7 @@ log = structlog.get_logger("kuikcore.cluster")
 
 JSON = dict[str, Any]
 MERGE_PATCH = "application/merge-patch+json"
+ETCD_TOO_LARGE = "etcdserver: request is too large"
 
 
 class _ApiError(ClusterError):
@@ -118,6 +120,7 @@ class KubernetesCluster:
         secret_cache_size: int = 256,
         event_dedup_window: float = 600.0,
         close_client: bool = False,
+        status_list_budget: int = DEFAULT_BUDGET,
     ) -> None:
         self._api = api_client
         self._close_client = close_client  # stop() closes a client this object was given to own
@@ -134,7 +137,9 @@ class KubernetesCluster:
         self._secret_cache_ttl, self._secret_cache_size = secret_cache_ttl, secret_cache_size
         self._dedup = EventDeduplicator(event_dedup_window)
         self._instance = socket.gethostname()
-        self._store = Store(parse_resource)
+        self._status_list_budget = status_list_budget  # bytes; kuikcore.cluster.bounded
+        self._overflow = Overflow()
+        self._store = Store(parse_resource, overflow=self._overflow)
         self._informers = [self._informer(watched_kind(kind)) for kind in kinds]
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -221,9 +226,7 @@ class KubernetesCluster:
                     what,
                 )
             except _ApiError as error:
-                if (
-                    error.status < 500 and error.status != 429
-                ) or attempt == self._transient_attempts:
+                if not _transient(error) or attempt == self._transient_attempts:
                     raise
                 reason = str(error)
             except (aiohttp.ClientError, TimeoutError) as error:
@@ -316,16 +319,30 @@ class KubernetesCluster:
     async def update_status(
         self, kind: str, namespace: str, name: str, mutate: StatusMutator
     ) -> Any:
-        def change(current: JSON) -> JSON | None:
-            new = status_after(current, mutate)
-            old = current.get("status") or {}
-            return None if new is None else {"status": merge_patch_between(old, new)}
+        bounded = BOUNDED_LISTS.get(kind)
+        written: list[tuple[JSON, list[JSON]]] = []
 
+        def change(current: JSON) -> JSON | None:
+            written.clear()
+            # `mutate` sees the whole list (the entries this process left out put back); the
+            # API gets it bounded by bytes (kuikcore.cluster.bounded)
+            new = status_after(self._store.restored(kind, current), mutate)
+            if new is None:
+                return None
+            omitted: list[JSON] = []
+            if bounded is not None:
+                new, omitted = bound_status(new, bounded, self._status_list_budget)
+            written.append((new, omitted))
+            old = current.get("status") or {}
+            return {"status": merge_patch_between(old, new)}
+
+        result = await self._read_modify_write(kind, namespace, name, change, status=True)
+        if written:
+            key = ObjectKey(kind, namespace if watched_kind(kind).namespaced else "", name)
+            self._overflow.remember(key, *written[0])
         # parsed like the store parses the watch event that follows: validated, reusing the
-        # stored version's models for unchanged status entries
-        return self._store.parse(
-            kind, await self._read_modify_write(kind, namespace, name, change, status=True)
-        )
+        # stored version's models for unchanged status entries, the omitted entries put back
+        return self._store.parse(kind, result)
 
     async def _set_finalizer(
         self, kind: str, namespace: str, name: str, finalizer: str, present: bool
@@ -334,7 +351,7 @@ class KubernetesCluster:
 
         def change(current: JSON) -> JSON | None:
             nonlocal changed
-            finalizers = finalizers_after(current["metadata"].get("finalizers"), finalizer, present)
+            finalizers = finalizers_after(current["metadata"], finalizer, present)
             changed = finalizers is not None
             return None if finalizers is None else {"metadata": {"finalizers": finalizers or None}}
 
@@ -396,34 +413,33 @@ class KubernetesCluster:
             if field in secret:
                 body[field] = secret[field]
         what = f"Secret {namespace}/{name}"
+        # the informer's copy first (kuik's copies are the labelled Secrets it watches): an
+        # admission that finds it up to date writes nothing
+        current: JSON | None = self._store.secret(namespace, name)
         for attempt in range(self._write_attempts):
-            try:
-                return await self._request(
-                    f"create {what}",
-                    self._core.create_namespaced_secret,
-                    namespace,
-                    body,
-                    field_manager=self._field_manager,
-                )
-            except _ApiError as error:
-                if error.status != 409:
-                    raise
-            try:
-                current = await self._request(
-                    f"read {what}", self._core.read_namespaced_secret, name, namespace
-                )
-            except _ApiError as error:
-                if error.status == 404:
+            if current is None:
+                try:
+                    return await self._request(
+                        f"create {what}",
+                        self._core.create_namespaced_secret,
+                        namespace,
+                        body,
+                        field_manager=self._field_manager,
+                    )
+                except _ApiError as error:
+                    if error.status != 409:
+                        raise
+                current = await self._read_secret(what, namespace, name)
+                if current is None:
                     continue  # deleted meanwhile: create again
-                raise
-            wanted = copy.deepcopy(current)
-            wanted["metadata"].update(body["metadata"])
-            for field in ("type", "data"):
-                if field in body:
-                    wanted[field] = body[field]
-            if wanted == current:
+            wanted = _secret_after(current, body)
+            if wanted is None:
                 return current
             try:
+                if _must_recreate(current, body):
+                    await self._recreate_secret(what, current)
+                    current = None
+                    continue
                 return await self._request(
                     f"replace {what}",
                     self._core.replace_namespaced_secret,
@@ -436,7 +452,36 @@ class KubernetesCluster:
                 if error.status not in (404, 409):
                     raise
             await asyncio.sleep(random.uniform(0, 0.05 * 2**attempt))
+            current = await self._read_secret(what, namespace, name)
         raise ConflictError(f"{what}: still conflicting after {self._write_attempts} attempts")
+
+    async def _read_secret(self, what: str, namespace: str, name: str) -> JSON | None:
+        try:
+            return await self._request(
+                f"read {what}", self._core.read_namespaced_secret, name, namespace
+            )
+        except _ApiError as error:
+            if error.status == 404:
+                return None
+            raise
+
+    async def _recreate_secret(self, what: str, current: JSON) -> None:
+        """Delete `current` (exactly that version: another writer's newer one stays, and the
+        409 sends the caller back to read it) so that it can be created anew; a Secret's
+        `type`, and an `immutable` one's data, cannot be changed in place."""
+        meta = current["metadata"]
+        if OWNER_UID_LABEL not in (meta.get("labels") or {}):
+            raise ClusterError(f"{what}: its type cannot change, and it is not kuik's to delete")
+        log.info("recreating Secret whose type or immutable data changed", secret=what)
+        await self._request(
+            f"delete {what}",
+            self._core.delete_namespaced_secret,
+            meta["name"],
+            meta["namespace"],
+            body={
+                "preconditions": {"uid": meta["uid"], "resourceVersion": meta["resourceVersion"]}
+            },
+        )
 
     async def delete_secret(self, namespace: str, name: str) -> bool:
         self._secret_cache.pop((namespace, name), None)
@@ -511,6 +556,33 @@ class KubernetesCluster:
         )
         uid: str = namespace["metadata"]["uid"]
         return uid
+
+
+def _transient(error: _ApiError) -> bool:
+    """Worth another attempt: a 5xx or a 429, except etcd refusing the object's size, which
+    kube-apiserver passes on as a 500 (kubernetes/kubernetes#112152) and which the same write
+    meets every time."""
+    if ETCD_TOO_LARGE in str(error):
+        return False
+    return error.status >= 500 or error.status == 429
+
+
+def _secret_after(current: JSON, body: JSON) -> JSON | None:
+    """`current` with the type, data, labels and annotations `body` sets; None when they are
+    already so."""
+    wanted = copy.deepcopy(current)
+    wanted["metadata"].update(body["metadata"])
+    for field in ("type", "data"):
+        if field in body:
+            wanted[field] = body[field]
+    return None if wanted == current else wanted
+
+
+def _must_recreate(current: JSON, body: JSON) -> bool:
+    """ValidateSecretUpdate: `type` is immutable, so is an `immutable: true` Secret's data."""
+    if (current.get("type") or "Opaque") != (body.get("type") or current.get("type") or "Opaque"):
+        return True
+    return bool(current.get("immutable")) and "data" in body and body["data"] != current.get("data")
 
 
 def _uid_of(obj: Any) -> str | None:

@@ -570,7 +570,7 @@ class LocalCluster:
 
         def change(overlay: JSON, current: JSON) -> bool:
             nonlocal changed
-            finalizers = finalizers_after(current["metadata"].get("finalizers"), finalizer, present)
+            finalizers = finalizers_after(current["metadata"], finalizer, present)
             changed = finalizers is not None
             if finalizers is not None:
                 overlay.setdefault("metadata", {})["finalizers"] = finalizers

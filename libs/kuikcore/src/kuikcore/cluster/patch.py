@@ -3,7 +3,7 @@ minimal status writes, and finalizer list edits."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from kuikcore.api import parse_resource
@@ -33,10 +33,15 @@ def merge_patch_between(old: Any, new: Any) -> Any:
     return patch
 
 
-def finalizers_after(current: list[str] | None, finalizer: str, present: bool) -> list[str] | None:
-    """The finalizer list with `finalizer` added (`present`) or removed; None when unchanged."""
-    finalizers = list(current or [])
-    if (finalizer in finalizers) == present:
+def finalizers_after(meta: Mapping[str, Any], finalizer: str, present: bool) -> list[str] | None:
+    """The finalizer list of `meta` (an object's metadata) with `finalizer` added (`present`)
+    or removed; None when unchanged.
+
+    Never added to an object being deleted (a deletionTimestamp): the API server refuses it
+    (ValidateNoNewFinalizers, 422), and a caller acting on a cached view that predates the
+    deletion must not turn that into an error."""
+    finalizers = list(meta.get("finalizers") or [])
+    if (finalizer in finalizers) == present or (present and meta.get("deletionTimestamp")):
         return None
     return [*finalizers, finalizer] if present else [f for f in finalizers if f != finalizer]
 

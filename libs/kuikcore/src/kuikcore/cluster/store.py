@@ -15,6 +15,7 @@ from typing import Any
 import structlog
 
 from kuikcore.api import OWNER_UID_LABEL
+from kuikcore.cluster.bounded import Overflow
 from kuikcore.cluster.interface import (
     POD,
     SECRET,
@@ -117,8 +118,13 @@ class Store:
     before changing), and never log Secrets (their `data` is credentials).
     """
 
-    def __init__(self, parse_resource: ResourceParser | None = None) -> None:
+    def __init__(
+        self, parse_resource: ResourceParser | None = None, *, overflow: Overflow | None = None
+    ) -> None:
         self._parse_resource = parse_resource
+        # status entries this process left out of what it wrote (kuikcore.cluster.bounded):
+        # put back into the objects it stores, so its own view is whole
+        self._overflow = overflow
         self._objects: dict[str, dict[tuple[str, str], Any]] = defaultdict(dict)
         self._versions: dict[ObjectKey, str] = {}
         # dicts used as insertion-ordered sets: lookups return Pods in the order first seen
@@ -219,6 +225,7 @@ class Store:
         version = str((raw.get("metadata") or {}).get("resourceVersion") or "")
         if version and self._versions.get(key) == version:
             return None
+        raw = self._restored(key, raw)
         try:
             obj = self._convert(kind, raw, key)
         except ValueError as error:
@@ -241,7 +248,12 @@ class Store:
         self._notify(change)
         return change
 
+    def _restored(self, key: ObjectKey, raw: JSON) -> JSON:
+        return raw if self._overflow is None else self._overflow.restore(key, raw)
+
     def remove(self, key: ObjectKey) -> Change | None:
+        if self._overflow is not None:
+            self._overflow.forget(key)
         old = self._objects.get(key.kind, {}).pop((key.namespace, key.name), None)
         self._versions.pop(key, None)
         self._raw_status.pop(key, None)
@@ -304,7 +316,12 @@ class Store:
         status where a batch of checks changed 40 entries validates those 40 (and the rest of
         the resource), not 10,000.
         """
-        return self._convert(kind, raw, object_key(kind, raw))
+        key = object_key(kind, raw)
+        return self._convert(kind, self._restored(key, raw), key)
+
+    def restored(self, kind: str, raw: JSON) -> JSON:
+        """`raw` with the status entries this process left out of it put back (as stored)."""
+        return self._restored(object_key(kind, raw), raw)
 
     def _convert(self, kind: str, raw: JSON, key: ObjectKey) -> Any:
         if kind == POD:

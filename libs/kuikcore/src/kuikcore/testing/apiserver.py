@@ -7,6 +7,11 @@ compacted, the `/status` subresource, JSON merge patches with optimistic concurr
 (`409 Conflict`), finalizers holding deletions, and faults injected on demand (watch
 streams cut, bursts of 5xx, slow responses).
 
+It is as strict as kube-apiserver 1.30 where kuik touches it (`strict=True`, the default; see
+`kuikcore.testing.apivalidation`): names and generateName per resource, labels, annotations,
+finalizers (none added while deleting), Secret immutability, events.k8s.io/v1 Events, the 3 MiB
+request body limit (413) and etcd's 1.5 MiB object limit, each answered with the real `Status`.
+
 Written in-repo on aiohttp rather than taken from `kmock`: the behaviours under test are
 exactly the API server's consistency rules (resource versions, compaction, selector
 transitions on watch), which a generic HTTP mock leaves to the test author anyway, and
@@ -29,11 +34,14 @@ from typing import Any
 
 from aiohttp import web
 
+from kuikcore.testing import apivalidation as rules
+
 __all__ = [
     "DEFAULT_RESOURCE_TYPES",
     "FakeApiServer",
     "ResourceType",
     "merge_patch",
+    "rules_allow",
 ]
 
 JSON = dict[str, Any]
@@ -53,6 +61,12 @@ class ResourceType:
     @property
     def api_version(self) -> str:
         return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def resource(self) -> str:
+        """`schema.GroupResource.String()`, as error messages name it: `secrets`,
+        `clusterimagesetmirrors.kuik.enix.io`."""
+        return f"{self.plural}.{self.group}" if self.group else self.plural
 
 
 _KUIK = "kuik.enix.io"
@@ -80,26 +94,87 @@ _ObjKey = tuple[str, str, str, str]  # (group, plural, namespace, name)
 class ApiError(Exception):
     """An API-server error answered as a `Status` object."""
 
-    def __init__(self, code: int, reason: str, message: str) -> None:
+    def __init__(self, code: int, reason: str, message: str, details: JSON | None = None) -> None:
         super().__init__(message)
-        self.code, self.reason, self.message = code, reason, message
+        self.code, self.reason, self.message, self.details = code, reason, message, details
 
     def response(self) -> web.Response:
         return web.json_response(
-            status_body(self.code, self.reason, self.message), status=self.code
+            status_body(self.code, self.reason, self.message, self.details), status=self.code
         )
 
 
-def status_body(code: int, reason: str, message: str) -> JSON:
-    return {
+def status_body(code: int, reason: str, message: str, details: JSON | None = None) -> JSON:
+    """A `metav1.Status` failure; like Go's `omitempty`, an empty reason or details is left out."""
+    body: JSON = {
         "kind": "Status",
         "apiVersion": "v1",
         "metadata": {},
         "status": "Failure",
         "message": message,
-        "reason": reason,
-        "code": code,
     }
+    if reason:
+        body["reason"] = reason
+    if details:
+        body["details"] = _omit_empty(details)
+    body["code"] = code
+    return body
+
+
+def _omit_empty(value: Any) -> Any:
+    """Go's `omitempty` on StatusDetails and StatusCause: "" and empty lists are left out."""
+    if isinstance(value, dict):
+        return {k: _omit_empty(v) for k, v in value.items() if v not in ("", None, [])}
+    if isinstance(value, list):
+        return [_omit_empty(v) for v in value]
+    return value
+
+
+def _invalid(rtype: ResourceType, name: str, errors: list[rules.FieldError]) -> ApiError:
+    """`errors.NewInvalid(kind.GroupKind(), name, errs)`: 422 Invalid with one cause per error."""
+    qualified = f"{rtype.kind}.{rtype.group}" if rtype.group else rtype.kind
+    return ApiError(
+        422,
+        "Invalid",
+        rules.invalid_message(qualified, name, errors),
+        rules.invalid_details(rtype.group, rtype.kind, name, errors),
+    )
+
+
+# utilrand's alphabet (no vowels, no 0/1/3): what SimpleNameGenerator appends
+_NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+
+
+def _verb(request: web.Request, name: str | None) -> str:
+    """The RBAC verb of a request (apiserver RequestInfoFactory)."""
+    method = request.method
+    if method == "GET":
+        if request.query.get("watch", "").lower() in ("true", "1"):
+            return "watch"
+        return "get" if name else "list"
+    if method == "DELETE":
+        return "delete" if name else "deletecollection"
+    return {"POST": "create", "PUT": "update", "PATCH": "patch"}.get(method, method.lower())
+
+
+def rules_allow(
+    rules: list[JSON], group: str, plural: str, sub: str | None, verb: str, name: str | None
+) -> bool:
+    """plugin/pkg/auth/authorizer/rbac RuleAllows: group, resource (`plural/sub` for a
+    subresource), verb, and `resourceNames` (which never match list, watch or create)."""
+    resource = plural + (f"/{sub}" if sub else "")
+    for rule in rules:
+        if not {"*", group} & set(rule.get("apiGroups") or ()):
+            continue
+        if not {"*", resource} & set(rule.get("resources") or ()):
+            continue
+        if not {"*", verb} & set(rule.get("verbs") or ()):
+            continue
+        names = rule.get("resourceNames") or ()
+        if names and (name is None or name not in names):
+            continue
+        return True
+    return False
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -220,7 +295,10 @@ class FakeApiServer:
         *,
         bookmark_interval: float = 1.0,
         history_limit: int = 10_000,
+        strict: bool = True,
     ) -> None:
+        self.strict = strict  # kube-apiserver's validation and size limits (module docstring)
+        self._grants: dict[str, tuple[str, list[JSON]]] = {}  # token -> (user, RBAC rules)
         self._types = {(t.group, t.plural): t for t in resource_types}
         self._by_kind = {(t.api_version, t.kind): t for t in resource_types}
         self._objects: dict[_ObjKey, JSON] = {}
@@ -243,7 +321,11 @@ class FakeApiServer:
     # ---------------------------------------------------------------- lifecycle
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> FakeApiServer:
-        app = web.Application(middlewares=[self._faults_middleware])
+        # the 3 MiB body limit is ours to answer (413 Status), not aiohttp's 1 MiB default
+        app = web.Application(
+            middlewares=[self._faults_middleware],
+            client_max_size=rules.MAX_REQUEST_BODY_BYTES * 4,
+        )
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.5)
         await self._runner.setup()
@@ -262,24 +344,69 @@ class FakeApiServer:
             await self._runner.cleanup()
             self._runner = None
 
-    def api_client(self) -> Any:
-        """A kubernetes-asyncio `ApiClient` talking to this server (close it after use)."""
+    def api_client(self, token: str | None = None) -> Any:
+        """A kubernetes-asyncio `ApiClient` talking to this server (close it after use), with
+        `token` as its bearer token (see `grant`)."""
         from kubernetes_asyncio import client as k8s
 
-        return k8s.ApiClient(k8s.Configuration(host=self.url))
+        configuration = k8s.Configuration(host=self.url)
+        if token is not None:
+            configuration.api_key = {"BearerToken": token}
+            configuration.api_key_prefix = {"BearerToken": "Bearer"}
+        return k8s.ApiClient(configuration)
 
-    def write_kubeconfig(self, path: Path) -> Path:
+    def write_kubeconfig(self, path: Path, token: str = "fake-token") -> Path:
         """A kubeconfig pointing at this server, for processes started by tests."""
         config = {
             "apiVersion": "v1",
             "kind": "Config",
             "clusters": [{"name": "fake", "cluster": {"server": self.url}}],
-            "users": [{"name": "fake", "user": {"token": "fake-token"}}],
+            "users": [{"name": "fake", "user": {"token": token}}],
             "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake"}}],
             "current-context": "fake",
         }
         path.write_text(json.dumps(config))
         return path
+
+    # ---------------------------------------------------------------- authorization
+
+    def grant(self, token: str, user: str, rules: list[JSON]) -> None:
+        """Requests bearing `token` act as `user`, allowed only what `rules` (RBAC PolicyRules,
+        e.g. a ClusterRole the chart renders, bound cluster-wide) allow; 403 Forbidden with the
+        server's message otherwise. Other tokens (and direct calls) stay unrestricted."""
+        self._grants[token] = (user, [dict(rule) for rule in rules])
+
+    def _authorize(
+        self,
+        request: web.Request,
+        rtype: ResourceType,
+        namespace: str | None,
+        name: str | None,
+        sub: str | None,
+    ) -> None:
+        header = request.headers.get("Authorization", "")
+        grant = self._grants.get(header.removeprefix("Bearer ").strip())
+        if grant is None:
+            return
+        user, rules = grant
+        verb = _verb(request, name)
+        if rules_allow(rules, rtype.group, rtype.plural, sub, verb, name):
+            return
+        # endpoints/handlers/responsewriters/errors.go forbiddenMessage + errors.NewForbidden
+        resource = rtype.plural + (f"/{sub}" if sub else "")
+        scope = f'in the namespace "{namespace}"' if namespace else "at the cluster scope"
+        reason = (
+            f'User "{user}" cannot {verb} resource "{resource}" in API group '
+            f'"{rtype.group}" {scope}'
+        )
+        qualified = rtype.resource
+        named = f' "{name}"' if name else ""
+        raise ApiError(
+            403,
+            "Forbidden",
+            f"{qualified}{named} is forbidden: {reason}",
+            {"name": name, "group": rtype.group, "kind": rtype.plural},
+        )
 
     # ---------------------------------------------------------------- faults
 
@@ -384,7 +511,12 @@ class FakeApiServer:
     def _existing(self, rtype: ResourceType, key: _ObjKey) -> JSON:
         obj = self._objects.get(key)
         if obj is None:
-            raise ApiError(404, "NotFound", f'{rtype.plural}.{rtype.group} "{key[3]}" not found')
+            raise ApiError(
+                404,
+                "NotFound",
+                f'{rtype.resource} "{key[3]}" not found',
+                {"name": key[3], "group": rtype.group, "kind": rtype.plural},
+            )
         return obj
 
     def _record(self, rtype: ResourceType, kind: str, old: JSON | None, new: JSON) -> None:
@@ -406,22 +538,31 @@ class FakeApiServer:
     def _create(self, rtype: ResourceType, namespace: str | None, body: JSON) -> JSON:
         obj = copy.deepcopy(body)
         meta = obj.setdefault("metadata", {})
+        namespace = namespace or meta.get("namespace")
+        if rtype.namespaced:
+            meta["namespace"] = namespace
+        else:
+            meta.pop("namespace", None)
         if not meta.get("name") and meta.get("generateName"):
-            meta["name"] = meta["generateName"] + secrets.token_hex(3)[:5]
+            # names.SimpleNameGenerator: the base cut to 58 characters, then 5 random ones
+            base = meta["generateName"][:58]
+            meta["name"] = base + "".join(secrets.choice(_NAME_ALPHABET) for _ in range(5))
+        if rtype.plural == "secrets" and not rtype.group and not obj.get("type"):
+            obj["type"] = "Opaque"  # SetDefaults_Secret
+        if self.strict:
+            errors = rules.validate_create(rtype.group, rtype.plural, rtype.namespaced, obj)
+            if errors:
+                raise _invalid(rtype, meta.get("name") or "", errors)
         if not meta.get("name"):
             raise ApiError(422, "Invalid", f"{rtype.kind}: metadata.name is required")
-        namespace = namespace or meta.get("namespace")
         key = self._key(rtype, namespace, meta["name"])
         if key in self._objects:
             raise ApiError(
                 409,
                 "AlreadyExists",
-                f'{rtype.plural}.{rtype.group} "{meta["name"]}" already exists',
+                f'{rtype.resource} "{meta["name"]}" already exists',
+                {"name": meta["name"], "group": rtype.group, "kind": rtype.plural},
             )
-        if rtype.namespaced:
-            meta["namespace"] = namespace
-        else:
-            meta.pop("namespace", None)
         obj["apiVersion"], obj["kind"] = rtype.api_version, rtype.kind
         meta.update(
             uid=str(uuid.uuid4()),
@@ -430,9 +571,21 @@ class FakeApiServer:
             resourceVersion=self._next_rv(),
         )
         meta.pop("deletionTimestamp", None)
+        self._check_stored_size(obj)
         self._objects[key] = obj
         self._record(rtype, "ADDED", None, obj)
         return obj
+
+    def _check_stored_size(self, obj: JSON) -> None:
+        """etcd refuses a value over --max-request-bytes (1.5 MiB); kube-apiserver passes the
+        error through as a 500 with etcd's message (kubernetes/kubernetes#112152, still open in
+        1.30). Measured as compact JSON, which is how CRs are stored (core kinds are protobuf,
+        somewhat smaller)."""
+        if not self.strict:
+            return
+        size = len(json.dumps(obj, separators=(",", ":")).encode())
+        if size > rules.MAX_STORED_OBJECT_BYTES:
+            raise ApiError(500, "", "etcdserver: request is too large")
 
     def _check_rv(self, current: JSON, incoming: JSON, rtype: ResourceType) -> None:
         wanted = (incoming.get("metadata") or {}).get("resourceVersion")
@@ -442,9 +595,10 @@ class FakeApiServer:
             raise ApiError(
                 409,
                 "Conflict",
-                f'Operation cannot be fulfilled on {rtype.plural}.{rtype.group} "{name}": '
+                f'Operation cannot be fulfilled on {rtype.resource} "{name}": '
                 "the object has been modified; please apply your changes to the latest version "
                 "and try again",
+                {"name": name, "group": rtype.group, "kind": rtype.plural},
             )
 
     def _commit(
@@ -474,8 +628,13 @@ class FakeApiServer:
         old_spec = {k: v for k, v in old.items() if k not in ("metadata", "status")}
         meta["generation"] = old["metadata"].get("generation", 1) + (spec_of != old_spec)
         meta["resourceVersion"] = old["metadata"]["resourceVersion"]
+        if self.strict:
+            errors = rules.validate_update(rtype.group, rtype.plural, rtype.namespaced, old, merged)
+            if errors:
+                raise _invalid(rtype, meta.get("name") or "", errors)
         if merged == old:
             return old  # no-op writes do not bump the resource version
+        self._check_stored_size(merged)
         meta["resourceVersion"] = self._next_rv()
         if meta.get("deletionTimestamp") and not meta.get("finalizers"):
             del self._objects[key]
@@ -487,6 +646,8 @@ class FakeApiServer:
 
     def _replace(self, rtype: ResourceType, key: _ObjKey, body: JSON, sub: str | None) -> JSON:
         current = self._existing(rtype, key)
+        if rtype.plural == "secrets" and not rtype.group and not body.get("type"):
+            body = {**body, "type": "Opaque"}  # SetDefaults_Secret, as on create
         self._check_rv(current, body, rtype)
         return self._commit(rtype, key, current, body, sub)
 
@@ -494,6 +655,19 @@ class FakeApiServer:
         current = self._existing(rtype, key)
         self._check_rv(current, patch, rtype)
         return self._commit(rtype, key, current, merge_patch(current, patch), sub)
+
+    def _check_preconditions(self, rtype: ResourceType, key: _ObjKey, wanted: JSON) -> None:
+        """DeleteOptions.preconditions (apiserver storage Preconditions.Check): 409 Conflict."""
+        meta = self._existing(rtype, key)["metadata"]
+        for name, label in (("uid", "UID"), ("resourceVersion", "ResourceVersion")):
+            if wanted.get(name) is not None and str(wanted[name]) != str(meta.get(name)):
+                raise ApiError(
+                    409,
+                    "Conflict",
+                    f'Operation cannot be fulfilled on {rtype.resource} "{key[3]}": '
+                    f"Precondition failed: {label} in precondition: {wanted[name]}, "
+                    f"{label} in object meta: {meta.get(name)}",
+                )
 
     def _delete(self, rtype: ResourceType, key: _ObjKey) -> JSON:
         current = self._existing(rtype, key)
@@ -564,6 +738,7 @@ class FakeApiServer:
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         rtype, namespace, name, sub = self._route(request.path)
+        self._authorize(request, rtype, namespace, name, sub)
         method = request.method
         if name is None:
             if method == "GET":
@@ -572,24 +747,38 @@ class FakeApiServer:
                 return self._list(request, rtype, namespace)
             if method == "POST":
                 return web.json_response(
-                    self._create(rtype, namespace, await request.json()), status=201
+                    self._create(rtype, namespace, await self._body(request)), status=201
                 )
             raise ApiError(405, "MethodNotAllowed", f"{method} on a collection")
         key = self._key(rtype, namespace, name)
         if method == "GET":
             return web.json_response(self._existing(rtype, key))
         if method == "PUT":
-            return web.json_response(self._replace(rtype, key, await request.json(), sub))
+            return web.json_response(self._replace(rtype, key, await self._body(request), sub))
         if method == "PATCH":
             content_type = request.headers.get("Content-Type", "")
             if not content_type.startswith("application/merge-patch+json"):
                 raise ApiError(
                     415, "UnsupportedMediaType", f"fake serves merge patches, not {content_type}"
                 )
-            return web.json_response(self._patch(rtype, key, await request.json(), sub))
+            return web.json_response(self._patch(rtype, key, await self._body(request), sub))
         if method == "DELETE":
+            options = await self._body(request) if request.can_read_body else {}
+            self._check_preconditions(rtype, key, (options or {}).get("preconditions") or {})
             return web.json_response(self._delete(rtype, key))
         raise ApiError(405, "MethodNotAllowed", method)
+
+    async def _body(self, request: web.Request) -> Any:
+        """The JSON body, refused past kube-apiserver's 3 MiB (handlers/rest.go
+        limitedReadBody -> errors.NewRequestEntityTooLargeError)."""
+        raw = await request.read()
+        if self.strict and len(raw) > rules.MAX_REQUEST_BODY_BYTES:
+            raise ApiError(
+                413,
+                "RequestEntityTooLarge",
+                f"Request entity too large: limit is {rules.MAX_REQUEST_BODY_BYTES}",
+            )
+        return json.loads(raw)
 
     def _filtered(
         self, rtype: ResourceType, namespace: str | None, request: web.Request
