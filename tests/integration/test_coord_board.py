@@ -10,9 +10,9 @@ from redis.exceptions import ConnectionError
 
 from kuikcore.api import AvailabilityStatus
 from kuikcore.coord import AvailabilityBoard, Coord, ImageAvailability, UsageRecords, connect
-from kuikcore.health import Observation, fold
+from kuikcore.health import fold
 from kuikcore.testing import RedisServer
-from tests.unit.test_health_state import HYSTERESIS
+from tests.unit.test_health_state import HYSTERESIS, observe
 
 NGINX = "docker.io/library/nginx:1.27"
 MIRROR = "mirror.example/docker.io/library/nginx:1.27"
@@ -52,24 +52,26 @@ async def test_webhook_reads_every_candidate_in_one_round_trip(coord: Coord) -> 
 
 @pytest.mark.parametrize(("name", "seen", "expected"), HYSTERESIS, ids=[c[0] for c in HYSTERESIS])
 async def test_the_board_folds_host_health_like_the_pure_rule(
-    coord: Coord, name: str, seen: list[bool], expected: list[tuple[bool, bool]]
+    coord: Coord, name: str, seen: str, expected: list[tuple[bool, bool]]
 ) -> None:
     board = AvailabilityBoard(coord, up_after=2)
     host = f"host-{abs(hash(name))}.example"
     got = []
-    for i, ok in enumerate(seen):
-        report = await board.report_registry(host, reachable=ok, by="probe", at=100.0 + i)
+    for i, mark in enumerate(seen):
+        report = await board.report_registry(
+            host, reachable=mark == "+", by="probe", silent=mark == ".", at=100.0 + i
+        )
         got.append((report.up, report.transition))
     assert got == expected
     # and what it stored is what the pure rule computes
     state = None
-    for i, ok in enumerate(seen):
-        state, _ = fold(state, Observation(ok, 100.0 + i, "probe"), up_after=2)
+    for i, mark in enumerate(seen):
+        state, _ = fold(state, observe(mark, 100.0 + i), up_after=2)
     stored = (await board.read(hosts=[host])).registries[host]
     assert stored is not None
     assert state is not None
-    assert (stored.up, stored.confirmed_at, stored.since, stored.successes) == (
-        state.up, state.confirmed_at, state.since, state.successes,
+    assert (stored.up, stored.confirmed_at, stored.since, stored.successes, stored.silences) == (
+        state.up, state.confirmed_at, state.since, state.successes, state.silences,
     )  # fmt: skip
 
 

@@ -103,11 +103,13 @@ async def test_a_probe_reads_any_answer_as_up_and_silence_refusal_or_5xx_as_down
         started = time.monotonic()
         silent = await probe(client.transport, doomed.host, 0.3)
         assert not silent.ok
+        assert silent.timed_out  # silence: down only at the second in a row
         assert time.monotonic() - started < 1.0
         doomed.thaw()
         doomed.stop()
         refused = await probe(client.transport, doomed.host, 1.0)
         assert not refused.ok
+        assert not refused.timed_out  # a definite failure: down at once
         assert "connection failed" in (refused.error or "")
 
         async def failing(_: web.Request) -> web.Response:

@@ -7,19 +7,20 @@ import pytest
 
 from kuikcore.health import HostHealth, Knowledge, Observation, fold, knowledge
 
-# (observations in order, expected (up, transition) after each), up_after = 2
-HYSTERESIS: list[tuple[str, list[bool], list[tuple[bool, bool]]]] = [
-    ("discovered up: no transition", [True, True], [(True, False), (True, False)]),
-    ("discovered down: a transition", [False], [(False, True)]),
-    ("down at the first failure", [True, False], [(True, False), (False, True)]),
+# (observations in order: "+" an answer, "x" a definite failure, "." silence (a timeout);
+#  expected (up, transition) after each), up_after = 2
+HYSTERESIS: list[tuple[str, str, list[tuple[bool, bool]]]] = [
+    ("discovered up: no transition", "++", [(True, False), (True, False)]),
+    ("discovered down: a transition", "x", [(False, True)]),
+    ("down at the first failure", "+x", [(True, False), (False, True)]),
     (
         "up only after two answers in a row",
-        [True, False, True, True],
+        "+x++",
         [(True, False), (False, True), (False, False), (True, True)],
     ),
     (
         "a failure between answers starts the count again",
-        [True, False, True, False, True, True],
+        "+x+x++",
         [
             (True, False),
             (False, True),
@@ -31,18 +32,30 @@ HYSTERESIS: list[tuple[str, list[bool], list[tuple[bool, bool]]]] = [
     ),
     (
         "failures while down are not transitions",
-        [False, False, False],
+        "xxx",
         [(False, True), (False, False), (False, False)],
+    ),
+    ("one silence is not enough", "+.+.+", [(True, False)] * 5),
+    ("two silences in a row are", "+..", [(True, False), (True, False), (False, True)]),
+    ("a silence then a failure", "+.x", [(True, False), (True, False), (False, True)]),
+    (
+        "silence while down keeps it down",
+        "+x..",
+        [(True, False), (False, True), (False, False), (False, False)],
     ),
 ]
 
 
+def observe(mark: str, at: float, by: str = "probe") -> Observation:
+    return Observation(mark == "+", at, by, None if mark == "+" else "no", silent=mark == ".")
+
+
 @pytest.mark.parametrize(("name", "seen", "expected"), HYSTERESIS, ids=[c[0] for c in HYSTERESIS])
-def test_hysteresis(name: str, seen: list[bool], expected: list[tuple[bool, bool]]) -> None:
+def test_hysteresis(name: str, seen: str, expected: list[tuple[bool, bool]]) -> None:
     state: HostHealth | None = None
     got = []
-    for i, ok in enumerate(seen):
-        state, transition = fold(state, Observation(ok, 100.0 + i, "probe"), up_after=2)
+    for i, mark in enumerate(seen):
+        state, transition = fold(state, observe(mark, 100.0 + i), up_after=2)
         got.append((state.up, transition))
     assert got == expected
 

@@ -477,8 +477,8 @@ class RegistryHealth(_Model):
     """Probing of every registry host that routing may pick (kuik; upstream relies on a 1 s cache).
 
     One prober cluster-wide (a Redis lease) sends `GET /v2/` to each host every `probeInterval`;
-    a host is down at its first failed probe (or failed connection anywhere) and up again after
-    `upAfter` consecutive answers. Knowledge not confirmed within `4 x probeInterval +
+    a host is down at its first failed probe (or failed connection anywhere) or second timeout in a
+    row, and up again after `upAfter` consecutive answers. Knowledge not confirmed within `4 x probeInterval +
     probeTimeout` is treated as unknown."""
 
     probe_interval: PositiveDuration = timedelta(milliseconds=500)

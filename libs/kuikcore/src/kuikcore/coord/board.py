@@ -17,7 +17,7 @@ from typing import Any
 
 from kuikcore.api import AvailabilityStatus
 from kuikcore.coord.connection import OUTAGE_ERRORS, Coord
-from kuikcore.health.state import HostHealth
+from kuikcore.health.state import SILENT_DOWN_AFTER, HostHealth
 
 __all__ = [
     "AvailabilityBoard",
@@ -31,8 +31,8 @@ __all__ = [
 _READ_ERRORS: tuple[type[Exception], ...] = (*OUTAGE_ERRORS, TimeoutError)
 
 # The hysteresis rule of `kuikcore.health.state.fold`, applied atomically for every writer.
-# KEYS: host key. ARGV: ok (1/0), at (unix s), by, error, up_after, ttl ms.
-# Returns {up (1/0), transition (1/0)}.
+# KEYS: host key. ARGV: ok (1/0), at (unix s), by, error, up_after, ttl ms, silent (1/0),
+# silent_down_after. Returns {up (1/0), transition (1/0)}.
 _REPORT_REGISTRY = """
 local cur = redis.call('GET', KEYS[1])
 local d = false
@@ -42,26 +42,33 @@ if cur then
      and type(v.confirmed_at) == 'number' then d = v end
 end
 local seen_ok, at, by, err = ARGV[1] == '1', tonumber(ARGV[2]), ARGV[3], ARGV[4]
-local up_after = tonumber(ARGV[5])
+local up_after, silent = tonumber(ARGV[5]), ARGV[7] == '1'
 local transition = 0
 if not d then
-  d = {up = seen_ok, confirmed_at = at, since = at, by = by, successes = 0}
+  d = {up = seen_ok, confirmed_at = at, since = at, by = by, successes = 0, silences = 0}
   if not seen_ok then d.error = err; transition = 1 end
 elseif at < d.confirmed_at then
   return {d.up and 1 or 0, 0}
 elseif not seen_ok then
   if d.up then
-    d = {up = false, confirmed_at = at, since = at, by = by, error = err, successes = 0}
-    transition = 1
+    local silences = 0
+    if silent then silences = (tonumber(d.silences) or 0) + 1 end
+    if silent and silences < tonumber(ARGV[8]) then
+      d.confirmed_at, d.silences = at, silences
+    else
+      d = {up = false, confirmed_at = at, since = at, by = by, error = err, successes = 0,
+           silences = 0}
+      transition = 1
+    end
   else
     d.confirmed_at, d.error, d.successes = at, err, 0
   end
 elseif d.up then
-  d.confirmed_at = at
+  d.confirmed_at, d.silences = at, 0
 else
   d.successes = (tonumber(d.successes) or 0) + 1
   if d.successes >= up_after then
-    d = {up = true, confirmed_at = at, since = at, by = by, successes = 0}
+    d = {up = true, confirmed_at = at, since = at, by = by, successes = 0, silences = 0}
     transition = 1
   else
     d.confirmed_at = at
@@ -128,7 +135,8 @@ def decode_registry(text: str | None) -> HostHealth | None:
     confirmed_at, since = data.get("confirmed_at"), data.get("since")
     if not isinstance(confirmed_at, int | float) or isinstance(confirmed_at, bool):
         return None
-    error, by, successes = data.get("error"), data.get("by"), data.get("successes")
+    error, by = data.get("error"), data.get("by")
+    successes, silences = data.get("successes"), data.get("silences")
     return HostHealth(
         up=data["up"],
         confirmed_at=float(confirmed_at),
@@ -136,6 +144,7 @@ def decode_registry(text: str | None) -> HostHealth | None:
         by=by if isinstance(by, str) else "",
         error=error if isinstance(error, str) and error else None,
         successes=successes if isinstance(successes, int) else 0,
+        silences=silences if isinstance(silences, int) else 0,
     )
 
 
@@ -260,15 +269,16 @@ class AvailabilityBoard:
         reachable: bool,
         by: str,
         error: str | None = None,
+        silent: bool = False,
         at: float | None = None,
         up_after: int | None = None,
         ttl: float | None = None,
     ) -> HostReport:
         """Fold one observation into the host's health, atomically across every writer.
 
-        `reachable` means the registry answered at all (a 404 or 401 is an answer). Down at the
-        first unreachable result, up after `up_after` consecutive answers (see
-        `kuikcore.health.state`). The report says whether this call made the transition, so
+        `reachable` means the registry answered at all (a 404 or 401 is an answer); `silent` that
+        nothing came back in time. Down at the first definite failure or the second silence in a
+        row, up after `up_after` consecutive answers (see `kuikcore.health.state`). The report says whether this call made the transition, so
         exactly one writer logs it and emits its Event."""
         up, transition = await self._report_registry(
             keys=[self.coord.keys.board_registry(host)],
@@ -279,6 +289,8 @@ class AvailabilityBoard:
                 error or "",
                 up_after or self.up_after,
                 int((ttl or self.registry_ttl) * 1000),
+                1 if silent else 0,
+                SILENT_DOWN_AFTER,
             ],
         )
         return HostReport(up=bool(int(up)), transition=bool(int(transition)))

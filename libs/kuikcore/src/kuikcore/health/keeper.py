@@ -7,7 +7,7 @@ local view, passive detection.
   service) sends `GET /v2/` to every target each `probeInterval` and folds the results into the
   board (`AvailabilityBoard.report_registry`, the hysteresis of `kuikcore.health.state`). So the
   probe rate does not grow with replicas.
-- **View.** Every process reads the hosts it wants from the board every half interval into
+- **View.** Every process reads the hosts it wants from the board every quarter interval into
   `view`, which admissions consult without any I/O.
 - **Passive.** A connection-level failure seen by the registry client (`Transport.on_unreachable`)
   marks the host down in the view at once and on the board right after.
@@ -256,7 +256,7 @@ class HealthKeeper:
         """Probe and refresh until cancelled; a failing round is logged and the next one runs."""
         loops = [
             self._loop(self._probe_round, self.settings.interval),
-            self._loop(self._refresh, self.settings.interval / 2),
+            self._loop(self._refresh, self.settings.interval / 4),
         ]
         unsubscribe = None
         if self.cluster is not None:
@@ -314,7 +314,12 @@ class HealthKeeper:
             reports = await asyncio.gather(
                 *(
                     self.board.report_registry(
-                        r.host, reachable=r.ok, by=self._by(), error=r.error, at=now
+                        r.host,
+                        reachable=r.ok,
+                        by=self._by(),
+                        error=r.error,
+                        silent=r.timed_out,
+                        at=now,
                     )
                     for r, now in results
                 )
@@ -323,7 +328,7 @@ class HealthKeeper:
             self._lost_redis(exc)
             return
         for (result, now), report in zip(results, reports, strict=True):
-            seen = Observation(result.ok, now, self._by(), result.error)
+            seen = Observation(result.ok, now, self._by(), result.error, result.timed_out)
             self.view.observe(result.host, seen, up_after=self.settings.up_after)
             self._gauge(result.host)
             if report.transition:
@@ -331,7 +336,9 @@ class HealthKeeper:
 
     async def _probe_locally(self, hosts: list[str]) -> None:
         for result, now in await self._probe_all(hosts):
-            seen = Observation(result.ok, now, self._by() + " (no redis)", result.error)
+            seen = Observation(
+                result.ok, now, self._by() + " (no redis)", result.error, result.timed_out
+            )
             if self.view.observe(result.host, seen, up_after=self.settings.up_after):
                 self._transition(result.host, seen, passive=False)
             self._gauge(result.host)

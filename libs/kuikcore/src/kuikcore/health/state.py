@@ -3,11 +3,13 @@
 Pure: the board's Lua script (`kuikcore.coord.board`) applies the same rule atomically in Redis;
 `tests/unit/test_health_state.py` and `tests/integration/test_coord_board.py` hold both to one table.
 
-The rule: a host goes **down on the first hard failure** (refused, reset, TLS failure, timeout,
-5xx), because a Pod admitted with a dead image is stuck for good while a needless reroute costs
-nothing; it comes back **up after `up_after` consecutive answers** (default 2), so one lucky answer
-from a flapping registry does not send Pods back to it. A host never seen before is up at its first
-answer: hysteresis guards recoveries, not discoveries.
+The rule: a host goes **down on the first hard failure** (refused, reset, TLS failure, 5xx),
+because a Pod admitted with a dead image is stuck for good while a needless reroute costs nothing;
+**silence** (a timeout) counts as a failure only the second time in a row (`SILENT_DOWN_AFTER`), since
+one late answer is as likely our own stalled process as a dead registry. A host comes back **up after
+`up_after` consecutive answers** (default 2), so one lucky answer from a flapping registry does not send
+Pods back to it. A host never seen before is up at its first answer: hysteresis guards recoveries,
+not discoveries.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from enum import StrEnum
 
 __all__ = [
     "DOWN",
+    "SILENT_DOWN_AFTER",
     "UP",
     "HostHealth",
     "Knowledge",
@@ -36,6 +39,7 @@ class Knowledge(StrEnum):
 
 
 UP, DOWN = Knowledge.UP, Knowledge.DOWN
+SILENT_DOWN_AFTER = 2  # consecutive timeouts that make an up host down
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +50,7 @@ class Observation:
     at: float  # unix seconds
     by: str  # who saw it: "probe <identity>" or "<service> <operation>"
     error: str | None = None
+    silent: bool = False  # a timeout, not a definite failure
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +60,7 @@ class HostHealth:
     `confirmed_at` is the last observation of either kind: how fresh the knowledge is.
     `since` is the last transition, so knowledge about images on the host that predates it is
     not trusted (the registry may have come back without them). `successes` counts consecutive
-    answers while down (the hysteresis counter)."""
+    answers while down, `silences` consecutive timeouts while up (the hysteresis counters)."""
 
     up: bool
     confirmed_at: float
@@ -63,6 +68,7 @@ class HostHealth:
     by: str
     error: str | None = None
     successes: int = 0
+    silences: int = 0
 
     def knowledge(self, now: float, fresh_for: float) -> Knowledge:
         return knowledge(self, now, fresh_for)
@@ -100,10 +106,13 @@ def fold(health: HostHealth | None, seen: Observation, *, up_after: int) -> tupl
         return health, False
     if not seen.ok:
         if health.up:
+            silences = health.silences + 1 if seen.silent else 0
+            if seen.silent and silences < SILENT_DOWN_AFTER:
+                return replace(health, confirmed_at=seen.at, silences=silences), False
             return HostHealth(False, seen.at, seen.at, seen.by, seen.error), True
         return replace(health, confirmed_at=seen.at, error=seen.error, successes=0), False
     if health.up:
-        return replace(health, confirmed_at=seen.at), False
+        return replace(health, confirmed_at=seen.at, silences=0), False
     successes = health.successes + 1
     if successes >= up_after:
         return HostHealth(True, seen.at, seen.at, seen.by), True

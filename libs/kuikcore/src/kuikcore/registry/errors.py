@@ -89,7 +89,21 @@ class QuotaExceeded(RegistryError):
 
 
 class Unreachable(RegistryError):
-    """The registry could not answer: DNS, TCP, TLS, timeout, or a 5xx."""
+    """The registry could not answer: DNS, TCP, TLS, timeout, or a 5xx.
+
+    `timed_out` tells silence (nothing came back in time: the registry, or our own stalled
+    process) from a definite failure (refused, reset, TLS, DNS, 5xx)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        details: tuple[RegistryErrorDetail, ...] = (),
+        timed_out: bool = False,
+    ) -> None:
+        super().__init__(message, status=status, details=details)
+        self.timed_out = timed_out
 
 
 class DigestMismatch(RegistryError):

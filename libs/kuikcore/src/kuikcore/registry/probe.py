@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from kuikcore.registry.errors import RegistryError
+from kuikcore.registry.errors import RegistryError, Unreachable
 from kuikcore.registry.transport import Transport, log
 
 __all__ = ["ProbeResult", "probe", "probe_all"]
@@ -23,6 +23,8 @@ class ProbeResult:
     ok: bool
     seconds: float
     error: str | None = None
+    timed_out: bool = False
+    """Silence rather than a definite failure (see `kuikcore.health.state`)."""
 
 
 async def probe(transport: Transport, host: str, within: float) -> ProbeResult:
@@ -32,7 +34,8 @@ async def probe(transport: Transport, host: str, within: float) -> ProbeResult:
     try:
         status = await transport.ping(host, within)
     except RegistryError as exc:
-        return ProbeResult(host, False, time.perf_counter() - started, str(exc))
+        silent = isinstance(exc, Unreachable) and exc.timed_out
+        return ProbeResult(host, False, time.perf_counter() - started, str(exc), silent)
     except Exception as exc:  # a client bug reads as "could not tell": down, and logged
         log().warning("health probe failed unexpectedly", registry=host, error=repr(exc))
         return ProbeResult(host, False, time.perf_counter() - started, repr(exc))

@@ -580,11 +580,11 @@ def _retryable_exception(exc: BaseException) -> bool:
 
 
 def _connection_failure(exc: BaseException) -> bool:
-    """Failures that say the registry itself is gone: not our deadline running out mid-body."""
+    """Failures that say the registry itself is gone. Not timeouts: silence may be our own
+    deadline or a stalled process, and the prober judges silence (two in a row)."""
     return isinstance(
         exc,
         aiohttp.ClientConnectorError  # refused, DNS, TLS handshake, certificate
-        | aiohttp.ConnectionTimeoutError  # connect timed out
         | aiohttp.ServerDisconnectedError
         | aiohttp.ClientConnectionResetError
         | aiohttp.ClientSSLError,
@@ -602,8 +602,8 @@ def _network_error(
     where = f"{method} {host}{path}"
     if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
         if deadline.at is not None and deadline.expired():
-            return Unreachable(f"{where}: deadline exceeded")
-        return Unreachable(f"{where}: timed out ({type(exc).__name__})")
+            return Unreachable(f"{where}: deadline exceeded", timed_out=True)
+        return Unreachable(f"{where}: timed out ({type(exc).__name__})", timed_out=True)
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
         return Unreachable(
             f"{where}: TLS certificate verification failed ({exc.certificate_error})"
