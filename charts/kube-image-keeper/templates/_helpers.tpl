@@ -482,3 +482,16 @@ subjects:
     namespace: {{ .top.Release.Namespace }}
 {{- end }}
 {{- end -}}
+
+{{/*
+A part's ServiceAccount name seen from the umbrella chart (which holds each part's values under
+its key), the same rule as kuik.serviceAccountName. Argument: (dict "top" $ "component" NAME).
+*/}}
+{{- define "kuik.serviceAccountNameOf" -}}
+{{- $sa := (index .top.Values .component).serviceAccount -}}
+{{- if $sa.create -}}
+{{- $sa.name | default (include "kuik.componentName" .) -}}
+{{- else -}}
+{{- $sa.name | default "default" -}}
+{{- end -}}
+{{- end -}}
