@@ -96,9 +96,22 @@ key: {{ .key }}
 {{- end -}}
 {{- end -}}
 {{- else }}
+{{- include "kuik.redis.bundledPasswordRef" . }}
+{{- end -}}
+{{- end -}}
+
+{{/* secretKeyRef of the bundled Redis's password: global.redis.existingSecret or the generated one. */}}
+{{- define "kuik.redis.bundledPasswordRef" -}}
+{{- with .Values.global.redis.existingSecret }}
+{{- if .name }}
+name: {{ .name }}
+key: {{ .key }}
+{{- end }}
+{{- end }}
+{{- if not .Values.global.redis.existingSecret.name }}
 name: {{ include "kuik.redis.name" . }}
 key: redis-password
-{{- end -}}
+{{- end }}
 {{- end -}}
 
 {{/* Environment every service gets: where Redis is and how to authenticate to it. */}}
