@@ -46,6 +46,10 @@ HA_VALUES: JSON = {
             }
         },
         "configuration": {"routing": {"activeCheck": {"timeout": "500ms"}}},
+        "metrics": {
+            "secure": True,
+            "scraperServiceAccounts": [{"name": "prometheus", "namespace": "monitoring"}],
+        },
     },
     "redis": {"enabled": False},
     "webhook": {
@@ -552,6 +556,45 @@ def test_rbac_is_least_privilege(defaults: Rendered) -> None:
             binding["roleRef"]["name"]
             == defaults.component("ClusterRole", service)["metadata"]["name"]
         )
+
+
+def test_metrics_are_open_by_default(defaults: Rendered) -> None:
+    for service in SERVICES:
+        assert "KUIK_METRICS_SECURE" not in _env(
+            _container(defaults.component("Deployment", service))
+        )
+        rules = defaults.component("ClusterRole", service)["rules"]
+        assert not _allows(rules, "authentication.k8s.io", "tokenreviews", "create")
+    assert not [r for r in defaults.of_kind("ClusterRole") if "metrics-reader" in str(r)]
+
+
+def test_secure_metrics_wiring(ha: Rendered, tmp_path: Path) -> None:
+    for service in SERVICES:
+        deployment = ha.component("Deployment", service)
+        env = _env(_container(deployment))
+        assert env["KUIK_METRICS_SECURE"] == {"name": "KUIK_METRICS_SECURE", "value": "true"}
+        # what the service makes of it: metrics.secure on
+        config = load_config(tmp_path / "none.yaml", env={"KUIK_METRICS_SECURE": "true"})
+        assert config.metrics.secure is True
+        # the kubelet's probes need no token: they stay on the open endpoints
+        probes = _container(deployment)
+        assert probes["livenessProbe"]["httpGet"]["path"] == "/healthz"
+        assert probes["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        rules = ha.component("ClusterRole", service)["rules"]
+        assert _allows(rules, "authentication.k8s.io", "tokenreviews", "create")
+        assert _allows(rules, "authorization.k8s.io", "subjectaccessreviews", "create")
+        assert not _allows(rules, "authentication.k8s.io", "tokenreviews", "get")
+        [endpoint] = ha.component("ServiceMonitor", service)["spec"]["endpoints"]
+        assert endpoint["bearerTokenFile"] == "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    reader = ha.get("ClusterRole", f"{FULLNAME}-metrics-reader")
+    assert reader["rules"] == [
+        {"nonResourceURLs": ["/metrics", "/status/images"], "verbs": ["get"]}
+    ]
+    binding = ha.get("ClusterRoleBinding", f"{FULLNAME}-metrics-reader")
+    assert binding["roleRef"]["name"] == reader["metadata"]["name"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "prometheus", "namespace": "monitoring"}
+    ]
 
 
 def test_rbac_and_service_account_can_be_left_to_the_user(chart: ChartRenderer) -> None:

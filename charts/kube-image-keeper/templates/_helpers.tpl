@@ -278,6 +278,10 @@ spec:
             {{- end }}
           env:
             {{- include "kuik.redis.env" $top | nindent 12 }}
+            {{- if $g.metrics.secure }}
+            - name: KUIK_METRICS_SECURE
+              value: "true"
+            {{- end }}
             {{- with $v.env }}
             {{- toYaml . | nindent 12 }}
             {{- end }}
@@ -414,6 +418,10 @@ spec:
   endpoints:
     - port: http
       path: /metrics
+      {{- if $g.metrics.secure }}
+      # Prometheus's own ServiceAccount token; bind it with global.metrics.scraperServiceAccounts.
+      bearerTokenFile: /var/run/secrets/kubernetes.io/serviceaccount/token
+      {{- end }}
       interval: {{ $v.serviceMonitor.scrapeInterval }}
       scrapeTimeout: {{ $v.serviceMonitor.scrapeTimeout }}
       {{- with $v.serviceMonitor.relabelings }}
@@ -478,6 +486,15 @@ metadata:
     {{- include "kuik.labels" . | nindent 4 }}
 rules:
   {{- .rules | nindent 2 }}
+  {{- if .top.Values.global.metrics.secure }}
+  # global.metrics.secure: who may read /metrics (and /status/images) is asked of the API server.
+  - apiGroups: [authentication.k8s.io]
+    resources: [tokenreviews]
+    verbs: [create]
+  - apiGroups: [authorization.k8s.io]
+    resources: [subjectaccessreviews]
+    verbs: [create]
+  {{- end }}
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRoleBinding
