@@ -586,6 +586,8 @@ def test_secure_metrics_wiring(ha: Rendered, tmp_path: Path) -> None:
         assert not _allows(rules, "authentication.k8s.io", "tokenreviews", "get")
         [endpoint] = ha.component("ServiceMonitor", service)["spec"]["endpoints"]
         assert endpoint["bearerTokenFile"] == "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    assert f"ServiceAccount bound to {FULLNAME}-metrics-reader" in ha.notes
+    assert 'Authorization: Bearer $TOKEN" localhost:8080/status/images' in ha.notes
     reader = ha.get("ClusterRole", f"{FULLNAME}-metrics-reader")
     assert reader["rules"] == [
         {"nonResourceURLs": ["/metrics", "/status/images"], "verbs": ["get"]}
