@@ -96,9 +96,22 @@ key: {{ .key }}
 {{- end -}}
 {{- end -}}
 {{- else }}
+{{- include "kuik.redis.bundledPasswordRef" . }}
+{{- end -}}
+{{- end -}}
+
+{{/* secretKeyRef of the bundled Redis's password: global.redis.existingSecret or the generated one. */}}
+{{- define "kuik.redis.bundledPasswordRef" -}}
+{{- with .Values.global.redis.existingSecret }}
+{{- if .name }}
+name: {{ .name }}
+key: {{ .key }}
+{{- end }}
+{{- end }}
+{{- if not .Values.global.redis.existingSecret.name }}
 name: {{ include "kuik.redis.name" . }}
 key: redis-password
-{{- end -}}
+{{- end }}
 {{- end -}}
 
 {{/* Environment every service gets: where Redis is and how to authenticate to it. */}}
@@ -265,6 +278,10 @@ spec:
             {{- end }}
           env:
             {{- include "kuik.redis.env" $top | nindent 12 }}
+            {{- if $g.metrics.secure }}
+            - name: KUIK_METRICS_SECURE
+              value: "true"
+            {{- end }}
             {{- with $v.env }}
             {{- toYaml . | nindent 12 }}
             {{- end }}
@@ -401,6 +418,10 @@ spec:
   endpoints:
     - port: http
       path: /metrics
+      {{- if $g.metrics.secure }}
+      # Prometheus's own ServiceAccount token; bind it with global.metrics.scraperServiceAccounts.
+      bearerTokenFile: /var/run/secrets/kubernetes.io/serviceaccount/token
+      {{- end }}
       interval: {{ $v.serviceMonitor.scrapeInterval }}
       scrapeTimeout: {{ $v.serviceMonitor.scrapeTimeout }}
       {{- with $v.serviceMonitor.relabelings }}
@@ -465,6 +486,15 @@ metadata:
     {{- include "kuik.labels" . | nindent 4 }}
 rules:
   {{- .rules | nindent 2 }}
+  {{- if .top.Values.global.metrics.secure }}
+  # global.metrics.secure: who may read /metrics (and /status/images) is asked of the API server.
+  - apiGroups: [authentication.k8s.io]
+    resources: [tokenreviews]
+    verbs: [create]
+  - apiGroups: [authorization.k8s.io]
+    resources: [subjectaccessreviews]
+    verbs: [create]
+  {{- end }}
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRoleBinding
@@ -481,4 +511,17 @@ subjects:
     name: {{ include "kuik.serviceAccountName" . }}
     namespace: {{ .top.Release.Namespace }}
 {{- end }}
+{{- end -}}
+
+{{/*
+A part's ServiceAccount name seen from the umbrella chart (which holds each part's values under
+its key), the same rule as kuik.serviceAccountName. Argument: (dict "top" $ "component" NAME).
+*/}}
+{{- define "kuik.serviceAccountNameOf" -}}
+{{- $sa := (index .top.Values .component).serviceAccount -}}
+{{- if $sa.create -}}
+{{- $sa.name | default (include "kuik.componentName" .) -}}
+{{- else -}}
+{{- $sa.name | default "default" -}}
+{{- end -}}
 {{- end -}}

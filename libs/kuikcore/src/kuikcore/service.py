@@ -44,6 +44,7 @@ from kuikcore.config import (
 from kuikcore.observe import (
     LOG_LEVELS,
     HealthServer,
+    KubernetesAuthorizer,
     configure_logging,
     get_logger,
     metrics_registry,
@@ -274,7 +275,36 @@ async def _serve(
     service: str, run: RunFn, config: Config, source: str, log: structlog.stdlib.BoundLogger
 ) -> int:
     registry = metrics_registry(service)
-    health = HealthServer(config.metrics.listen, registry)
+    authorizer, auth_client = None, None
+    if config.metrics.secure:
+        # Lazy: only a secured metrics endpoint needs an API client in every service.
+        from kuikcore.cluster.kubernetes import api_client_from_environment
+
+        try:
+            auth_client = await api_client_from_environment()
+        except Exception as exc:  # no service account, no kubeconfig: cannot check tokens
+            log.error("metrics.secure needs Kubernetes API access", error=str(exc))
+            return 1
+        authorizer = KubernetesAuthorizer(
+            auth_client, ttl=config.metrics.auth_cache_ttl.total_seconds()
+        )
+    try:
+        return await _serve_with(service, run, config, source, log, registry, authorizer)
+    finally:
+        if auth_client is not None:
+            await auth_client.close()
+
+
+async def _serve_with(
+    service: str,
+    run: RunFn,
+    config: Config,
+    source: str,
+    log: structlog.stdlib.BoundLogger,
+    registry: CollectorRegistry,
+    authorizer: KubernetesAuthorizer | None,
+) -> int:
+    health = HealthServer(config.metrics.listen, registry, authorizer=authorizer)
     ctx = ServiceContext(service, config, source, registry, health, log)
 
     async def started() -> bool:
@@ -307,6 +337,7 @@ async def _serve(
         "service starting",
         config=source,
         metrics_listen=str(config.metrics.listen),
+        metrics_secure=config.metrics.secure,
         cluster=config.cluster,
         redis=config.redis.url,
     )

@@ -4,7 +4,11 @@
 
 {{/* The Secret with the serving certificate (upstream's name), from cert-manager or the chart. */}}
 {{- define "kuik.webhook.certSecretName" -}}
+{{- if .Values.webhook.existingSecret -}}
+{{- .Values.webhook.existingSecret -}}
+{{- else -}}
 {{- printf "%s-webhook-server-cert" (include "kuik.fullname" . | trunc 44 | trimSuffix "-") -}}
+{{- end -}}
 {{- end -}}
 
 {{- define "kuik.webhook.certificateName" -}}

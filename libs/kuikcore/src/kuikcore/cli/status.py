@@ -55,7 +55,10 @@ def select(resources: Sequence[Any], name: str | None) -> list[Any]:
 async def _load(cluster_spec: str, kinds: Sequence[str]) -> tuple[list[Any], list[str]]:
     from kuikcore.cluster.open import open_cluster
 
-    cluster = await open_cluster(cluster_spec, field_manager="kuik-status", kinds=kinds)
+    # read_only: a status is a look, so it works on a directory this user may not write.
+    cluster = await open_cluster(
+        cluster_spec, field_manager="kuik-status", kinds=kinds, read_only=True
+    )
     try:
         await cluster.start()
         async with asyncio.timeout(_SYNC_TIMEOUT):

@@ -174,11 +174,16 @@ class LocalCluster:
         kinds: Collection[str] = ALL_KINDS,
         event_dedup_window: float = 600.0,
         max_events: int = 1000,
+        read_only: bool = False,
     ) -> None:
         self.root = Path(path).resolve()
         self._max_events, self._events_written = max_events, 0
+        # read_only: a viewer (`kuik status`) that must work on a directory it cannot write;
+        # it shows what a writer would (deletion marks included) without recording anything.
+        self.read_only = read_only
         self.state = StateDir(
-            Path(state_dir).resolve() if state_dir else self.root / DEFAULT_STATE_DIR
+            Path(state_dir).resolve() if state_dir else self.root / DEFAULT_STATE_DIR,
+            read_only=read_only,
         )
         self._field_manager = field_manager
         self._kinds = frozenset(watched_kind(kind).kind for kind in kinds)
@@ -249,8 +254,10 @@ class LocalCluster:
     async def _watch(self) -> None:
         paths = [self.root]
         if not self.state.root.is_relative_to(self.root):
-            self.state.root.mkdir(parents=True, exist_ok=True)
-            paths.append(self.state.root)
+            if not self.read_only:
+                self.state.root.mkdir(parents=True, exist_ok=True)
+            if self.state.root.is_dir():
+                paths.append(self.state.root)
         while not self._stop_watching.is_set():
             try:
                 async for changes in watchfiles.awatch(
@@ -422,16 +429,19 @@ class LocalCluster:
                 continue
             meta = overlay.setdefault("metadata", {})
             path = self.state.resource_path(key)
+            # Read-only, the same view is built in memory and nothing is recorded.
+            record = not self.read_only
             if key in docs:
-                if meta.pop("deletionTimestamp", None) is not None:  # the user put it back
+                if meta.pop("deletionTimestamp", None) is not None and record:  # put back
                     self.state.write(path, overlay)
                 kept[key] = overlay
             elif meta.get("finalizers") and "spec" in overlay:
                 if not meta.get("deletionTimestamp"):
                     meta["deletionTimestamp"] = _timestamp(datetime.now(UTC))
-                    self.state.write(path, overlay)
+                    if record:
+                        self.state.write(path, overlay)
                 kept[key] = overlay
-            else:
+            elif record:
                 self.state.remove(path)  # a re-created resource starts with an empty status
         return kept
 

@@ -9,6 +9,10 @@ Layout (all YAML, readable by a user):
 Every write is atomic (a temporary file in the same directory, then rename), so a reader
 never sees half a file; read-modify-write cycles hold an exclusive `flock` on `.lock`, so
 several kuik processes sharing one directory never lose each other's updates.
+
+Opened `read_only` (`kuik status`), it never creates, writes or removes anything, not even the
+lock file: a reader takes a shared `flock` on `.lock` when it exists (so it never sees a
+read-modify-write half done) and none otherwise, so it works on a directory it may not write.
 """
 
 from __future__ import annotations
@@ -36,8 +40,9 @@ _Dumper: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
 class StateDir:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, read_only: bool = False) -> None:
         self.root = root
+        self.read_only = read_only
         # resource files by path: (the text last read or written, its parsed mapping). Status
         # folds re-read a file this process usually wrote itself; with libyaml a 50-image status
         # still takes ~6 ms to parse against ~0.6 ms to copy, so equal text skips the parse.
@@ -128,6 +133,7 @@ class StateDir:
 
     def write(self, path: Path, data: JSON, *, private: bool = False) -> None:
         """Atomically replace `path` with `data` as YAML (mode 0600 when `private`)."""
+        self._writable()
         path.parent.mkdir(parents=True, exist_ok=True)
         text = yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=False)
         fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -143,6 +149,7 @@ class StateDir:
         self._remember(path, text, data)
 
     def remove(self, path: Path) -> bool:
+        self._writable()
         self._parsed.pop(path, None)
         try:
             path.unlink()
@@ -150,12 +157,35 @@ class StateDir:
             return False
         return True
 
+    def _writable(self) -> None:
+        if self.read_only:
+            raise PermissionError(f"state directory {self.root} is opened read-only")
+
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
-        """Exclusive across processes (flock) for one read-modify-write cycle."""
+        """Exclusive across processes (flock) for one read-modify-write cycle; shared, and only
+        if the lock file exists, when read-only."""
+        if self.read_only:
+            with self._shared():
+                yield
+            return
         self.root.mkdir(parents=True, exist_ok=True)
         with open(self.root / ".lock", "a+b") as handle:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+    @contextlib.contextmanager
+    def _shared(self) -> Iterator[None]:
+        try:
+            handle = open(self.root / ".lock", "rb")  # noqa: SIM115 (closed below)
+        except OSError:  # no writer ever ran here, or unreadable: nothing to wait for
+            yield
+            return
+        with handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_SH)
             try:
                 yield
             finally:

@@ -36,6 +36,7 @@ ENV_OVERRIDES: dict[str, str] = {
     "KUIK_CLUSTER": "cluster",
     "KUIK_CLUSTER_ID": "clusterID",
     "KUIK_METRICS_LISTEN": "metrics.listen",
+    "KUIK_METRICS_SECURE": "metrics.secure",
     "KUIK_WEBHOOK_LISTEN": "webhook.listen",
     "KUIK_WEBHOOK_TLS_CERT": "webhook.tlsCert",
     "KUIK_WEBHOOK_TLS_KEY": "webhook.tlsKey",

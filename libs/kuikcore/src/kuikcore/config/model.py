@@ -424,6 +424,12 @@ class Metrics(_Model):
     image_last_monitor_age_minutes: HistogramConfig = HistogramConfig()
     # kuik: where /metrics, /healthz, /readyz (and the monitor's /status/images) are served.
     listen: Listen = ListenAddress("0.0.0.0", 8080)
+    # kuik (upstream's --metrics-secure): /metrics and /status/images only for a bearer token
+    # the API server accepts (TokenReview) whose user may get that path
+    # (SubjectAccessReview); /healthz and /readyz stay open for the kubelet.
+    secure: bool = False
+    # how long one token's answer for one path is reused
+    auth_cache_ttl: PositiveDuration = timedelta(seconds=10)
 
 
 # --- kuik's own keys ---------------------------------------------------------------------------

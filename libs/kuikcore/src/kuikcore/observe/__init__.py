@@ -1,5 +1,6 @@
 """Observability shared by every kuik process: logging, secret redaction, metrics, health server."""
 
+from kuikcore.observe.authz import Authorizer, Denial, KubernetesAuthorizer
 from kuikcore.observe.health import CheckResult, HealthServer, ReadinessCheck, serve_app
 from kuikcore.observe.logs import LOG_LEVELS, HotLogger, LogLine, configure_logging, get_logger
 from kuikcore.observe.metrics import NAMESPACE, build_info, metrics_registry
@@ -9,9 +10,12 @@ __all__ = [
     "LOG_LEVELS",
     "NAMESPACE",
     "REDACTED",
+    "Authorizer",
     "CheckResult",
+    "Denial",
     "HealthServer",
     "HotLogger",
+    "KubernetesAuthorizer",
     "LogLine",
     "ReadinessCheck",
     "build_info",

@@ -7,6 +7,9 @@
   (redacted), in the style of the Kubernetes API server's `/readyz?verbose`.
 - `/metrics` serves the process's own registry, in OpenMetrics when the scraper asks for it.
 
+An optional `Authorizer` (`kuikcore.observe.authz`, `metrics.secure`) guards `/metrics` and the
+extra routes; `/healthz` and `/readyz` stay open, since the kubelet probes them without a token.
+
 Services add their own endpoints with `add_route` at any time (aiohttp freezes its router once
 serving, so extra routes go through one catch-all dispatcher keyed by exact method and path).
 """
@@ -23,6 +26,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 from kuikcore.config import ListenAddress, parse_listen
+from kuikcore.observe.authz import Authorizer
 from kuikcore.observe.redact import redact_text
 
 __all__ = ["CheckResult", "HealthServer", "ReadinessCheck", "serve_app"]
@@ -64,7 +68,9 @@ class HealthServer:
         registry: CollectorRegistry,
         *,
         check_timeout: float = 2.0,
+        authorizer: Authorizer | None = None,
     ) -> None:
+        self.authorizer = authorizer
         self.listen = parse_listen(listen) if isinstance(listen, str) else listen
         self.registry = registry
         self.check_timeout = check_timeout
@@ -146,9 +152,23 @@ class HealthServer:
             handler = methods.get("GET")
         if handler is None:
             raise web.HTTPMethodNotAllowed(request.method, sorted(methods))
-        return await handler(request)
+        denied = await self._denied(request)
+        return denied if denied is not None else await handler(request)
+
+    async def _denied(self, request: web.Request) -> web.Response | None:
+        """The refusal to send when an authorizer is set and says no; None to serve."""
+        if self.authorizer is None:
+            return None
+        denial = await self.authorizer.authorize(request)
+        if denial is None:
+            return None
+        headers = {"WWW-Authenticate": 'Bearer realm="kuik"'} if denial.status == 401 else None
+        return web.Response(text=denial.reason + "\n", status=denial.status, headers=headers)
 
     async def _metrics(self, request: web.Request) -> web.Response:
+        denied = await self._denied(request)
+        if denied is not None:
+            return denied
         encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
         body = encoder(self.registry)
         return web.Response(body=body, headers={"Content-Type": content_type})

@@ -317,6 +317,10 @@ class FakeApiServer:
         self.watch_requests = 0
         self.url = ""
         self._runner: web.AppRunner | None = None
+        # TokenReview / SubjectAccessReview: token -> user, and (user, verb, path) granted.
+        self.tokens: dict[str, JSON] = {}
+        self.non_resource_grants: set[tuple[str, str, str]] = set()
+        self.access_reviews: list[JSON] = []  # every SubjectAccessReview spec received
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -737,6 +741,9 @@ class FakeApiServer:
         return rtype, namespace, name, sub
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        review = _REVIEWS.get(request.path)
+        if review is not None and request.method == "POST":
+            return web.json_response(review(self, await request.json()), status=201)
         rtype, namespace, name, sub = self._route(request.path)
         self._authorize(request, rtype, namespace, name, sub)
         method = request.method
@@ -779,6 +786,31 @@ class FakeApiServer:
                 f"Request entity too large: limit is {rules.MAX_REQUEST_BODY_BYTES}",
             )
         return json.loads(raw)
+
+    # ---------------------------------------------------------------- authn / authz reviews
+
+    def add_token(self, token: str, username: str, groups: tuple[str, ...] = ()) -> None:
+        """Make `token` authenticate as `username` in TokenReviews."""
+        self.tokens[token] = {"username": username, "uid": f"uid-{username}", "groups": [*groups]}
+
+    def allow_non_resource(self, user: str, path: str, verb: str = "get") -> None:
+        """Let SubjectAccessReviews allow `user` to `verb` the non-resource URL `path`."""
+        self.non_resource_grants.add((user, verb, path))
+
+    def _token_review(self, body: JSON) -> JSON:
+        user = self.tokens.get(str((body.get("spec") or {}).get("token", "")))
+        status: JSON = {"authenticated": user is not None}
+        if user is not None:
+            status["user"] = user
+        return {**body, "status": status}
+
+    def _access_review(self, body: JSON) -> JSON:
+        spec = body.get("spec") or {}
+        self.access_reviews.append(spec)
+        attributes = spec.get("nonResourceAttributes") or {}
+        grant = (spec.get("user", ""), attributes.get("verb", ""), attributes.get("path", ""))
+        allowed = bool(attributes) and grant in self.non_resource_grants
+        return {**body, "status": {"allowed": allowed}}
 
     def _filtered(
         self, rtype: ResourceType, namespace: str | None, request: web.Request
@@ -901,6 +933,12 @@ class FakeApiServer:
                 continue
             with contextlib.suppress(ConnectionResetError):
                 await response.write(json.dumps({"type": kind, "object": obj}).encode() + b"\n")
+
+
+_REVIEWS: dict[str, Callable[[FakeApiServer, JSON], JSON]] = {
+    "/apis/authentication.k8s.io/v1/tokenreviews": FakeApiServer._token_review,
+    "/apis/authorization.k8s.io/v1/subjectaccessreviews": FakeApiServer._access_review,
+}
 
 
 async def _serve(host: str, port: int, kubeconfig: Path | None) -> None:
