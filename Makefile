@@ -12,6 +12,7 @@ help:
 	@echo "make install-docker  Debian's docker.io, mmdebstrap, docker-compose (image and compose tests; large, so separate)"
 	@echo "make lint      ruff check, ruff format --check, mypy"
 	@echo "make bench     benchmarks in bench/ (results: docs/benchmarks.md)"
+	@echo "make test-cluster  the cluster contract suite against \$$KUBECONFIG (a throwaway kind/k3d cluster)"
 	@echo "make demo      the whole system on this machine: mirror an image, kill its registry, see the reroute"
 	@echo "make dev       the same stack left running (fixed ports, examples/cluster/) until Ctrl-C"
 
@@ -34,6 +35,11 @@ test: install install-docker lint pytest
 bench: install
 	@scripts/install-system-packages.sh --bench
 	$(UV) run python -m bench
+
+.PHONY: test-cluster
+test-cluster: install  ## the cluster contract suite against $KUBECONFIG: a throwaway kind/k3d cluster with kuik's CRDs
+	@test -n "$$KUBECONFIG" || { echo "make test-cluster: set KUBECONFIG to a throwaway cluster (kind, k3d) with kuik's CRDs applied"; exit 2; }
+	KUIK_TEST_KUBECONFIG="$$KUBECONFIG" $(UV) run pytest -p no:xdist tests/cluster/test_contract.py
 
 .PHONY: crds
 crds:  ## regenerate the CRDs from kuikcore.api.models (tests fail when the committed ones are stale)

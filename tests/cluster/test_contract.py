@@ -3,12 +3,19 @@
 Each test runs against the Kubernetes backend (real kubernetes-asyncio client, stateful API
 fake) and against local mode (a manifest directory), through a small `World` that plays the
 user: it creates, edits and deletes objects the way each backend's users do.
+
+A third world, `cluster`, plays the user over nothing but a kubeconfig (`RemoteWorld`): with
+`KUIK_TEST_KUBECONFIG` naming one (`make test-cluster` passes `$KUBECONFIG`) the same contract
+runs against a real cluster (a throwaway kind/k3d one: the suite creates and deletes Pods, Secrets,
+namespaces and kuik resources, and needs kuik's CRDs installed); without it, the remote world runs
+against the API fake through a kubeconfig, so its own code is tested here too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import copy
+import json
 import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -27,6 +34,7 @@ from kuikcore.cluster import (
     NotFoundError,
     ObjectKey,
 )
+from kuikcore.cluster.kinds import watched_kind
 from kuikcore.cluster.kubernetes import KubernetesCluster
 from kuikcore.cluster.local import LocalCluster
 from kuikcore.testing.apiserver import FakeApiServer
@@ -81,6 +89,113 @@ class KubernetesWorld:
             await client.close()
 
 
+NAMESPACES = ("a", "b", "team", "kuik-system")
+
+
+class RemoteWorld:
+    """The user's side over a kubeconfig only, with plain REST calls: what `kubectl apply` and
+    `kubectl delete` would do. Everything it creates is deleted again (finalizers released)."""
+
+    def __init__(self, kubeconfig: Path) -> None:
+        self.kubeconfig = kubeconfig
+        self.opened: list[KubernetesCluster] = []
+        self.made: list[tuple[str, str, str]] = []  # (kind, namespace, name), in order
+        self._client: Any = None
+
+    async def _api(self) -> Any:
+        if self._client is None:
+            from kuikcore.cluster.kubernetes import api_client_from_environment
+
+            os.environ["KUBECONFIG"] = str(self.kubeconfig)
+            os.environ.pop("KUBERNETES_SERVICE_HOST", None)
+            self._client = await api_client_from_environment()
+            for namespace in NAMESPACES:
+                await self.ensure_namespace(namespace)
+        return self._client
+
+    async def _call(
+        self, method: str, path: str, body: JSON | None = None, ok: tuple[int, ...] = ()
+    ) -> JSON | None:
+        client = self._client
+        response = await client.rest_client.request(
+            method,
+            client.configuration.host + path,
+            headers={
+                "Content-Type": "application/json",
+                "Authorization": await client.configuration.get_api_key_with_prefix("BearerToken")
+                or "",
+            },
+            body=body,
+            _preload_content=False,
+        )
+        async with response:
+            text = await response.text()
+        if response.status in ok:
+            return None
+        if response.status >= 300:
+            raise AssertionError(f"{method} {path}: HTTP {response.status}: {text[:300]}")
+        return json.loads(text) if text else None
+
+    async def ensure_namespace(self, name: str) -> None:
+        await self._api()
+        body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+        await self._call("POST", "/api/v1/namespaces", body, ok=(409,))
+
+    @staticmethod
+    def _path(kind: str, namespace: str, name: str | None = None) -> str:
+        info = watched_kind(kind)
+        root = f"/apis/{info.group}/{info.version}" if info.group else f"/api/{info.version}"
+        where = f"/namespaces/{namespace}" if info.namespaced else ""
+        return f"{root}{where}/{info.plural}" + (f"/{name}" if name else "")
+
+    async def put(self, obj: JSON) -> None:
+        await self._api()
+        meta = obj["metadata"]
+        kind, namespace, name = obj["kind"], meta.get("namespace", ""), meta["name"]
+        body = copy.deepcopy(obj)
+        status = body.pop("status", None) if watched_kind(kind).is_kuik else None
+        current = await self._call("GET", self._path(kind, namespace, name), ok=(404,))
+        if current is None:
+            await self._call("POST", self._path(kind, namespace), body)
+            self.made.append((kind, namespace, name))
+        else:
+            body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+            await self._call("PUT", self._path(kind, namespace, name), body)
+        if status is not None:  # a user's manifest with a status: what the status writer keeps
+            stored = await self._call("GET", self._path(kind, namespace, name))
+            assert stored is not None
+            stored["status"] = status
+            await self._call("PUT", self._path(kind, namespace, name) + "/status", stored)
+
+    async def delete(self, kind: str, namespace: str, name: str) -> None:
+        await self._api()
+        options = {"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0}
+        await self._call("DELETE", self._path(kind, namespace, name), options, ok=(404,))
+
+    async def open(self, **options: Any) -> ClusterSource:
+        client = await self._api()
+        cluster = KubernetesCluster(client, settings=FAST, **options)
+        self.opened.append(cluster)
+        await cluster.start()
+        async with asyncio.timeout(30):
+            await cluster.wait_synced()
+        return cluster
+
+    async def close(self) -> None:
+        for cluster in self.opened:
+            await cluster.stop()
+        if self._client is None:
+            return
+        for kind, namespace, name in reversed(self.made):
+            path = self._path(kind, namespace, name)
+            current = await self._call("GET", path, ok=(404,))
+            if current is not None and current["metadata"].get("finalizers"):
+                current["metadata"]["finalizers"] = []
+                await self._call("PUT", path, current, ok=(404, 409))
+            await self.delete(kind, namespace, name)
+        await self._client.close()
+
+
 class LocalWorld:
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -112,19 +227,39 @@ class LocalWorld:
             await cluster.stop()
 
 
-@pytest.fixture(params=["kubernetes", "local"])
+REMOTE = os.environ.get("KUIK_TEST_KUBECONFIG", "")
+
+
+@pytest.fixture(params=["kubernetes", "local", "cluster"])
 async def world(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[World]:
     server = None
+    made: KubernetesWorld | LocalWorld | RemoteWorld
+    if REMOTE and request.param != "cluster":
+        pytest.skip("KUIK_TEST_KUBECONFIG is set: only the real cluster's world runs")
     if request.param == "kubernetes":
         server = await FakeApiServer(bookmark_interval=0.5).start()
-        made: KubernetesWorld | LocalWorld = KubernetesWorld(server)
+        made = KubernetesWorld(server)
+    elif request.param == "cluster":
+        if REMOTE:
+            made = RemoteWorld(Path(REMOTE))
+        else:  # the remote world's own code, over a kubeconfig pointing at the API fake
+            server = await FakeApiServer(bookmark_interval=0.5).start()
+            made = RemoteWorld(server.write_kubeconfig(tmp_path / "kubeconfig"))
     else:
         made = LocalWorld(tmp_path / "manifests")
         made.root.mkdir()
-    yield made
-    await made.close()
-    if server is not None:
-        await server.stop()
+    saved = {k: os.environ.get(k) for k in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST")}
+    try:
+        yield made
+    finally:
+        await made.close()
+        if server is not None:
+            await server.stop()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 _SERVER_FIELDS = ("uid", "resourceVersion", "creationTimestamp", "generation")
@@ -379,6 +514,8 @@ async def test_cluster_id_is_stable(world: World) -> None:
         world.server.create(
             {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kube-system"}}
         )
+    elif isinstance(world, RemoteWorld):
+        await world.ensure_namespace("kube-system")  # a real cluster has it already
     first, second = await world.open(), await world.open()
     assert await first.cluster_id() == await second.cluster_id()
     assert await first.cluster_id()
