@@ -32,6 +32,7 @@ from kuikcore.api.models import (
     ReplicatedUpstream,
     Resource,
 )
+from kuikcore.pods import pod_annotations, pod_labels, pod_namespace
 
 __all__ = [
     "InvalidFilter",
@@ -378,18 +379,6 @@ def parse_selector(text: str) -> Selector:
 
 
 # --- pods ---------------------------------------------------------------------------------
-
-
-def pod_labels(pod: Mapping[str, Any]) -> Mapping[str, str]:
-    return (pod.get("metadata") or {}).get("labels") or {}
-
-
-def pod_annotations(pod: Mapping[str, Any]) -> Mapping[str, str]:
-    return (pod.get("metadata") or {}).get("annotations") or {}
-
-
-def pod_namespace(pod: Mapping[str, Any]) -> str:
-    return str((pod.get("metadata") or {}).get("namespace") or "default")
 
 
 def _selectors_match(

@@ -12,16 +12,15 @@ intra-CR priority, declaration order) and de-duplicated keeping the first. Beyon
   image is only ever swapped for the same content;
 - a skipped Pod or container carries the reason, and an invalid filter disables only its CR
   (or its upstream) and is reported in `PodRoute.problems`.
-The small helpers the replicator and monitor share (images a Pod uses, mirror destinations,
-mirror prefixes) live here too, so all three services read Pods the same way.
+Reading Pods (containers of every kind, the images a Pod uses, the recorded originals) is
+`kuikcore.pods`, a leaf under this module; the CR helpers the replicator and monitor share (mirror
+destinations, mirror prefixes) live here.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
 from kuikcore.api.models import (
@@ -45,6 +44,16 @@ from kuikcore.filters import (
     compile_upstream,
     pod_annotations,
     pod_namespace,
+)
+from kuikcore.pods import (
+    ContainerType,
+    PodImage,
+    annotation_key,
+    effective_pull_policy,
+    normalised_image,
+    original_images,
+    pod_containers,
+    pod_images,
 )
 from kuikcore.reference import InvalidReference, parse
 
@@ -74,19 +83,6 @@ __all__ = [
 
 ORIGINAL = "original"
 _MIN_PRIORITY = -(2**63)  # Go's math.MinInt: `Always` pins the original before everything
-
-
-class ContainerType(StrEnum):
-    CONTAINER = "container"
-    INIT = "init"
-    EPHEMERAL = "ephemeral"
-
-
-_SPEC_FIELDS = {
-    ContainerType.CONTAINER: "containers",
-    ContainerType.INIT: "initContainers",
-    ContainerType.EPHEMERAL: "ephemeralContainers",
-}
 
 
 class TypeOrder:
@@ -178,98 +174,6 @@ class PodRoute:
 
     def __iter__(self) -> Iterator[ContainerRoute]:
         return iter(self.containers)
-
-
-# --- reading Pods -------------------------------------------------------------------------
-
-
-def annotation_key(container_type: ContainerType, name: str) -> str:
-    if container_type is ContainerType.CONTAINER:
-        return name
-    return f"{container_type.value}:{name}"
-
-
-def pod_containers(pod: Mapping[str, Any]) -> list[tuple[ContainerType, Mapping[str, Any]]]:
-    """Regular, then init, then ephemeral containers, in spec order."""
-    spec = pod.get("spec") or {}
-    out: list[tuple[ContainerType, Mapping[str, Any]]] = []
-    for container_type, spec_field in _SPEC_FIELDS.items():
-        for container in spec.get(spec_field) or ():
-            if isinstance(container, Mapping):
-                out.append((container_type, container))
-    return out
-
-
-def original_images(pod: Mapping[str, Any]) -> dict[str, str]:
-    """The `kuik.enix.io/original-images` map; invalid JSON reads as empty (as upstream)."""
-    raw = pod_annotations(pod).get(ORIGINAL_IMAGES_ANNOTATION)
-    if not raw:
-        return {}
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        return {}
-    if not isinstance(data, dict):
-        return {}
-    return {str(k): v for k, v in data.items() if isinstance(v, str)}
-
-
-@dataclass(frozen=True, slots=True)
-class PodImage:
-    image: str
-    """Normalised reference (digest kept)."""
-    container: str
-    type: ContainerType
-    original: bool
-    """True when read from `kuik.enix.io/original-images` (the image before rerouting)."""
-
-
-def pod_images(pod: Mapping[str, Any], *, include_originals: bool = True) -> list[PodImage]:
-    """Images a Pod uses: current ones of every container kind, then the recorded originals.
-
-    Unparseable references are left out. The replicator mirrors current images and counts both
-    as "in use"; the monitor tracks both.
-    """
-    out: list[PodImage] = []
-    for container_type, container in pod_containers(pod):
-        normalised = _normalise(container.get("image"))
-        if normalised is not None:
-            out.append(PodImage(normalised, str(container.get("name", "")), container_type, False))
-    if include_originals:
-        for key, image in original_images(pod).items():
-            normalised = _normalise(image)
-            if normalised is None:
-                continue
-            prefix, sep, name = key.partition(":")
-            container_type = ContainerType.CONTAINER
-            if sep and prefix in (ContainerType.INIT.value, ContainerType.EPHEMERAL.value):
-                container_type = ContainerType(prefix)
-            else:
-                name = key
-            out.append(PodImage(normalised, name, container_type, True))
-    return out
-
-
-def _normalise(image: object) -> str | None:
-    if not isinstance(image, str):
-        return None
-    try:
-        return str(parse(image))
-    except InvalidReference:
-        return None
-
-
-def effective_pull_policy(container: Mapping[str, Any]) -> str:
-    """`imagePullPolicy`, or the API server's default for it (`Always` for `:latest`/no tag)."""
-    policy = container.get("imagePullPolicy")
-    if policy:
-        return str(policy)
-    try:
-        ref = parse(str(container.get("image", "")))
-    except InvalidReference:
-        return "IfNotPresent"
-    tag = ref.tag if ref.tag is not None or ref.digest is not None else "latest"
-    return "Always" if tag == "latest" else "IfNotPresent"
 
 
 # --- CR helpers ---------------------------------------------------------------------------
@@ -413,7 +317,7 @@ def _alternatives(
             if compiled is None or upstream.discard_alternative:
                 continue
             built = join_path(upstream.registry, upstream.path) + suffix
-            normalised = _normalise(built)
+            normalised = normalised_image(built)
             if normalised is None:
                 continue  # not a pullable reference (upstream would fail admission here)
             candidates.append(
@@ -525,7 +429,7 @@ def route_pod(
         image = container.get("image")
         route = ContainerRoute(name, container_type, str(image or ""))
         reason = None
-        normalised = _normalise(image)
+        normalised = normalised_image(image)
         policy = effective_pull_policy(container)
         if annotation_key(container_type, name) in recorded:
             reason = f"already processed: listed in {ORIGINAL_IMAGES_ANNOTATION}"

@@ -22,7 +22,7 @@ from typing import Any
 
 from kuikcore.api import AvailabilityStatus
 from kuikcore.filters import ResourceFilter, SkipRules
-from kuikcore.routing import pod_images
+from kuikcore.pods import pod_images
 from kuikcore.tracking import Tracked, track
 
 __all__ = ["StatusSync", "selected_images", "sync_status"]

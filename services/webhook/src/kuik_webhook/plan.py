@@ -27,6 +27,7 @@ from kuik_webhook.admission import AdmissionRequest, escape_pointer
 from kuikcore.api import ORIGINAL_IMAGES_ANNOTATION
 from kuikcore.api.models import Resource
 from kuikcore.filters import InvalidFilter
+from kuikcore.pods import SPEC_FIELDS
 from kuikcore.routing import (
     ContainerRoute,
     ContainerType,
@@ -49,12 +50,6 @@ __all__ = [
     "plan_admission",
 ]
 
-_SPEC_FIELDS = {
-    ContainerType.CONTAINER: "containers",
-    ContainerType.INIT: "initContainers",
-    ContainerType.EPHEMERAL: "ephemeralContainers",
-}
-
 
 class NotAPod(ValueError):
     """The request's object cannot be read as a Pod (admitted unchanged, with a warning)."""
@@ -76,7 +71,7 @@ class Slot:
 
     @property
     def image_path(self) -> str:
-        return f"/spec/{_SPEC_FIELDS[self.type]}/{self.index}/image"
+        return f"/spec/{SPEC_FIELDS[self.type]}/{self.index}/image"
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +99,7 @@ def container_slots(pod: Mapping[str, Any]) -> list[Slot]:
     if not isinstance(spec, Mapping):
         return []
     slots = []
-    for container_type, spec_field in _SPEC_FIELDS.items():
+    for container_type, spec_field in SPEC_FIELDS.items():
         containers = spec.get(spec_field)
         if not isinstance(containers, list):
             continue
@@ -130,7 +125,7 @@ def _check_pod(obj: object) -> Mapping[str, Any]:
     metadata = obj.get("metadata")
     if metadata is not None and not isinstance(metadata, Mapping):
         raise NotAPod("request.object.metadata is not an object")
-    for spec_field in _SPEC_FIELDS.values():
+    for spec_field in SPEC_FIELDS.values():
         value = obj["spec"].get(spec_field)
         if value is not None and not isinstance(value, list):
             raise NotAPod(f"request.object.spec.{spec_field} is not a list")

@@ -14,7 +14,8 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 from kuikcore.api.models import Resource
-from kuikcore.routing import PodRoute, RoutingOptions, pod_containers, route_pod
+from kuikcore.pods import pod_containers
+from kuikcore.routing import PodRoute, RoutingOptions, route_pod
 
 __all__ = ["RouteCache", "route_key"]
 

@@ -25,8 +25,8 @@ from kuikcore.cluster.interface import (
     InvalidDocument,
     ObjectKey,
 )
+from kuikcore.pods import SPEC_FIELDS, pod_images
 from kuikcore.reference import InvalidReference, parse
-from kuikcore.routing import pod_images
 
 __all__ = ["Store", "clean_secret", "object_key", "slim_pod"]
 
@@ -37,7 +37,6 @@ ResourceParser = Callable[[JSON], Any]
 
 # Large, never read by kuik, present on every `kubectl apply`-ed object.
 _DROPPED_ANNOTATIONS = frozenset({"kubectl.kubernetes.io/last-applied-configuration"})
-_CONTAINER_LISTS = ("initContainers", "containers", "ephemeralContainers")
 _POD_META = (
     "namespace",
     "name",
@@ -62,7 +61,7 @@ def slim_pod(pod: JSON) -> JSON:
         k: v for k, v in _interned(meta.get("annotations")).items() if k not in _DROPPED_ANNOTATIONS
     }
     slim_spec: JSON = {}
-    for field in _CONTAINER_LISTS:
+    for field in SPEC_FIELDS.values():
         containers = spec.get(field) or []
         if containers:
             slim_spec[field] = [
