@@ -16,6 +16,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
+from kuikcore.cluster.interface import ClusterSource
 from kuikcore.coord import EXPEDITE, ROUTINE, Coord, Enqueued, Job, JobQueue
 
 __all__ = [
@@ -24,9 +25,17 @@ __all__ = [
     "CopyJob",
     "SecretName",
     "copy_queue",
+    "queue_cluster_id",
     "queue_name",
     "report_stale_mirror",
 ]
+
+
+async def queue_cluster_id(configured: str | None, cluster: ClusterSource) -> str:
+    """Which cluster's copy queue to use: config `clusterID`, else the backend's own id (the
+    kube-system namespace's UID, or a stable id of the local directory). The replicator consumes
+    it and the webhook reports stale mirrors to it, so both must compute it the same way."""
+    return configured or await cluster.cluster_id()
 
 
 class SecretName(BaseModel):

@@ -17,7 +17,6 @@ from kuik_replicator.leader import Leader
 from kuik_replicator.metrics import ReplicatorMetrics
 from kuik_replicator.status import ResultLog
 from kuik_replicator.worker import CopyWorker, platforms_from_config
-from kuikcore.cluster import ClusterSource
 from kuikcore.cluster.health import ClusterNotReady, cluster_ready
 from kuikcore.cluster.open import open_cluster
 from kuikcore.coord import (
@@ -32,21 +31,15 @@ from kuikcore.coord import (
 from kuikcore.coord.connection import OUTAGE_ERRORS
 from kuikcore.filters import SkipRules
 from kuikcore.health.keeper import HealthKeeper
-from kuikcore.mirroring import EXPEDITE, ROUTINE, copy_queue
+from kuikcore.mirroring import EXPEDITE, ROUTINE, copy_queue, queue_cluster_id
 from kuikcore.registry import RegistryClient
 from kuikcore.service import ServiceContext, StartupError
 from kuikcore.supervise import Loop
 
-__all__ = ["resolve_cluster_id", "run"]
+__all__ = ["run"]
 
 _SYNC_TIMEOUT = 60.0
 _DEPTH_PERIOD = 2.0
-
-
-async def resolve_cluster_id(configured: str | None, cluster: ClusterSource) -> str:
-    """`--cluster-id` / config `clusterID`, else the backend's own (kube-system UID, or a
-    stable id derived from the local directory)."""
-    return configured or await cluster.cluster_id()
 
 
 async def _queue_depth(queue: JobQueue, metrics: ReplicatorMetrics) -> None:
@@ -91,7 +84,7 @@ async def run(ctx: ServiceContext) -> None:
             raise StartupError(
                 f"the cluster view did not sync within {_SYNC_TIMEOUT:g}s: {why}"
             ) from None
-        cluster_id = await resolve_cluster_id(config.cluster_id, cluster)
+        cluster_id = await queue_cluster_id(config.cluster_id, cluster)
         identity = default_identity()
         queue = copy_queue(
             coord,

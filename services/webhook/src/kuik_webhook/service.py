@@ -27,6 +27,7 @@ from kuikcore.cluster import SECRET, Change, ClusterSource
 from kuikcore.cluster.open import open_cluster
 from kuikcore.coord import AvailabilityBoard, Coord, watch_health
 from kuikcore.health.keeper import HealthKeeper
+from kuikcore.mirroring import queue_cluster_id
 from kuikcore.registry import RegistryClient
 from kuikcore.routing import RoutingOptions
 from kuikcore.service import ServiceContext
@@ -52,12 +53,10 @@ def _coord(ctx: ServiceContext) -> Coord | None:
 
 
 async def _cluster_id(ctx: ServiceContext, cluster: ClusterSource) -> str | None:
-    """The replicator's queue is per cluster: use the id the replicator computes."""
-    if ctx.config.cluster_id:
-        return ctx.config.cluster_id
+    """The replicator's queue is per cluster: the id it uses, or None (no stale-mirror reports)."""
     try:
         async with asyncio.timeout(5):
-            return await cluster.cluster_id()
+            return await queue_cluster_id(ctx.config.cluster_id, cluster)
     except Exception as exc:
         ctx.log.warning("no cluster id: stale mirrors will not be reported", error=repr(exc))
         return None
