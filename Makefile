@@ -10,7 +10,7 @@ help:
 	@echo "make install   uv, the locked Python environment, and the Debian packages tests need"
 	@echo "make test      install, install-docker, lint, then the whole test suite (what CI runs)"
 	@echo "make install-docker  Debian's docker.io, mmdebstrap, docker-compose (image and compose tests; large, so separate)"
-	@echo "make lint      ruff check, ruff format --check, mypy"
+	@echo "make lint      ruff check, ruff format --check, mypy, lint-imports (kuikcore's layers)"
 	@echo "make bench     benchmarks in bench/ (results: docs/benchmarks.md)"
 	@echo "make test-cluster  the cluster contract suite against \$$KUBECONFIG (a throwaway kind/k3d cluster)"
 	@echo "make demo      the whole system on this machine: mirror an image, kill its registry, see the reroute"
@@ -26,6 +26,7 @@ lint:
 	$(UV) run ruff check .
 	$(UV) run ruff format --check .
 	$(UV) run mypy
+	$(UV) run lint-imports --no-cache
 
 pytest:
 	$(UV) run pytest -n $(PYTEST_WORKERS) --dist loadgroup

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kuikcore.api.names import UNUSED_MARKER
+from kuikcore.names import UNUSED_MARKER
 from kuikcore.tracking import (
     expires_in,
     is_expired,

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from kuikcore.api.names import ORIGINAL_IMAGES_ANNOTATION
+from kuikcore.names import ORIGINAL_IMAGES_ANNOTATION
 from kuikcore.reference import InvalidReference, parse
 
 __all__ = [

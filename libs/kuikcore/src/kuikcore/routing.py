@@ -34,7 +34,6 @@ from kuikcore.api.models import (
     Resource,
     join_path,
 )
-from kuikcore.api.names import CONFIG_MIRROR_ANNOTATION, ORIGINAL_IMAGES_ANNOTATION
 from kuikcore.filters import (
     InvalidFilter,
     ResourceFilter,
@@ -45,6 +44,7 @@ from kuikcore.filters import (
     pod_annotations,
     pod_namespace,
 )
+from kuikcore.names import CONFIG_MIRROR_ANNOTATION, ORIGINAL_IMAGES_ANNOTATION
 from kuikcore.pods import (
     ContainerType,
     PodImage,

@@ -31,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kuikcore.api.models import format_time
-from kuikcore.api.names import UNUSED_MARKER
+from kuikcore.names import UNUSED_MARKER
 
 __all__ = [
     "UNUSED_MARKER",

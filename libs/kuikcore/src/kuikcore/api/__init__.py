@@ -1,7 +1,7 @@
 """kuik's Kubernetes API: the five `kuik.enix.io/v1alpha1` kinds and the names kuik writes.
 
 Models (pydantic v2) in `kuikcore.api.models`, validation like the CRD in
-`kuikcore.api.validation`, CRD generation in `kuikcore.api.crd`, names in `kuikcore.api.names`.
+`kuikcore.api.validation`, CRD generation in `kuikcore.api.crd`, names in `kuikcore.names`.
 """
 
 from __future__ import annotations
@@ -37,7 +37,15 @@ from kuikcore.api.models import (
     format_time,
     join_path,
 )
-from kuikcore.api.names import (
+from kuikcore.api.validation import (
+    KINDS,
+    InvalidResource,
+    KindInfo,
+    KuikResource,
+    check_rules,
+    parse_resource,
+)
+from kuikcore.names import (
     API_VERSION,
     CONFIG_MIRROR_ANNOTATION,
     GROUP,
@@ -53,14 +61,6 @@ from kuikcore.api.names import (
     VERSION,
     AvailabilityStatus,
     label_value,
-)
-from kuikcore.api.validation import (
-    KINDS,
-    InvalidResource,
-    KindInfo,
-    KuikResource,
-    check_rules,
-    parse_resource,
 )
 
 __all__ = [

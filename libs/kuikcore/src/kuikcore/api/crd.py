@@ -19,8 +19,8 @@ from typing import Any
 import yaml
 
 from kuikcore.api.models import Resource
-from kuikcore.api.names import GROUP, VERSION
 from kuikcore.api.validation import KINDS
+from kuikcore.names import GROUP, VERSION
 
 __all__ = ["crd_files", "generate_crd", "main", "openapi_schema"]
 

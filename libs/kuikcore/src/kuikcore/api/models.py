@@ -27,8 +27,8 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from kuikcore.api import cel
-from kuikcore.api.names import AvailabilityStatus
 from kuikcore.config.duration import parse_duration
+from kuikcore.names import AvailabilityStatus
 
 __all__ = [
     "AnyFilter",

@@ -26,7 +26,7 @@ from kuikcore.api.models import (
     ReplicatedImageSet,
     Resource,
 )
-from kuikcore.api.names import API_VERSION
+from kuikcore.names import API_VERSION
 
 __all__ = [
     "KINDS",

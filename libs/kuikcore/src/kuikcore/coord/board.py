@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from kuikcore.api import AvailabilityStatus
 from kuikcore.coord.connection import OUTAGE_ERRORS, Coord
 from kuikcore.health.state import SILENT_DOWN_AFTER, HostHealth
+from kuikcore.names import AvailabilityStatus
 
 __all__ = [
     "AvailabilityBoard",

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Literal
 
-from kuikcore.api import AvailabilityStatus
+from kuikcore.names import AvailabilityStatus
 from kuikcore.reference import Reference
 from kuikcore.registry.auth import Credentials, credential_attempts
 from kuikcore.registry.errors import (
