@@ -2,16 +2,12 @@
 
 Async on aiohttp, one pooled session per registry host, bearer/basic auth with a token cache,
 kubelet's pull-secret matching, typed errors, retries within a deadline.
-
-`CheckResult` and `classify` load on first use: they pull in `kuikcore.api` (the pydantic
-models, ~200 ms), which `kuik copy` never needs.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from kuikcore.registry.auth import Credentials
+from kuikcore.registry.check import CheckResult, classify
 from kuikcore.registry.client import ManifestInfo, RegistryClient
 from kuikcore.registry.copy import CopyResult, Progress
 from kuikcore.registry.delete import DeleteResult
@@ -57,14 +53,3 @@ __all__ = [
     "classify",
     "parse_platform",
 ]
-
-if TYPE_CHECKING:
-    from kuikcore.registry.check import CheckResult, classify
-
-
-def __getattr__(name: str) -> Any:
-    if name in ("CheckResult", "classify"):
-        from kuikcore.registry import check
-
-        return getattr(check, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
