@@ -27,7 +27,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from kuikcore.api import cel
-from kuikcore.config.duration import parse_duration
+from kuikcore.duration import parse_duration
 from kuikcore.names import AvailabilityStatus
 
 __all__ = [

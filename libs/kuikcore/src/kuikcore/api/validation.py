@@ -27,6 +27,7 @@ from kuikcore.api.models import (
     Resource,
 )
 from kuikcore.names import API_VERSION
+from kuikcore.patterns import InvalidPattern, compile_pattern
 
 __all__ = [
     "KINDS",
@@ -208,8 +209,6 @@ def _image_filter_problems(
 
 
 def _regex_problem(pattern: str, field: str) -> str | None:
-    from kuikcore.filters import InvalidPattern, compile_pattern  # filters imports the models
-
     try:
         compile_pattern(pattern)
     except InvalidPattern as exc:

@@ -4,13 +4,6 @@
 for every key.
 """
 
-from kuikcore.config.duration import (
-    InvalidDuration,
-    format_duration,
-    format_duration_ns,
-    parse_duration,
-    parse_duration_ns,
-)
 from kuikcore.config.load import ENV_OVERRIDES, ConfigError, ConfigIssue, Override, load_config
 from kuikcore.config.model import (
     DEFAULT_CONFIG_PATH,
@@ -35,6 +28,13 @@ from kuikcore.config.model import (
     exponential_buckets,
     exponential_buckets_range,
     parse_listen,
+)
+from kuikcore.duration import (
+    InvalidDuration,
+    format_duration,
+    format_duration_ns,
+    parse_duration,
+    parse_duration_ns,
 )
 
 __all__ = [

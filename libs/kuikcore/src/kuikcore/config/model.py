@@ -27,7 +27,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from kuikcore.config.duration import format_duration, parse_duration
+from kuikcore.duration import format_duration, parse_duration
+from kuikcore.selectors import InvalidSelector, parse_selector
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
@@ -545,8 +546,6 @@ class Config(_Model):
     @classmethod
     def _selectors(cls, value: list[str]) -> list[str]:
         """Upstream refuses to start on a bad skip selector; so do we, naming the item."""
-        from kuikcore.filters import InvalidSelector, parse_selector  # filters imports config
-
         for i, text in enumerate(value):
             try:
                 parse_selector(text)
