@@ -32,18 +32,23 @@ ENV UV_PYTHON=/usr/bin/python3 \
     UV_NO_CACHE=1 \
     UV_NATIVE_TLS=1
 WORKDIR /src
+# The runtime only: the three services and what they need (kuikcore). Not kuik-testing, not the
+# dev group (pytest, oras for the benchmarks...).
+ENV RUNTIME_PACKAGES="--package kuik-webhook --package kuik-replicator --package kuik-monitor"
 # Third-party dependencies first, from the lock file only: this layer survives source edits.
 COPY pyproject.toml uv.lock ./
 COPY libs/kuikcore/pyproject.toml libs/kuikcore/
+# the test and demo harnesses are a workspace member: uv reads its pyproject, never installs it
+COPY libs/kuik-testing/pyproject.toml libs/kuik-testing/
 COPY services/webhook/pyproject.toml services/webhook/
 COPY services/replicator/pyproject.toml services/replicator/
 COPY services/monitor/pyproject.toml services/monitor/
-RUN /opt/uv/bin/uv sync --frozen --no-dev --all-packages --no-install-workspace --no-editable
+RUN /opt/uv/bin/uv sync --frozen --no-dev --no-install-workspace --no-editable $RUNTIME_PACKAGES
 COPY libs/kuikcore/src libs/kuikcore/src
 COPY services/webhook/src services/webhook/src
 COPY services/replicator/src services/replicator/src
 COPY services/monitor/src services/monitor/src
-RUN /opt/uv/bin/uv sync --frozen --no-dev --all-packages --no-editable \
+RUN /opt/uv/bin/uv sync --frozen --no-dev --no-editable $RUNTIME_PACKAGES \
  && /opt/kuik/bin/kuik-webhook --help >/dev/null
 
 # The final image: the base, Debian's python3 (the interpreter /opt/kuik links to, at the same

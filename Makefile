@@ -19,7 +19,7 @@ help:
 install:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
 	$(UV) sync --all-packages --frozen --compile-bytecode
-	$(UV) run python -m compileall -q -j 0 libs/kuikcore/src services/webhook/src services/replicator/src services/monitor/src
+	$(UV) run python -m compileall -q -j 0 libs/kuikcore/src libs/kuik-testing/src services/webhook/src services/replicator/src services/monitor/src
 	@scripts/install-system-packages.sh
 
 lint:
@@ -52,7 +52,7 @@ install-docker:  ## dockerd, mmdebstrap, docker-compose for the image and compos
 
 .PHONY: demo dev
 demo: install  ## the whole system on this machine, no cluster: mirror an image, kill its registry, see the reroute
-	$(UV) run python -m kuikcore.demo
+	$(UV) run python -m kuik_testing.demo
 
 dev: install  ## the demo's stack on fixed ports over examples/cluster/, in the foreground until Ctrl-C
-	$(UV) run python -m kuikcore.demo dev
+	$(UV) run python -m kuik_testing.demo dev

@@ -28,8 +28,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from kuikcore.testing.images import push_image, synthetic_image, synthetic_index
-from kuikcore.testing.registry import RegistryServer
+from kuik_testing.images import push_image, synthetic_image, synthetic_index
+from kuik_testing.registry import RegistryServer
 
 MiB = 1024 * 1024
 ROUNDS = int(os.environ.get("KUIK_BENCH_ROUNDS", "3"))

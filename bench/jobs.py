@@ -15,8 +15,8 @@ import statistics
 import time
 from typing import Any
 
+from kuik_testing import RedisServer
 from kuikcore.coord import Delivery, Job, JobQueue, connect
-from kuikcore.testing import RedisServer
 
 JOBS = 20_000
 BATCH = 500

@@ -2,7 +2,7 @@
 
 Real parts only: one `redis-server`, 50 `docker-registry` processes (one per host, distinct
 ports; 200 tags of one small image each), the Kubernetes API fake as a process
-(`python -m kuikcore.testing.apiserver`) holding 1,000 Pods of 10 containers and one CISA
+(`python -m kuik_testing.apiserver`) holding 1,000 Pods of 10 containers and one CISA
 selecting them all, and `kuik-monitor --cluster kubernetes` as the leader under measure.
 
 Budgets: every host `interval 20s, maxPerInterval 4` (one check per host every 5 s, 10 checks/s
@@ -30,10 +30,10 @@ from typing import Any
 
 import yaml
 
-from kuikcore.testing.images import push_image, synthetic_image
-from kuikcore.testing.processes import ServiceProcess
-from kuikcore.testing.redis import RedisServer
-from kuikcore.testing.registry import RegistryServer, max_in_window
+from kuik_testing.images import push_image, synthetic_image
+from kuik_testing.processes import ServiceProcess
+from kuik_testing.redis import RedisServer
+from kuik_testing.registry import RegistryServer, max_in_window
 
 HOSTS = int(os.environ.get("KUIK_BENCH_MONITOR_HOSTS", "50"))
 IMAGES = int(os.environ.get("KUIK_BENCH_MONITOR_IMAGES", "10000"))
@@ -173,7 +173,7 @@ def run() -> dict[str, Any]:
                 [
                     sys.executable,
                     "-m",
-                    "kuikcore.testing.apiserver",
+                    "kuik_testing.apiserver",
                     "--kubeconfig",
                     str(kubeconfig),
                 ],

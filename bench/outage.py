@@ -22,7 +22,7 @@ from typing import Any
 
 from tests.e2e.test_outage import Stack
 
-from kuikcore.testing import RedisServer, RegistryServer
+from kuik_testing import RedisServer, RegistryServer
 
 ROUNDS = 5
 POLL = 0.02

@@ -34,10 +34,10 @@ from typing import Any
 
 import yaml
 
-from kuikcore.testing.images import make_layer, push_image, synthetic_image
-from kuikcore.testing.processes import ServiceProcess
-from kuikcore.testing.redis import RedisServer
-from kuikcore.testing.registry import RegistryServer
+from kuik_testing.images import make_layer, push_image, synthetic_image
+from kuik_testing.processes import ServiceProcess
+from kuik_testing.redis import RedisServer
+from kuik_testing.registry import RegistryServer
 
 MiB = 1024 * 1024
 ROUNDS = int(os.environ.get("KUIK_BENCH_ROUNDS", "3"))

@@ -17,9 +17,9 @@ import time
 from typing import Any
 
 from kuik_replicator.planner import with_counts
+from kuik_testing.apiserver import FakeApiServer
+from kuik_testing.statuses import availability_entry, mirrored_entry
 from kuikcore.cluster.kubernetes import KubernetesCluster
-from kuikcore.testing.apiserver import FakeApiServer
-from kuikcore.testing.statuses import availability_entry, mirrored_entry
 
 JSON = dict[str, Any]
 API = "kuik.enix.io/v1alpha1"

@@ -43,8 +43,8 @@ from typing import Any
 import trustme
 import yaml
 
-from kuikcore.testing import RedisServer, RegistryServer, free_port, push_image, synthetic_image
-from kuikcore.testing.processes import ServiceProcess
+from kuik_testing import RedisServer, RegistryServer, free_port, push_image, synthetic_image
+from kuik_testing.processes import ServiceProcess
 
 # Another source tree's kuik-webhook run alongside, alternated with the others (paired
 # before/after comparison): `KUIK_BENCH_WEBHOOK_BEFORE=/path/to/old/tree/src/dirs:...`

@@ -1,1 +1,1 @@
-"""Shared fixtures come from the `kuikcore.testing.plugin` pytest plugin (see pyproject)."""
+"""Shared fixtures come from the `kuik_testing.plugin` pytest plugin (see pyproject)."""

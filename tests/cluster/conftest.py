@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from kuik_testing.apiserver import FakeApiServer
 from kuikcore.cluster.informer import InformerSettings
 from kuikcore.cluster.kubernetes import KubernetesCluster
-from kuikcore.testing.apiserver import FakeApiServer
 
 FAST = InformerSettings(
     watch_timeout=5.0,

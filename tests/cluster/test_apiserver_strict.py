@@ -1,5 +1,5 @@
 """The API fake refuses what kube-apiserver 1.30 refuses, with the server's own Status bodies
-(kuikcore.testing.apivalidation), so kuik's writes are held to real-cluster rules."""
+(kuik_testing.apivalidation), so kuik's writes are held to real-cluster rules."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 from kubernetes_asyncio import client as k8s
 
-from kuikcore.testing.apiserver import FakeApiServer
+from kuik_testing.apiserver import FakeApiServer
 
 JSON = dict[str, Any]
 SUBDOMAIN_MSG = (

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import pytest
 import yaml
 
+from kuik_testing.apiserver import FakeApiServer
 from kuikcore.api import OWNER_UID_LABEL, InvalidResource
 from kuikcore.cluster import (
     POD,
@@ -37,7 +38,6 @@ from kuikcore.cluster import (
 from kuikcore.cluster.kinds import watched_kind
 from kuikcore.cluster.kubernetes import KubernetesCluster
 from kuikcore.cluster.local import LocalCluster
-from kuikcore.testing.apiserver import FakeApiServer
 from tests.cluster.conftest import FAST
 from tests.cluster.objects import KUIK, cisa, cism, eventually, ism, pod, secret
 

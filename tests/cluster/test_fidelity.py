@@ -1,5 +1,5 @@
 """kuik's writes as a real API server judges them: each test here failed against the strict
-fake (kuikcore.testing.apivalidation) before the fix it names."""
+fake (kuik_testing.apivalidation) before the fix it names."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import pytest
 from rich.console import Console
 
 from kuik_replicator.planner import with_counts
+from kuik_testing.apiserver import FakeApiServer
+from kuik_testing.statuses import mirrored_entry
 from kuik_webhook.secrets import copy_name, copy_of
 from kuikcore.api import OWNER_NAME_LABEL, OWNER_UID_LABEL, label_value, parse_resource
 from kuikcore.cli.status import render
@@ -17,8 +19,6 @@ from kuikcore.cluster.bounded import Overflow, bound_status
 from kuikcore.cluster.interface import ClusterError, EventType, ObjectKey
 from kuikcore.cluster.kubernetes import KubernetesCluster
 from kuikcore.routing import SecretRef
-from kuikcore.testing.apiserver import FakeApiServer
-from kuikcore.testing.statuses import mirrored_entry
 from tests.cluster.conftest import ClusterFactory
 from tests.cluster.objects import cism, eventually, secret
 

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from kuik_testing.apiserver import FakeApiServer
 from kuikcore.cluster import POD
 from kuikcore.cluster.informer import InformerSettings
 from kuikcore.cluster.kubeconfig import CredentialRefresher
 from kuikcore.cluster.kubernetes import KubernetesCluster, api_client_from_environment
-from kuikcore.testing.apiserver import FakeApiServer
 from tests.cluster.objects import eventually, pod
 
 PLUGIN = """

@@ -9,6 +9,7 @@ import random
 
 import pytest
 
+from kuik_testing.apiserver import FakeApiServer
 from kuikcore.api import OWNER_UID_LABEL
 from kuikcore.cluster import (
     POD,
@@ -23,7 +24,6 @@ from kuikcore.cluster import (
 )
 from kuikcore.cluster.informer import InformerSettings
 from kuikcore.cluster.kubernetes import KubernetesCluster
-from kuikcore.testing.apiserver import FakeApiServer
 from tests.cluster.conftest import ClusterFactory
 from tests.cluster.objects import KUIK, cisa, cism, eventually, pod, secret
 

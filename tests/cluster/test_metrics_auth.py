@@ -14,9 +14,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from kuik_testing.apiserver import FakeApiServer
 from kuikcore.config import load_config
 from kuikcore.observe import HealthServer, KubernetesAuthorizer, metrics_registry
-from kuikcore.testing.apiserver import FakeApiServer
 
 SCRAPER = "system:serviceaccount:monitoring:prometheus"
 

@@ -20,7 +20,7 @@ async def test_kubeconfig_and_a_fake_in_another_process(
 ) -> None:
     kubeconfig = tmp_path / "kubeconfig"
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "kuikcore.testing.apiserver", "--kubeconfig", str(kubeconfig),
+        sys.executable, "-m", "kuik_testing.apiserver", "--kubeconfig", str(kubeconfig),
         stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:

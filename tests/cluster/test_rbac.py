@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
+from kuik_testing.apiserver import FakeApiServer
 from kuik_webhook.service import WATCHED_KINDS
 from kuikcore.api import OWNER_UID_LABEL
 from kuikcore.cluster.interface import POD, SECRET, ClusterError, EventType, ObjectKey
-from kuikcore.testing.apiserver import FakeApiServer
 from tests.chart.roles import chart_role
 from tests.cluster.conftest import ClusterFactory
 from tests.cluster.objects import cisa, cism, eventually, pod, secret

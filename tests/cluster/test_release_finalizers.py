@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from kuik_testing.apiserver import FakeApiServer
 from kuikcore.cli import main
 from kuikcore.cli.finalizers import kuik_finalizers
-from kuikcore.testing.apiserver import FakeApiServer
 from tests.cluster.objects import KUIK, cism, ism
 
 

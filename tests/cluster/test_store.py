@@ -7,12 +7,12 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kuik_testing.apiserver import merge_patch
 from kuikcore.api import OWNER_UID_LABEL
 from kuikcore.cluster import POD, SECRET, ChangeType, ObjectKey, Store
 from kuikcore.cluster.patch import finalizers_after, merge_patch_between
 from kuikcore.cluster.store import slim_pod
 from kuikcore.reference import parse
-from kuikcore.testing.apiserver import merge_patch
 from tests.cluster.objects import pod, secret
 
 IMAGES = [

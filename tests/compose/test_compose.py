@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from kuikcore.demo.scenario import Narrator, Target, run_scenario
-from kuikcore.testing.docker import BASE_IMAGE, DockerDaemon
-from kuikcore.testing.ports import free_port
-from kuikcore.testing.processes import bin_path
+from kuik_testing.demo.scenario import Narrator, Target, run_scenario
+from kuik_testing.docker import BASE_IMAGE, DockerDaemon
+from kuik_testing.ports import free_port
+from kuik_testing.processes import bin_path
 
 pytestmark = [pytest.mark.xdist_group("docker"), pytest.mark.timeout(900)]
 

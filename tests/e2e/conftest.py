@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from kuikcore.testing import RedisServer, RegistryServer
+from kuik_testing import RedisServer, RegistryServer
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""`make demo` and `make dev` for real: the same entry point (`python -m kuikcore.demo`) with
+"""`make demo` and `make dev` for real: the same entry point (`python -m kuik_testing.demo`) with
 real redis-server, docker-registry and service processes; what it narrates, its exit codes, and
 that nothing it started survives it (processes, ports, work directory), also on SIGINT/SIGTERM.
 """
@@ -19,16 +19,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kuikcore.demo.manifests import STACK_CONFIG, cluster_manifests
-from kuikcore.demo.scenario import Narrator, StepFailed, Target, demo_image, run_scenario
-from kuikcore.demo.stack import Ports
-from kuikcore.testing import RegistryServer, get_manifest
-from kuikcore.testing.ports import free_port
+from kuik_testing import RegistryServer, get_manifest
+from kuik_testing.demo.manifests import STACK_CONFIG, cluster_manifests
+from kuik_testing.demo.scenario import Narrator, StepFailed, Target, demo_image, run_scenario
+from kuik_testing.demo.stack import Ports
+from kuik_testing.ports import free_port
 
 pytestmark = pytest.mark.timeout(180)
 
 REPO = Path(__file__).parents[2]
-DEMO = [sys.executable, "-m", "kuikcore.demo"]
+DEMO = [sys.executable, "-m", "kuik_testing.demo"]
 
 
 def _processes_mentioning(text: str) -> list[str]:
@@ -194,7 +194,7 @@ def test_examples_are_the_demo_manifests_and_config() -> None:
 
 
 def test_push_puts_the_demo_image_in_a_registry(registry: RegistryServer) -> None:
-    """`python -m kuikcore.demo push` (for docker-compose's registry A) pushes demo/web:1.0."""
+    """`python -m kuik_testing.demo push` (for docker-compose's registry A) pushes demo/web:1.0."""
     done = subprocess.run(
         [*DEMO, "push", "--registry", registry.url],
         capture_output=True,

@@ -12,9 +12,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from kuikcore.testing import RedisServer
-from kuikcore.testing.apiserver import FakeApiServer
-from kuikcore.testing.processes import ServiceProcess
+from kuik_testing import RedisServer
+from kuik_testing.apiserver import FakeApiServer
+from kuik_testing.processes import ServiceProcess
 
 pytestmark = pytest.mark.timeout(120)
 

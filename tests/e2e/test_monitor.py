@@ -21,14 +21,14 @@ import pytest
 import yaml
 from aiohttp import ClientSession, web
 
+from kuik_testing.images import push_image, synthetic_image
+from kuik_testing.processes import ServiceProcess
+from kuik_testing.redis import RedisServer
+from kuik_testing.registry import RegistryServer, max_in_window
 from kuikcore.api import ClusterImageSetAvailability
 from kuikcore.cluster import ObjectKey
 from kuikcore.cluster.local import LocalCluster
 from kuikcore.coord import AvailabilityBoard, connect
-from kuikcore.testing.images import push_image, synthetic_image
-from kuikcore.testing.processes import ServiceProcess
-from kuikcore.testing.redis import RedisServer
-from kuikcore.testing.registry import RegistryServer, max_in_window
 
 pytestmark = [pytest.mark.timeout(150)]
 

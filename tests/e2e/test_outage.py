@@ -22,14 +22,14 @@ import jsonpatch
 import pytest
 import yaml
 
-from kuikcore.testing import (
+from kuik_testing import (
     RedisServer,
     RegistryServer,
     free_port,
     push_image,
     synthetic_image,
 )
-from kuikcore.testing.processes import ServiceProcess
+from kuik_testing.processes import ServiceProcess
 from tests.e2e.test_webhook import images, pod, review
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.xdist_group("outage")]

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 import yaml
 
-from kuikcore.testing import RedisServer
-from kuikcore.testing.apiserver import FakeApiServer
-from kuikcore.testing.processes import ServiceProcess
+from kuik_testing import RedisServer
+from kuik_testing.apiserver import FakeApiServer
+from kuik_testing.processes import ServiceProcess
 from tests.chart.roles import chart_role
 
 pytestmark = pytest.mark.timeout(120)

@@ -19,9 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from kuikcore.coord import connect
-from kuikcore.mirroring import report_stale_mirror
-from kuikcore.testing import (
+from kuik_testing import (
     RedisServer,
     RegistryServer,
     get_manifest,
@@ -30,7 +28,9 @@ from kuikcore.testing import (
     synthetic_image,
     synthetic_index,
 )
-from kuikcore.testing.processes import ServiceProcess, bin_path
+from kuik_testing.processes import ServiceProcess, bin_path
+from kuikcore.coord import connect
+from kuikcore.mirroring import report_stale_mirror
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -7,8 +7,8 @@ import json
 import os
 from pathlib import Path
 
-from kuikcore.testing.apiserver import FakeApiServer
-from kuikcore.testing.processes import bin_path
+from kuik_testing.apiserver import FakeApiServer
+from kuik_testing.processes import bin_path
 
 V = "kuik.enix.io/v1alpha1"
 

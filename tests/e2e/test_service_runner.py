@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 import trustme
 
-from kuikcore.testing import RedisServer, free_port, wait_for_port
-from kuikcore.testing.processes import ServiceProcess
+from kuik_testing import RedisServer, free_port, wait_for_port
+from kuik_testing.processes import ServiceProcess
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -25,12 +25,12 @@ import pytest
 import trustme
 import yaml
 
+from kuik_testing import RedisServer, RegistryServer, free_port, push_image, synthetic_image
+from kuik_testing.processes import ServiceProcess
 from kuikcore.api import ORIGINAL_IMAGES_ANNOTATION, AvailabilityStatus
 from kuikcore.cluster.local import LocalCluster
 from kuikcore.coord import AvailabilityBoard, JobQueue, connect
 from kuikcore.mirroring import CopyJob, queue_name
-from kuikcore.testing import RedisServer, RegistryServer, free_port, push_image, synthetic_image
-from kuikcore.testing.processes import ServiceProcess
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -20,9 +20,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kuik_testing import RegistryServer, free_port, push_image, synthetic_image
+from kuik_testing.processes import ServiceProcess
 from kuikcore.api import ORIGINAL_IMAGES_ANNOTATION
-from kuikcore.testing import RegistryServer, free_port, push_image, synthetic_image
-from kuikcore.testing.processes import ServiceProcess
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import trustme
 
-from kuikcore.testing import RegistryServer
-from kuikcore.testing.apiserver import FakeApiServer
+from kuik_testing import RegistryServer
+from kuik_testing.apiserver import FakeApiServer
 from tests.chart.roles import chart_role
 from tests.e2e.test_webhook import (  # the servers are module fixtures of their own here
     Webhook,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from kuikcore.testing.docker import cache_dir, docker_missing
+from kuik_testing.docker import cache_dir, docker_missing
 
 
 def _fake_tools(directory: Path, names: tuple[str, ...]) -> str:

@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 import trustme
 
-from kuikcore.testing.docker import DockerDaemon
-from kuikcore.testing.ports import free_port
-from kuikcore.testing.redis import RedisServer
+from kuik_testing.docker import DockerDaemon
+from kuik_testing.ports import free_port
+from kuik_testing.redis import RedisServer
 
 pytestmark = [pytest.mark.xdist_group("docker"), pytest.mark.timeout(900)]
 
@@ -87,8 +87,41 @@ def test_installed_versions_are_the_lock_files(
         installed
     )
     assert {name: v for name, v in installed.items() if locked.get(name) != v} == {}
-    # The dev group stays out of the image.
-    assert {"pytest", "mypy", "ruff", "helm-python-sdk"}.isdisjoint(installed)
+    # The dev group stays out of the image, and so do the test and demo harnesses.
+    assert {
+        "pytest",
+        "mypy",
+        "ruff",
+        "helm-python-sdk",
+        "oras",
+        "kuik-testing",
+        "trustme",
+    }.isdisjoint(installed)
+
+
+def test_the_image_ships_only_runtime_code(docker_daemon: DockerDaemon, kuik_image: str) -> None:
+    """No API fake, dockerd helper, pytest plugin or demo stack: not as a distribution (above)
+    nor as modules anywhere on the interpreter's path."""
+    script = (
+        "import importlib.util as u, json;"
+        "names = ['kuik_testing', 'kuik_testing.demo', 'kuikcore.testing', 'kuikcore.demo',"
+        " 'oras', 'pytest', 'kuikcore', 'kuik_webhook'];"
+        "print(json.dumps({n: u.find_spec(n.split('.')[0]) is not None and"
+        " u.find_spec(n) is not None for n in names}))"
+    )
+    done = docker_daemon.run(kuik_image, "python", "-c", script, options=["--network=none"])
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout)
+    assert found == {
+        "kuik_testing": False,
+        "kuik_testing.demo": False,
+        "kuikcore.testing": False,
+        "kuikcore.demo": False,
+        "oras": False,
+        "pytest": False,
+        "kuikcore": True,
+        "kuik_webhook": True,
+    }
 
 
 def _normalise(name: str) -> str:

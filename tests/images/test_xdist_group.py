@@ -43,7 +43,7 @@ def test_a_group_runs_on_one_worker(tmp_path: Path) -> None:
             "loadgroup",
             "-v",
             "-p",
-            "kuikcore.testing.plugin",
+            "kuik_testing.plugin",
             "-p",
             "no:cacheprovider",
             "--rootdir",

@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from redis.exceptions import ConnectionError
 
+from kuik_testing import RedisServer
 from kuikcore.api import AvailabilityStatus
 from kuikcore.coord import AvailabilityBoard, Coord, ImageAvailability, UsageRecords, connect
 from kuikcore.health import fold
-from kuikcore.testing import RedisServer
 from tests.unit.test_health_state import HYSTERESIS, observe
 
 NGINX = "docker.io/library/nginx:1.27"

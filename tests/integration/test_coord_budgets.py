@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from kuik_testing import RedisServer
 from kuikcore.coord import Coord, LockBusy, LockLost, RateLimit, RateLimiter, Semaphore, connect
-from kuikcore.testing import RedisServer
 from tests.integration.coord_processes import PROCESSES
 
 

@@ -12,9 +12,9 @@ import pytest
 import trustme
 from redis.exceptions import AuthenticationError, ConnectionError, ReadOnlyError
 
+from kuik_testing import RedisServer
+from kuik_testing.ports import free_port, wait_for_port
 from kuikcore.coord import ROUTINE, Coord, Enqueued, Job, JobQueue, connect
-from kuikcore.testing import RedisServer
-from kuikcore.testing.ports import free_port, wait_for_port
 
 
 class Ping(Job):

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
+from kuik_testing import RedisServer
 from kuikcore.coord import (
     Coord,
     FencedLock,
@@ -21,7 +22,6 @@ from kuikcore.coord import (
     check_fence,
     connect,
 )
-from kuikcore.testing import RedisServer
 from tests.integration.coord_processes import PROCESSES
 
 

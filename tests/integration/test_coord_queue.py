@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from kuik_testing import RedisServer
 from kuikcore.coord import (
     EXPEDITE,
     ROUTINE,
@@ -23,7 +24,6 @@ from kuikcore.coord import (
     QueueFull,
     connect,
 )
-from kuikcore.testing import RedisServer
 from tests.integration.coord_processes import PROCESSES
 
 

@@ -8,11 +8,11 @@ import base64
 import json
 from typing import Any
 
+from kuik_testing.apiserver import FakeApiServer
 from kuikcore.cluster.kubernetes import KubernetesCluster
 from kuikcore.credentials import resolve_credentials
 from kuikcore.registry.auth import Credentials
 from kuikcore.routing import SecretRef
-from kuikcore.testing.apiserver import FakeApiServer
 
 IMAGE = "registry.example:5000/team/app:1"
 

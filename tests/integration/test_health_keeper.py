@@ -11,12 +11,12 @@ import pytest
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from kuik_testing import RedisServer, RegistryServer, free_port
 from kuikcore.coord import AvailabilityBoard, Coord, connect
 from kuikcore.health import Knowledge, Transition
 from kuikcore.health.keeper import HealthKeeper, HealthSettings
 from kuikcore.registry import RegistryClient, RegistryTLS, Unreachable
 from kuikcore.registry.probe import probe
-from kuikcore.testing import RedisServer, RegistryServer, free_port
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -2,7 +2,7 @@
 
 import redis.asyncio as aioredis
 
-from kuikcore.testing import RedisServer
+from kuik_testing import RedisServer
 
 
 async def test_shared_server_answers(redis_client: aioredis.Redis) -> None:

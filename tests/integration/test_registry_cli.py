@@ -10,9 +10,9 @@ from typing import Any
 
 from click.testing import CliRunner
 
+from kuik_testing.images import push_image, synthetic_image, synthetic_index
+from kuik_testing.registry import RegistryServer
 from kuikcore.cli import main
-from kuikcore.testing.images import push_image, synthetic_image, synthetic_index
-from kuikcore.testing.registry import RegistryServer
 from tests.integration.test_registry_copy import skopeo_raw
 
 

@@ -9,6 +9,9 @@ from typing import Any
 
 import pytest
 
+from kuik_testing.images import push_image, synthetic_image, synthetic_index
+from kuik_testing.registry import RegistryServer
+from kuik_testing.token_issuer import TokenIssuer
 from kuikcore.api import AvailabilityStatus
 from kuikcore.reference import parse
 from kuikcore.registry import (
@@ -22,9 +25,6 @@ from kuikcore.registry import (
     Unreachable,
 )
 from kuikcore.registry.mediatypes import DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST
-from kuikcore.testing.images import push_image, synthetic_image, synthetic_index
-from kuikcore.testing.registry import RegistryServer
-from kuikcore.testing.token_issuer import TokenIssuer
 
 PASSWORD = "pw-for-alice"
 

@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from kuik_testing.images import push_image, synthetic_image, synthetic_index
+from kuik_testing.registry import RegistryServer
 from kuikcore.registry import (
     Deadline,
     NotFound,
@@ -19,8 +21,6 @@ from kuikcore.registry import (
     parse_platform,
 )
 from kuikcore.registry.mediatypes import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX
-from kuikcore.testing.images import push_image, synthetic_image, synthetic_index
-from kuikcore.testing.registry import RegistryServer
 
 
 @pytest.fixture

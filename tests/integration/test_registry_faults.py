@@ -18,6 +18,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from kuik_testing.images import push_image, synthetic_image
+from kuik_testing.registry import RegistryServer
 from kuikcore.api import AvailabilityStatus
 from kuikcore.registry import (
     Deadline,
@@ -29,8 +31,6 @@ from kuikcore.registry import (
     RetryPolicy,
     Unreachable,
 )
-from kuikcore.testing.images import push_image, synthetic_image
-from kuikcore.testing.registry import RegistryServer
 
 DIGEST_PATH = re.compile(r"/manifests/sha256:")
 TAG_PATH = re.compile(r"/manifests/(?!sha256:)")

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import pytest
 
-from kuikcore.testing.images import (
+from kuik_testing.images import (
     PushError,
     SyntheticImage,
     get_manifest,
@@ -20,8 +20,8 @@ from kuikcore.testing.images import (
     synthetic_image,
     synthetic_index,
 )
-from kuikcore.testing.registry import RegistryHTTP, RegistryServer, deep_merge
-from kuikcore.testing.token_issuer import TokenIssuer
+from kuik_testing.registry import RegistryHTTP, RegistryServer, deep_merge
+from kuik_testing.token_issuer import TokenIssuer
 
 Factory = Callable[..., RegistryServer]
 

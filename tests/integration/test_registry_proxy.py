@@ -15,10 +15,10 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from kuik_testing.images import push_image, synthetic_image
+from kuik_testing.registry import RegistryServer
 from kuikcore.registry import RegistryClient
 from kuikcore.registry.transport import env_proxy
-from kuikcore.testing.images import push_image, synthetic_image
-from kuikcore.testing.registry import RegistryServer
 
 _HOP_BY_HOP = {"connection", "keep-alive", "proxy-authorization", "transfer-encoding", "host"}
 

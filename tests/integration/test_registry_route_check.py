@@ -9,9 +9,9 @@ from typing import Any
 
 from click.testing import CliRunner
 
+from kuik_testing.images import push_image, synthetic_image
+from kuik_testing.registry import RegistryServer
 from kuikcore.cli import main
-from kuikcore.testing.images import push_image, synthetic_image
-from kuikcore.testing.registry import RegistryServer
 
 
 def _write_cluster(tmp_path: Path, original: RegistryServer, mirror: RegistryServer) -> Path:

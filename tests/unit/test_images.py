@@ -10,8 +10,8 @@ import tarfile
 
 import pytest
 
-from kuikcore.testing import images
-from kuikcore.testing.images import (
+from kuik_testing import images
+from kuik_testing.images import (
     Platform,
     make_layer,
     synthetic_image,

@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from kuikcore.testing.ports import ephemeral_range, free_port
+from kuik_testing.ports import ephemeral_range, free_port
 
 
 def test_free_ports_are_bindable_and_below_the_ephemeral_range() -> None:

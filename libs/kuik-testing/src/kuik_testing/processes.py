@@ -23,7 +23,7 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-from kuikcore.testing.ports import free_port
+from kuik_testing.ports import free_port
 
 __all__ = ["ServiceProcess", "bin_path"]
 

@@ -24,7 +24,7 @@ from typing import Any, TextIO, TypeVar
 
 import yaml
 
-from kuikcore.demo.manifests import (
+from kuik_testing.demo.manifests import (
     CISM_NAME,
     DEMO_IMAGE,
     admission_review,
@@ -32,7 +32,7 @@ from kuikcore.demo.manifests import (
     cluster_manifests,
     pod,
 )
-from kuikcore.testing.images import SyntheticImage
+from kuik_testing.images import SyntheticImage
 
 __all__ = ["Narrator", "StepFailed", "Target", "demo_image", "run_scenario", "write_manifests"]
 
@@ -170,15 +170,15 @@ def _monitor_items(target: Target) -> list[dict[str, Any]]:
 
 def demo_image() -> SyntheticImage:
     """The image the demo pushes to registry A: two 128 KiB layers, the same every time."""
-    from kuikcore.testing.images import synthetic_image
+    from kuik_testing.images import synthetic_image
 
     return synthetic_image("kuik-demo", layers=2, layer_size=128 * 1024)
 
 
 def run_scenario(target: Target, narrator: Narrator, *, timeout: float = 60.0) -> None:
     """Mirror an image, lose its registry, admit a Pod: it lands on the mirror."""
-    from kuikcore.testing.images import push_image
-    from kuikcore.testing.registry import RegistryHTTP
+    from kuik_testing.images import push_image
+    from kuik_testing.registry import RegistryHTTP
 
     image_a = f"{target.registry_a}/{DEMO_IMAGE}"
     repository, tag = DEMO_IMAGE.split(":")

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import yaml
 
-from kuikcore.demo.manifests import STACK_CONFIG
-from kuikcore.testing.ports import free_port
-from kuikcore.testing.processes import ServiceProcess
-from kuikcore.testing.redis import RedisServer
-from kuikcore.testing.registry import RegistryServer
+from kuik_testing.demo.manifests import STACK_CONFIG
+from kuik_testing.ports import free_port
+from kuik_testing.processes import ServiceProcess
+from kuik_testing.redis import RedisServer
+from kuik_testing.registry import RegistryServer
 
 __all__ = ["SERVICES", "LocalStack", "Ports"]
 

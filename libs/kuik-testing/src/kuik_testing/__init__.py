@@ -1,10 +1,10 @@
 """Test helpers that every kuik suite reuses: real servers on free loopback ports.
 
-The pytest plugin (`kuikcore.testing.plugin`) exposes them as fixtures; the
+The pytest plugin (`kuik_testing.plugin`) exposes them as fixtures; the
 classes here can also be used directly by benchmarks and the demo.
 """
 
-from kuikcore.testing.images import (
+from kuik_testing.images import (
     Layer,
     Platform,
     PushError,
@@ -15,9 +15,9 @@ from kuikcore.testing.images import (
     synthetic_image,
     synthetic_index,
 )
-from kuikcore.testing.ports import free_port, wait_for_port
-from kuikcore.testing.redis import RedisServer
-from kuikcore.testing.registry import RegistryHTTP, RegistryRequest, RegistryServer
+from kuik_testing.ports import free_port, wait_for_port
+from kuik_testing.redis import RedisServer
+from kuik_testing.registry import RegistryHTTP, RegistryRequest, RegistryServer
 
 __all__ = [
     "Layer",

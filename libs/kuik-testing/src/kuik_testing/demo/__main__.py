@@ -1,4 +1,4 @@
-"""`python -m kuikcore.demo` (make demo) and `python -m kuikcore.demo dev` (make dev)."""
+"""`python -m kuik_testing.demo` (make demo) and `python -m kuik_testing.demo dev` (make dev)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from types import FrameType
 
 import click
 
-from kuikcore.demo.manifests import DEMO_IMAGE
-from kuikcore.demo.scenario import Narrator, StepFailed, Target, demo_image, run_scenario
-from kuikcore.demo.stack import LocalStack, Ports
-from kuikcore.testing.processes import bin_path
+from kuik_testing.demo.manifests import DEMO_IMAGE
+from kuik_testing.demo.scenario import Narrator, StepFailed, Target, demo_image, run_scenario
+from kuik_testing.demo.stack import LocalStack, Ports
+from kuik_testing.processes import bin_path
 
 EXIT_FAILED = 1
 
@@ -120,8 +120,8 @@ def main(ctx: click.Context, timeout: float) -> None:
 )
 def dev(cluster_dir: Path) -> None:
     """The demo's stack on fixed ports, left running until Ctrl-C."""
-    from kuikcore.testing.images import push_image
-    from kuikcore.testing.registry import RegistryHTTP
+    from kuik_testing.images import push_image
+    from kuik_testing.registry import RegistryHTTP
 
     narrator = Narrator()
     stack = LocalStack(cluster_dir=cluster_dir.resolve(), ports=Ports.fixed())
@@ -178,8 +178,8 @@ def dev(cluster_dir: Path) -> None:
 )
 def push(registry: str) -> None:
     """Push the demo's small image (demo/web:1.0, built in memory) to a registry."""
-    from kuikcore.testing.images import push_image
-    from kuikcore.testing.registry import RegistryHTTP
+    from kuik_testing.images import push_image
+    from kuik_testing.registry import RegistryHTTP
 
     repository, tag = DEMO_IMAGE.split(":")
     with RegistryHTTP(registry) as client:

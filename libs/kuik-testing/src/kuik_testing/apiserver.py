@@ -8,7 +8,7 @@ compacted, the `/status` subresource, JSON merge patches with optimistic concurr
 streams cut, bursts of 5xx, slow responses).
 
 It is as strict as kube-apiserver 1.30 where kuik touches it (`strict=True`, the default; see
-`kuikcore.testing.apivalidation`): names and generateName per resource, labels, annotations,
+`kuik_testing.apivalidation`): names and generateName per resource, labels, annotations,
 finalizers (none added while deleting), Secret immutability, events.k8s.io/v1 Events, the 3 MiB
 request body limit (413) and etcd's 1.5 MiB object limit, each answered with the real `Status`.
 
@@ -34,7 +34,7 @@ from typing import Any
 
 from aiohttp import web
 
-from kuikcore.testing import apivalidation as rules
+from kuik_testing import apivalidation as rules
 
 __all__ = [
     "DEFAULT_RESOURCE_TYPES",
@@ -953,12 +953,12 @@ async def _serve(host: str, port: int, kubeconfig: Path | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m kuikcore.testing.apiserver [--port N] [--kubeconfig PATH]`: serve the fake
+    """`python -m kuik_testing.apiserver [--port N] [--kubeconfig PATH]`: serve the fake
     until interrupted, for running kuik services as processes against it (state is then
     driven over HTTP, e.g. with kubectl or kubernetes-asyncio)."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m kuikcore.testing.apiserver")
+    parser = argparse.ArgumentParser(prog="python -m kuik_testing.apiserver")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--kubeconfig", type=Path, default=None)

@@ -7,7 +7,7 @@ from the seed while streaming, which keeps benchmark images (tens of MiB per lay
 gzip runs at level 0 (stored blocks): random bytes do not compress, and it is ~6x faster.
 Generation runs at several hundred MiB/s (see `_TILE`).
 
-`push_image` talks to the registry with `kuikcore.testing.registry.RegistryHTTP`, never with
+`push_image` talks to the registry with `kuik_testing.registry.RegistryHTTP`, never with
 `kuikcore.registry` (the code under test).
 """
 
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Literal
 
-from kuikcore.testing.registry import RegistryHTTP, RegistryResponse, RegistryServer
+from kuik_testing.registry import RegistryHTTP, RegistryResponse, RegistryServer
 
 __all__ = [
     "CACHE_LIMIT",

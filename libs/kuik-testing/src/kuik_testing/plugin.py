@@ -1,6 +1,6 @@
 """pytest plugin: real Redis and OCI registries for every kuik test suite.
 
-Loaded with `-p kuikcore.testing.plugin` (see the root pyproject's pytest options).
+Loaded with `-p kuik_testing.plugin` (see the root pyproject's pytest options).
 Session-scoped servers are shared; tests that kill or restart a server ask for
 the function-scoped variant instead.
 """
@@ -14,9 +14,8 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from kuikcore.coord import Coord, connect
-from kuikcore.testing.apiserver import FakeApiServer
-from kuikcore.testing.docker import (
+from kuik_testing.apiserver import FakeApiServer
+from kuik_testing.docker import (
     BASE_IMAGE,
     KUIK_IMAGE,
     DockerDaemon,
@@ -24,8 +23,9 @@ from kuikcore.testing.docker import (
     docker_missing,
     local_ca_certificates,
 )
-from kuikcore.testing.redis import RedisServer
-from kuikcore.testing.registry import RegistryServer
+from kuik_testing.redis import RedisServer
+from kuik_testing.registry import RegistryServer
+from kuikcore.coord import Coord, connect
 
 
 @pytest.fixture(scope="session")
@@ -54,7 +54,7 @@ async def redis_client(redis_server: RedisServer) -> AsyncIterator[aioredis.Redi
 
 
 # ---------------------------------------------------------------------------------------------
-# Kubernetes API-server fake (owner: cluster helper; kuikcore.testing.apiserver)
+# Kubernetes API-server fake (owner: cluster helper; kuik_testing.apiserver)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -85,7 +85,7 @@ async def coord(redis_server: RedisServer) -> AsyncIterator[Coord]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Registries (owner: fixtures helper; kuikcore.testing.registry, kuikcore.testing.images)
+# Registries (owner: fixtures helper; kuik_testing.registry, kuik_testing.images)
 # Session registries are shared by every test of a worker: use a repository name of the test's
 # own, and `log_offset()` before counting requests. Tests that stop, kill or reconfigure a
 # registry make their own with `registry_factory`.
@@ -132,7 +132,7 @@ def registry_factory() -> Iterator[Callable[..., RegistryServer]]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Private Docker daemon and kuik's image (owner: shipping helper; kuikcore.testing.docker)
+# Private Docker daemon and kuik's image (owner: shipping helper; kuik_testing.docker)
 # Tests using these mark themselves `xdist_group("docker")` (one daemon, one build per run) and
 # `timeout(900)` (the first one pays the image build). Without root or the Debian packages they
 # skip, naming what is missing; with CI set they fail instead, since CI must run them.

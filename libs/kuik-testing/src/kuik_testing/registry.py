@@ -30,8 +30,8 @@ from urllib.parse import urlencode, urlsplit
 
 import yaml
 
-from kuikcore.testing.ports import free_port
-from kuikcore.testing.server import ServerProcess
+from kuik_testing.ports import free_port
+from kuik_testing.server import ServerProcess
 
 __all__ = [
     "USER_AGENT",
@@ -66,7 +66,7 @@ def htpasswd_line(username: str, password: str, rounds: int = 4) -> str:
 
     Cost 4 (bcrypt's minimum) keeps every authenticated request cheap; these are throwaway secrets.
     """
-    import bcrypt  # dev-only dependency: imported here so `kuikcore.testing` imports without it
+    import bcrypt  # dev-only dependency: imported here so `kuik_testing` imports without it
 
     if ":" in username or not username:
         raise ValueError(f"htpasswd username {username!r}: must be non-empty and contain no ':'")

@@ -8,8 +8,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kuikcore.testing.ports import free_port, wait_for_port
-from kuikcore.testing.server import ServerProcess
+from kuik_testing.ports import free_port, wait_for_port
+from kuik_testing.server import ServerProcess
 
 
 @dataclass
