@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import copy
 import json
+import tarfile
+from pathlib import Path
 
 import helm_python as helm
 import kubernetes_validate
@@ -170,3 +172,29 @@ def test_service_schemas_describe_the_same_common_keys() -> None:
     for key in common:
         assert len({json.dumps(s["properties"][key], sort_keys=True) for s in schemas}) == 1, key
     assert len({json.dumps(s["$defs"]["stringMap"], sort_keys=True) for s in schemas}) == 1
+
+
+def test_the_packaged_chart_carries_the_library_in_every_part(
+    chart: ChartRenderer, tmp_path: Path
+) -> None:
+    """`helm package` follows the symlinks: the archive renders what the directory renders."""
+    for path in (CHART_DIR, *(CHART_DIR / "charts" / p for p in PARTS)):
+        statuses = {d["name"]: d["status"] for d in helm.dependency_list(path)}
+        assert statuses["kuik-common"] == "unpacked", path
+    archive = Path(helm.package(CHART_DIR, destination=tmp_path))
+    with tarfile.open(archive) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+    for part in PARTS:
+        helpers = members[
+            f"kube-image-keeper/charts/{part}/charts/kuik-common/templates/_helpers.tpl"
+        ]
+        assert helpers.isfile()
+
+    def objects(rendered: Rendered) -> list[str]:
+        # The generated Redis password differs from one render to the next.
+        return sorted(
+            json.dumps({**o, "data": "..."} if o["kind"] == "Secret" else o, sort_keys=True)
+            for o in rendered.objects
+        )
+
+    assert objects(ChartRenderer(archive).render()) == objects(chart.render())
