@@ -58,6 +58,9 @@ FROM ${BASE_IMAGE}
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 ca-certificates \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb
+# The git commit and the build time (RFC 3339), e.g.
+#   --build-arg KUIK_BUILD_REVISION=$(git rev-parse HEAD) --build-arg KUIK_BUILD_DATE=$(date -u +%FT%TZ)
+# They reach the build_info metric (as variables) and the OCI labels below.
 ARG KUIK_BUILD_REVISION=""
 ARG KUIK_BUILD_DATE=""
 COPY --from=build /opt/kuik /opt/kuik
@@ -72,3 +75,15 @@ USER 65532:65532
 WORKDIR /
 EXPOSE 8080 9443
 CMD ["kuik", "--help"]
+# OCI annotations, so registries and scanners can tell what the image is without running it.
+# KUIK_VERSION is the packages' version (tests/images checks it against `kuik --version`);
+# labels come last so that changing them rebuilds no layer.
+ARG KUIK_VERSION=0.1.0
+ARG KUIK_SOURCE=https://github.com/enix/kube-image-keeper
+LABEL org.opencontainers.image.title="kube-image-keeper" \
+      org.opencontainers.image.description="kuik: a mutating webhook routing Pod images to available mirrors, a replicator mirroring the images in use, a monitor tracking their availability" \
+      org.opencontainers.image.source="${KUIK_SOURCE}" \
+      org.opencontainers.image.version="${KUIK_VERSION}" \
+      org.opencontainers.image.revision="${KUIK_BUILD_REVISION}" \
+      org.opencontainers.image.created="${KUIK_BUILD_DATE}" \
+      org.opencontainers.image.licenses="Apache-2.0"

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from kuik_testing.docker import DockerDaemon
+from kuik_testing.docker import DockerDaemon, local_ca_certificates
 from kuik_testing.ports import free_port
 from kuik_testing.redis import RedisServer
 
@@ -37,6 +37,7 @@ ENTRY_POINTS = {
     "kuik": "Usage: kuik",
 }
 SERVICES = ("webhook", "replicator", "monitor")
+BUILD_ARGS = {"KUIK_BUILD_REVISION": "0123456789abcdef", "KUIK_BUILD_DATE": "2026-12-04T00:00:00Z"}
 
 
 @pytest.mark.parametrize("command", sorted(ENTRY_POINTS))
@@ -122,6 +123,42 @@ def test_the_image_ships_only_runtime_code(docker_daemon: DockerDaemon, kuik_ima
         "kuikcore": True,
         "kuik_webhook": True,
     }
+
+
+@pytest.fixture(scope="module")
+def labelled_image(docker_daemon: DockerDaemon, kuik_image: str, debian_base_image: str) -> str:
+    """kuik_image again with the release build arguments: every layer comes from the cache."""
+    return docker_daemon.build(
+        REPO,
+        "kuik-test-labels",
+        build_args={
+            "BASE_IMAGE": debian_base_image,
+            "EXTRA_CA_CERTS": local_ca_certificates(),
+            **BUILD_ARGS,
+        },
+    )
+
+
+def test_oci_labels_say_what_the_image_is(
+    docker_daemon: DockerDaemon, kuik_image: str, labelled_image: str
+) -> None:
+    labels = docker_daemon.inspect(labelled_image)["Config"]["Labels"]
+    oci = {k.removeprefix("org.opencontainers.image."): v for k, v in labels.items()}
+    project = tomllib.loads((REPO / "libs/kuikcore/pyproject.toml").read_text())["project"]
+    assert oci["revision"] == BUILD_ARGS["KUIK_BUILD_REVISION"]
+    assert oci["created"] == BUILD_ARGS["KUIK_BUILD_DATE"]
+    assert (oci["title"], oci["licenses"]) == ("kube-image-keeper", project["license"])
+    assert oci["source"].startswith("https://")
+    assert oci["description"]
+    # The default version label is the version the image's binaries report.
+    done = docker_daemon.run(kuik_image, "kuik-monitor", "--version", options=["--network=none"])
+    assert done.stdout == f"kuik-monitor, version {oci['version']}\n"
+    assert oci["version"] == project["version"]
+    # The same build arguments set the build_info metric's labels.
+    env = docker_daemon.inspect(labelled_image)["Config"]["Env"]
+    assert f"KUIK_BUILD_REVISION={BUILD_ARGS['KUIK_BUILD_REVISION']}" in env
+    unlabelled = docker_daemon.inspect(kuik_image)["Config"]["Labels"]
+    assert unlabelled["org.opencontainers.image.revision"] == ""
 
 
 def _normalise(name: str) -> str:

@@ -10,14 +10,5 @@
 {{- if and (not $external) (not .Values.redis.enabled) -}}
 {{- fail "no Redis: keep redis.enabled=true (bundled) or set global.redis.external.url or global.redis.external.sentinel.hosts" -}}
 {{- end -}}
-{{- $ext := .Values.global.redis.external -}}
-{{- if and $external .Values.global.redis.existingSecret.name -}}
-{{- fail "global.redis.existingSecret is the bundled Redis's password: with an external Redis set global.redis.external.passwordSecret instead" -}}
-{{- end -}}
-{{- if and $ext.url $ext.sentinel.hosts -}}
-{{- fail "global.redis.external: set url or sentinel.hosts, not both" -}}
-{{- end -}}
-{{- if and $ext.sentinel.hosts (not $ext.sentinel.masterName) -}}
-{{- fail "global.redis.external.sentinel.masterName is required with sentinel.hosts" -}}
-{{- end -}}
+{{- include "kuik.checkRedis" . -}}
 {{- end -}}

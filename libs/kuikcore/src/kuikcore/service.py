@@ -243,11 +243,16 @@ def service_command(
         code = _start(service, run, config_path, explicit, overrides)
         sys.exit(code)
 
-    return click.Command(
+    command = click.Command(
         name=f"kuik-{service}",
         callback=callback,
         params=[*_base_options(), *(_click_option(o) for o in config_options)],
         help=help,
+    )
+    # The distribution's version (kuik-<service>, the name of its pyproject), as `kuik --version`:
+    # what is running, asked of the binary itself (an image, a pod) without starting it.
+    return click.version_option(package_name=f"kuik-{service}", prog_name=f"kuik-{service}")(
+        command
     )
 
 

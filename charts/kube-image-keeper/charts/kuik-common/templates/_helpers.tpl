@@ -1,8 +1,9 @@
 {{/*
 Named templates shared by the umbrella chart and its subcharts (webhook, replicator, monitor,
-redis). Helm's named templates are global to a release, so the subcharts call these instead of
-carrying three copies of the same Deployment. Everything a subchart needs from outside its own
-values comes from `.Values.global` (the only values Helm passes down to subcharts).
+redis), each of which depends on this library chart, so that every one of them renders alone as
+well as inside the umbrella, and the three services cannot drift apart. Everything a subchart
+needs from outside its own values comes from `.Values.global` (the only values Helm passes down
+to subcharts; each subchart's values.yaml has the same defaults for the keys it reads).
 
 Calling convention for the per-component templates: (dict "top" $ "component" "webhook" ...),
 where "top" is the calling chart's root context.
@@ -64,9 +65,46 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- printf "%s-config" (include "kuik.fullname" .) -}}
 {{- end -}}
 
+{{/*
+The operator ConfigMap from global.configuration: the umbrella's one, or a standalone service
+chart's own. Argument: (dict "top" $ "component" NAME "name" CONFIGMAP-NAME).
+*/}}
+{{- define "kuik.configMap" -}}
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {{ .name }}
+  namespace: {{ .top.Release.Namespace }}
+  labels:
+    {{- include "kuik.labels" (dict "top" .top "component" .component) | nindent 4 }}
+data:
+  # The operator configuration every service reads (docs/configuration.md), from
+  # global.configuration. Pods carry its checksum, so changing it rolls them.
+  config.yaml: |
+    {{- if .top.Values.global.configuration }}
+    {{- toYaml .top.Values.global.configuration | nindent 4 }}
+    {{- else }}
+    {}
+    {{- end }}
+{{- end -}}
+
 {{/* The bundled Redis: Service name and the Secret holding its generated password. */}}
 {{- define "kuik.redis.name" -}}
 {{- printf "%s-redis" (include "kuik.fullname" . | trunc 57 | trimSuffix "-") -}}
+{{- end -}}
+
+{{/* Refuse global.redis combinations that would give the services no working Redis. */}}
+{{- define "kuik.checkRedis" -}}
+{{- $ext := .Values.global.redis.external -}}
+{{- if and (include "kuik.redis.external" .) .Values.global.redis.existingSecret.name -}}
+{{- fail "global.redis.existingSecret is the bundled Redis's password: with an external Redis set global.redis.external.passwordSecret instead" -}}
+{{- end -}}
+{{- if and $ext.url $ext.sentinel.hosts -}}
+{{- fail "global.redis.external: set url or sentinel.hosts, not both" -}}
+{{- end -}}
+{{- if and $ext.sentinel.hosts (not $ext.sentinel.masterName) -}}
+{{- fail "global.redis.external.sentinel.masterName is required with sentinel.hosts" -}}
+{{- end -}}
 {{- end -}}
 
 {{- define "kuik.redis.external" -}}
@@ -166,6 +204,15 @@ Argument: (dict "top" $ "component" NAME "args" LIST "ports" LIST "volumes" LIST
 {{- $name := include "kuik.componentName" . -}}
 {{- $labels := include "kuik.labels" . -}}
 {{- $selector := include "kuik.selectorLabels" . -}}
+{{- /* Installed alone (not as a part of the umbrella), the chart brings its own ConfigMap and
+     checks global.redis itself: the umbrella does both for its parts. */ -}}
+{{- $configMap := include "kuik.configMapName" $top -}}
+{{- if $top.Chart.IsRoot }}
+{{- include "kuik.checkRedis" $top }}
+{{- $configMap = printf "%s-config" $name }}
+---
+{{ include "kuik.configMap" (dict "top" $top "component" .component "name" $configMap) }}
+{{- end }}
 {{- if $v.serviceAccount.create }}
 ---
 apiVersion: v1
@@ -323,7 +370,7 @@ spec:
       volumes:
         - name: config
           configMap:
-            name: {{ include "kuik.configMapName" $top }}
+            name: {{ $configMap }}
         - name: tmp
           emptyDir:
             sizeLimit: 64Mi
