@@ -1,24 +1,30 @@
 """Observability shared by every kuik process: logging, secret redaction, metrics, health server."""
 
 from kuikcore.observe.health import CheckResult, HealthServer, ReadinessCheck, serve_app
+from kuikcore.observe.labels import MAX_HOST_LABELS, OTHER, HostLabels, closed, object_name
 from kuikcore.observe.logs import LOG_LEVELS, HotLogger, LogLine, configure_logging, get_logger
 from kuikcore.observe.metrics import NAMESPACE, build_info, metrics_registry
 from kuikcore.observe.redact import REDACTED, is_sensitive_key, redact, redact_event, redact_text
 
 __all__ = [
     "LOG_LEVELS",
+    "MAX_HOST_LABELS",
     "NAMESPACE",
+    "OTHER",
     "REDACTED",
     "CheckResult",
     "HealthServer",
+    "HostLabels",
     "HotLogger",
     "LogLine",
     "ReadinessCheck",
     "build_info",
+    "closed",
     "configure_logging",
     "get_logger",
     "is_sensitive_key",
     "metrics_registry",
+    "object_name",
     "redact",
     "redact_event",
     "redact_text",
