@@ -57,6 +57,7 @@ def _inflate(body: bytes, encoding: str) -> bytes:
     except zlib.error as exc:
         raise _Undecodable(f"body is not {encoding}: {exc}") from None
     if len(out) > MAX_BODY:
+        del out  # not kept alive by the exception's traceback
         raise _TooLarge(encoding)
     if not inflater.eof or inflater.unused_data:
         raise _Undecodable(f"body is not one complete {encoding} stream")
@@ -109,24 +110,36 @@ class CertReloader:
 
 
 def build_app(admitter: Admitter) -> web.Application:
+    def too_large(encoding: str) -> web.Response:
+        # answered, not raised: an exception's traceback would keep the 16 MiB buffer alive
+        log.warning("AdmissionReview too large", limit=MAX_BODY, encoding=encoding[:40])
+        body = b'{"error":"AdmissionReview too large: more than %d bytes"}' % MAX_BODY
+        return web.Response(body=body, status=413, content_type="application/json")
+
     async def mutate(request: web.Request) -> web.Response:
         """200 allowed, 400 malformed (bad or unknown Content-Encoding too), 413 too large."""
         encoding = request.headers.get("Content-Encoding", "").strip().lower()
+        if request.content_length is not None and request.content_length > MAX_BODY:
+            return too_large(encoding)  # not even read
         try:
             raw = await request.read()
-            if len(raw) > _IN_THREAD and encoding not in ("", "identity"):
-                body = await asyncio.to_thread(_inflate, raw, encoding)
-            else:
-                body = _inflate(raw, encoding)
-        except (web.HTTPRequestEntityTooLarge, _TooLarge):
-            log.warning("AdmissionReview too large", limit=MAX_BODY, encoding=encoding[:40])
-            raise web.HTTPRequestEntityTooLarge(
-                max_size=MAX_BODY, actual_size=request.content_length or MAX_BODY + 1
-            ) from None
-        except (_Undecodable, RequestPayloadError) as exc:
+        except web.HTTPRequestEntityTooLarge:  # a chunked body that grew past the limit
+            return too_large(encoding)
+        except RequestPayloadError as exc:
             answer = admitter.malformed(" ".join(str(exc).split()))
         else:
-            answer = await admitter.handle(body)
+            try:
+                if len(raw) > _IN_THREAD and encoding not in ("", "identity"):
+                    body = await asyncio.to_thread(_inflate, raw, encoding)
+                else:
+                    body = _inflate(raw, encoding)
+            except _TooLarge:
+                return too_large(encoding)
+            except _Undecodable as exc:
+                answer = admitter.malformed(" ".join(str(exc).split()))
+            else:
+                del raw
+                answer = await admitter.handle(body)
         return web.Response(body=answer.body, status=answer.status, content_type="application/json")
 
     # Bodies are inflated by `_inflate`, which answers every bad encoding with a logged 400.
