@@ -105,11 +105,16 @@ async def test_read_sets_mark_readable_and_unreadable_with_reasons() -> None:
             PodSecrets("c/p4", (SecretRef("secret", "c"),)),
         ],
     )
-    assert [s.readable for s in sets] == [True, False, False, False]
+    assert [s.readable for s in sets] == [True, True, False, False]
     assert sets[0].credentials(IMAGE) == [Credentials("u", "p")]
     assert sets[0].credentials("other.example/app:1") == []
-    assert sets[1].error == "pod a/p2: secret a/gone not found"
-    assert sets[1].credentials(IMAGE) == []  # all of a Pod's secrets, or none
+    assert sets[0].skipped is None
+    # the missing secret is skipped, the Pod's other one kept (kubelet semantics)
+    assert sets[1].skipped == "pod a/p2: secret a/gone not found"
+    assert sets[1].credentials(IMAGE) == [Credentials("u", "p")]
+    assert choose_credentials(sets[1:2]).unavailable == (
+        "unavailable secret: pod a/p2: secret a/gone not found"
+    )
     assert sets[2].error is not None
     assert "b/broken" in sets[2].error
     assert "base64" in sets[2].error

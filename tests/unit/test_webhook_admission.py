@@ -449,6 +449,25 @@ def test_route_cache_reuses_routes_of_identical_pods_until_invalidated() -> None
     assert plan.targets[0].route.alternatives[-1].image == "elsewhere.local/m/web:1"
 
 
+def test_route_cache_is_bounded_in_bytes() -> None:
+    """Pods carry any text: 2,048 routes of 20 KB labels each kept ~40 MiB before."""
+    from kuik_webhook.routes import MAX_BYTES, MAX_KEY_BYTES, RouteCache
+
+    cache = RouteCache(lambda namespace: [cism()], RoutingOptions())
+    for n in range(1000):
+        big = pod([{"name": "web", "image": "registry.local/web:1"}])
+        big["metadata"]["labels"] = {"l": f"{n}" + "x" * 20_000}
+        cache.route(big, "apps")
+        assert cache.bytes <= MAX_BYTES
+    assert 0 < len(cache._entries) <= MAX_BYTES // 20_000
+    huge = pod([{"name": "web", "image": "registry.local/web:1"}])
+    huge["metadata"]["labels"] = {"l": "x" * MAX_KEY_BYTES}
+    before = cache.bytes
+    assert cache.route(huge, "apps").containers  # routed, not remembered
+    assert cache.route(huge, "apps") is not cache.route(huge, "apps")
+    assert cache.bytes == before
+
+
 async def test_single_candidate_is_used_without_a_check() -> None:
     """discardAlternative left one alternative: it is used (upstream's docs); an original alone
     stays. No registry is contacted: the candidates point at a refusing port."""

@@ -1,8 +1,10 @@
 """Which registry credentials to use for an image: the pull secrets of the Pods that reference it.
 
-Shared by the monitor (upstream §1.11 step 4: the first Pod whose secrets can all be read, else the
+Shared by the monitor (upstream §1.11 step 4: the first Pod with a usable secret, else the
 registry's `fallbackCredentialSecret`, else anonymous) and the replicator (tries each Pod's
-secrets in turn until one works). The selection and the precedence are pure functions over plain
+secrets in turn until one works). Like the kubelet, a missing or invalid pull secret is skipped
+and the Pod's other secrets are still used (upstream drops the whole set, so one stale name in
+`imagePullSecrets` leaves the image failing with 401). The selection and the precedence are pure functions over plain
 data; reading Secrets goes through any object with `get_secret(namespace, name)` (a
 `kuikcore.cluster.ClusterSource`), and secrets are only read as far as the caller needs.
 
@@ -108,15 +110,17 @@ def candidate_pod_secrets(pods: Iterable[Mapping[str, Any]]) -> list[PodSecrets]
 class CredentialSet:
     """One candidate set of secrets, read: usable (`readable`) or the reason it is not (`error`).
 
-    `source` is the Pod (`namespace/name`) or `FALLBACK`. A set is readable only when every one
-    of its secrets exists, could be read and holds a valid docker config (upstream requires all
-    of a Pod's secrets).
+    `source` is the Pod (`namespace/name`) or `FALLBACK`. A set is readable when at least one of
+    its secrets exists, could be read and holds a valid docker config; the others are skipped, as
+    the kubelet does, and said in `skipped` (`error` when none was usable).
     """
 
     source: str
     secrets: tuple[SecretRef, ...]
     error: str | None = None
     keyring: Keyring = field(default_factory=Keyring, repr=False, compare=False)
+    skipped: str | None = None
+    """Why some secrets of a readable set were left out (`pod ns/name: secret ... not found`)."""
 
     @property
     def readable(self) -> bool:
@@ -145,9 +149,11 @@ async def _read_secret(reader: SecretReader, ref: SecretRef) -> tuple[dict[str, 
 async def read_credential_set(
     reader: SecretReader, source: str, secrets: Sequence[SecretRef]
 ) -> CredentialSet:
-    """Read every secret of one candidate and build its keyring (never raises for a bad secret)."""
+    """Read every secret of one candidate and build its keyring from the usable ones (never
+    raises for a bad secret): one missing secret must not take the others' credentials away."""
     keyring = Keyring()
     problems: list[str] = []
+    usable = 0
     for ref in secrets:
         secret, problem = await _read_secret(reader, ref)
         if secret is None:
@@ -157,10 +163,14 @@ async def read_credential_set(
             keyring.add_secret(secret)
         except InvalidDockerConfig as exc:
             problems.append(str(exc))
-    error = None
+            continue
+        usable += 1
+    why = None
     if problems:
-        error = (f"pod {source}: " if source != FALLBACK else "") + "; ".join(problems)
-    return CredentialSet(source, tuple(secrets), error, keyring)
+        why = (f"pod {source}: " if source != FALLBACK else "") + "; ".join(problems)
+    if usable == 0 and why is not None:
+        return CredentialSet(source, tuple(secrets), why, keyring)
+    return CredentialSet(source, tuple(secrets), None, keyring, skipped=why)
 
 
 async def read_credential_sets(
@@ -206,7 +216,8 @@ def choose_credentials(
 ) -> CredentialChoice:
     """Upstream's precedence (§1.11 step 4), pure.
 
-    1. the first readable Pod set;
+    1. the first readable Pod set (with `unavailable secret: …` when some of its secrets were
+       skipped, so a refusal is explained by the missing secret);
     2. else, when the registry has a `fallbackCredentialSecret` (`fallback_ref`): that secret
        (`fallback`, read) if readable, otherwise anonymous with `fallback credential secret
        <ns>/<name> not found: …`;
@@ -214,7 +225,10 @@ def choose_credentials(
     """
     for candidate in pod_sets:
         if candidate.readable:
-            return CredentialChoice(candidate)
+            skipped = candidate.skipped
+            return CredentialChoice(
+                candidate, None if skipped is None else f"unavailable secret: {skipped}"
+            )
     if fallback_ref is not None:
         if fallback is not None and fallback.readable:
             return CredentialChoice(fallback)

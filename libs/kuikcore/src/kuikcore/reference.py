@@ -37,6 +37,7 @@ __all__ = [
     "REPOSITORY_NAME_MAX_LENGTH",
     "InvalidReference",
     "Reference",
+    "is_registry_host",
     "normalize",
     "parse",
     "validate_digest",
@@ -215,6 +216,11 @@ def parse(text: str) -> Reference:
 def normalize(text: str) -> str:
     """``str(parse(text))``: ``nginx`` -> ``docker.io/library/nginx`` (no implicit tag)."""
     return str(parse(text))
+
+
+def is_registry_host(text: str) -> bool:
+    """True when `text` is a registry host as references write it (`host[:port]`, `[v6]:port`)."""
+    return _DOMAIN_AND_PORT_RE.fullmatch(text) is not None
 
 
 def validate_tag(tag: str) -> None:

@@ -1,11 +1,11 @@
 """One availability check of one image, exactly upstream's `performCheck` (§1.11 step 4, §6.3).
 
-Credentials: the pull secrets of the first Pod referencing the image (current or original) whose
-secrets can all be read, else the registry's `fallbackCredentialSecret`, else anonymous
-(`kuikcore.credentials`). When a secret could not be read, the status is `UnavailableSecret`
-with upstream's `lastError` text, and the check still runs anonymously: its result replaces that
-status unless it is `InvalidAuth` (an unreadable secret explains a refusal better than the
-refusal does). The request itself is `kuikcore.registry.check` with the registry's `method`,
+Credentials: the pull secrets of the first Pod referencing the image (current or original) with
+a usable secret (a missing one is skipped, as the kubelet does), else the registry's
+`fallbackCredentialSecret`, else anonymous (`kuikcore.credentials`). When a secret could not be
+read, the status is `UnavailableSecret` with upstream's `lastError` text, and the check still runs
+with what is left: its result replaces that status unless it is `InvalidAuth` (an unreadable
+secret explains a refusal better than the refusal does). The request itself is `kuikcore.registry.check` with the registry's `method`,
 `timeout` and `resolveDigest`, which gives the seven statuses and upstream's error prefixes.
 """
 

@@ -9,7 +9,9 @@
   does when only native buckets are configured).
 
 Every replica serves them from its own view of the statuses, so a standby reports the same numbers
-as the leader.
+as the leader. Labels that come from the cluster are bounded (`kuikcore.observe.labels`): `name`
+must be a Kubernetes object name (local mode does not enforce it), `registry` a valid host among
+the first `MAX_HOST_LABELS` seen; the rest is counted under `other`.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from prometheus_client.utils import floatToGoString
 
 from kuik_monitor.scheduler import registry_host
 from kuikcore.api import ClusterImageSetAvailability
+from kuikcore.observe import HostLabels, object_name
 
 __all__ = ["IMAGES_METRIC", "LAST_MONITOR_AGE_METRIC", "MonitoringCollector"]
 
@@ -48,6 +51,7 @@ class MonitoringCollector(Collector):
         self.cisas = cisas
         self.bounds = sorted(buckets or ())
         self.clock = clock
+        self.hosts = HostLabels()
 
     def describe(self) -> list[Metric]:
         return []  # computed at scrape time: nothing to check for collisions up front
@@ -57,13 +61,15 @@ class MonitoringCollector(Collector):
         counts: Counter[tuple[str, str, str, str, str]] = Counter()
         ages: dict[tuple[str, str], list[float]] = {}
         for cisa in self.cisas():
+            name = object_name(cisa.name)
             for image in cisa.status.images or ():
-                registry = registry_host(image.image)
-                if registry is None:
+                host = registry_host(image.image)
+                if host is None:
                     continue
+                registry = self.hosts(host)
                 used = image.unused_since is None
                 key = (
-                    cisa.name,
+                    name,
                     registry,
                     image.status.value,
                     _bool(used),
@@ -72,7 +78,7 @@ class MonitoringCollector(Collector):
                 counts[key] += 1
                 if image.last_monitor is not None:
                     minutes = (now - image.last_monitor).total_seconds() / 60.0
-                    ages.setdefault((cisa.name, registry), []).append(minutes)
+                    ages.setdefault((name, registry), []).append(minutes)
 
         gauge = GaugeMetricFamily(
             IMAGES_METRIC,

@@ -1,8 +1,9 @@
 """AdmissionReview (`admission.k8s.io/v1`) in and out, and JSONPatch operations: pure, no I/O.
 
-Only a body that is not an AdmissionReview at all (not JSON, no `request`, no `uid`) is
-refused (`MalformedReview`, HTTP 400): everything inside the request is looked at later, and
-whatever is wrong there admits the Pod unchanged with a warning.
+Only a body that is not an AdmissionReview at all (not UTF-8 JSON, nested deeper than
+`MAX_DEPTH`, no `request`, no `uid`) is refused (`MalformedReview`, HTTP 400): everything inside
+the request is looked at later, and whatever is wrong there admits the Pod unchanged with a
+warning.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import orjson
 
 __all__ = [
     "ADMISSION_API_VERSION",
+    "MAX_DEPTH",
     "MAX_WARNING_LENGTH",
     "AdmissionRequest",
     "MalformedReview",
@@ -30,6 +32,9 @@ __all__ = [
 ADMISSION_API_VERSION = "admission.k8s.io/v1"
 MAX_WARNING_LENGTH = 240  # the API server keeps warnings short; longer ones are cut here
 _MAX_WARNINGS = 8
+MAX_DEPTH = 254
+"""Arrays and objects nested deeper than this are refused: a Pod is a few dozen levels deep,
+the code after decoding may recurse, and orjson's encoder checks exactly this bound at C speed."""
 
 
 class MalformedReview(ValueError):
@@ -77,6 +82,27 @@ def _loads(body: bytes | str) -> Any:
         return json.loads(body)
 
 
+def _within_depth(value: Any, limit: int = MAX_DEPTH) -> bool:
+    """True when `value` nests at most `limit` arrays and objects.
+
+    orjson refuses to encode deeper values, so a successful encode (~4 us for a Pod) proves it;
+    only what it cannot encode (too deep, or stdlib-decoded oddities) is walked, iteratively."""
+    try:
+        orjson.dumps(value)
+        return True
+    except TypeError:
+        pass
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return False
+        for child in node.values() if isinstance(node, dict) else node:
+            if isinstance(child, dict | list):
+                stack.append((child, depth + 1))
+    return True
+
+
 def dumps(value: Any) -> bytes:
     """Compact JSON; the stdlib for what orjson cannot encode (values decoded by the stdlib)."""
     try:
@@ -89,10 +115,16 @@ def decode_review(body: bytes | str) -> AdmissionRequest:
     """Parse a request body; raises `MalformedReview` naming what is missing."""
     try:
         review = _loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        raise MalformedReview(f"body is not UTF-8: {exc}") from None
+    except ValueError as exc:
         raise MalformedReview(f"body is not JSON: {exc}") from None
+    except RecursionError:
+        raise MalformedReview(f"body nests deeper than {MAX_DEPTH} levels") from None
     if not isinstance(review, dict):
         raise MalformedReview("body is not a JSON object")
+    if not _within_depth(review):
+        raise MalformedReview(f"body nests deeper than {MAX_DEPTH} levels")
     api_version = review.get("apiVersion")
     if api_version != ADMISSION_API_VERSION:
         raise MalformedReview(

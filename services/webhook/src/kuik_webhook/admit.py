@@ -27,7 +27,7 @@ from kuik_webhook.admission import (
     decode_review,
 )
 from kuik_webhook.chooser import Candidate, Chooser, Decision
-from kuik_webhook.metrics import WebhookMetrics
+from kuik_webhook.metrics import OPERATIONS, WebhookMetrics
 from kuik_webhook.plan import NotAPod, Plan, Slot, Target, build_patch, plan_admission
 from kuik_webhook.routes import RouteCache
 from kuik_webhook.secrets import SecretReader, pull_secret_name
@@ -40,7 +40,7 @@ from kuikcore.api.models import (
     Resource,
 )
 from kuikcore.cluster import ClusterSource
-from kuikcore.observe import HotLogger, LogLine
+from kuikcore.observe import HotLogger, LogLine, closed
 from kuikcore.reference import InvalidReference, parse
 from kuikcore.registry import Credentials, InvalidDockerConfig, Keyring
 from kuikcore.routing import RoutingOptions, SecretRef
@@ -151,16 +151,31 @@ class Admitter:
         self.log = HotLogger("kuik.webhook")
 
     async def handle(self, body: bytes) -> Answer:
-        """Answer one request body. Never raises."""
+        """Answer one request body: 200 allowed or 400 malformed. Never raises.
+
+        The outer guard is the promise kept whatever the input does to the code below (a
+        RecursionError, an encoding error, a bug): the Pod is allowed unpatched, the failure
+        is logged with its traceback and counted in `handler_failures_total`."""
         started = time.monotonic()
+        request: AdmissionRequest | None = None
         try:
-            request = decode_review(body)
-        except MalformedReview as exc:
-            self.metrics.admissions.labels(operation="unknown", result="malformed").inc()
-            log.warning("malformed AdmissionReview", error=str(exc))
-            body = json.dumps({"error": f"malformed AdmissionReview: {exc}"}).encode()
-            return Answer(400, body, "malformed")
-        operation = request.operation or "unknown"
+            try:
+                request = decode_review(body)
+            except MalformedReview as exc:
+                return self.malformed(str(exc))
+            return await self._handle(request, started)
+        except Exception as exc:
+            return self._broken(request, exc, started)
+
+    def malformed(self, why: str) -> Answer:
+        """HTTP 400 for a body that is no AdmissionReview (logged and counted)."""
+        self.metrics.admissions.labels(operation="unknown", result="malformed").inc()
+        log.warning("malformed AdmissionReview", error=why)
+        body = json.dumps({"error": f"malformed AdmissionReview: {why}"}).encode()
+        return Answer(400, body, "malformed")
+
+    async def _handle(self, request: AdmissionRequest, started: float) -> Answer:
+        operation = self.metrics.operation(request.operation)
         try:
             async with asyncio.timeout(self.deadline):
                 outcome = await self._admit(
@@ -174,12 +189,33 @@ class Admitter:
         answer = Answer(200, template.render(request.uid), outcome.result, operation)
         counter = self._admissions.get((operation, outcome.result))
         if counter is None:  # labels() costs more than the increment: keep the children
-            counter = self.metrics.admissions.labels(operation=operation, result=outcome.result)
+            counter = self.metrics.admissions.labels(
+                operation=operation, result=self.metrics.result(outcome.result)
+            )
             if len(self._admissions) < _MAX_CHILDREN:
                 self._admissions[(operation, outcome.result)] = counter
         counter.inc()
         self.metrics.admission_duration.observe(time.monotonic() - started)
         return answer
+
+    def _broken(self, request: AdmissionRequest | None, exc: Exception, started: float) -> Answer:
+        """The outer guard's answer: allowed and unpatched when the uid is known, else 400 (an
+        answer without the request's uid is no answer to the API server). Uses nothing the
+        admission path uses but the counters and the response encoder."""
+        self.metrics.handler_failures.inc()
+        log.error(
+            "admission handler failed, Pod allowed unpatched",
+            error=f"{type(exc).__name__}: {exc}"[:500],
+            elapsed=round(time.monotonic() - started, 4),
+            exc_info=exc,
+        )
+        if request is None:
+            return self.malformed(f"unreadable request: {type(exc).__name__}")
+        operation = closed(request.operation, OPERATIONS)
+        self.metrics.admissions.labels(operation=operation, result="error").inc()
+        warning = f"kuik: Pod admitted unchanged (internal error: {type(exc).__name__})"
+        body = ResponseTemplate.of(warnings=[warning]).render(request.uid)
+        return Answer(200, body, "error", operation)
 
     def _failed(self, request: AdmissionRequest, exc: Exception, started: float) -> _Outcome:
         if isinstance(exc, TimeoutError):
@@ -427,8 +463,9 @@ class Admitter:
         """The `reroutes_total` child for these two images' registries (parsing costs)."""
         counter = self._reroutes.get((original, image))
         if counter is None:
+            hosts = self.metrics.hosts  # input: valid host syntax, a capped number of them
             counter = self.metrics.reroutes.labels(
-                from_registry=_registry(original), to_registry=_registry(image)
+                from_registry=hosts(_registry(original)), to_registry=hosts(_registry(image))
             )
             if len(self._reroutes) < _MAX_CHILDREN:
                 self._reroutes[(original, image)] = counter

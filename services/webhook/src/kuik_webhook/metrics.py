@@ -6,9 +6,13 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from kuikcore.observe import NAMESPACE
+from kuikcore.observe import NAMESPACE, HostLabels, closed
 
-__all__ = ["WebhookMetrics"]
+__all__ = ["OPERATIONS", "RESULTS", "WebhookMetrics"]
+
+OPERATIONS = frozenset({"CREATE", "UPDATE", "DELETE", "CONNECT"})
+"""The AdmissionReview operations; any other `operation` text is counted as `other`."""
+RESULTS = frozenset({"rerouted", "unchanged", "skipped", "error", "malformed"})
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 _CHECK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
@@ -21,6 +25,9 @@ class WebhookMetrics:
     `result` of an admission: `rerouted` (at least one image changed), `unchanged` (looked at,
     nothing to change, annotation aside), `skipped` (not ours: mirror pod, skip selectors, not a
     Pod), `error` (an internal error: admitted unchanged with a warning), `malformed` (HTTP 400).
+
+    Label values from input are bounded (`kuikcore.observe.labels`): `operation` is one of
+    `OPERATIONS`, `unknown` (malformed body) or `other`; registry hosts go through `hosts`.
     """
 
     def __init__(self, registry: CollectorRegistry) -> None:
@@ -53,7 +60,20 @@ class WebhookMetrics:
             "board_unavailable", "Admissions that could not read the availability board in time.",
             **common,
         )  # fmt: skip
+        self.handler_failures = Counter(
+            "handler_failures", "Admissions the handler failed on, answered allowed and unpatched.",
+            **common,
+        )  # fmt: skip
+        self.hosts = HostLabels()
         self.stale_mirror_reports = Counter(
             "stale_mirror_reports", "Mirrors found missing at admission and reported, by outcome.",
             labelnames=("result",), **common,
         )  # fmt: skip
+
+    def operation(self, operation: str) -> str:
+        """The `operation` label of an admission: a known operation, else `other`."""
+        return closed(operation, OPERATIONS)
+
+    def result(self, result: str) -> str:
+        """The `result` label: the outcomes this code produces, `other` for anything else."""
+        return closed(result, RESULTS)

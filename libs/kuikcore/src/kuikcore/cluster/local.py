@@ -12,6 +12,10 @@ a hash of the content (so a re-read of unchanged files reports nothing), a missi
 namespace is "default", a missing `creationTimestamp` is the file's modification time, and
 a Pod without `status.phase` is `Running`. There is no `generation`.
 
+Unknown fields of a kuik resource are pruned, as the API server prunes them with the CRD's
+structural schema (one warning naming them all, per change of the file); a file that cannot be
+read or parsed is logged at error level once per change of the file, besides `problems()`.
+
 Deletion follows the API server: when a resource's document disappears while kuik holds a
 finalizer on it, the resource stays (with `deletionTimestamp`, last known spec) until the
 finalizer is removed.
@@ -37,6 +41,7 @@ import structlog
 import watchfiles
 
 from kuikcore.api import OWNER_UID_LABEL, parse_resource
+from kuikcore.api.prune import prune_unknown_fields
 from kuikcore.cluster.events import EventDeduplicator, build_event, regards
 from kuikcore.cluster.interface import (
     POD,
@@ -160,6 +165,23 @@ def compose_resource(key: ObjectKey, doc: _Doc | None, overlay: JSON | None) -> 
     if overlay.get("status"):
         obj["status"] = json_copy(overlay["status"])
     return _with_version(obj)
+
+
+def _pruned(manifest: Manifest) -> Manifest:
+    """The manifest without the fields its CRD does not declare, named in one warning."""
+    obj, dropped = prune_unknown_fields(manifest.obj)
+    if not dropped:
+        return manifest
+    meta = obj.get("metadata")
+    log.warning(
+        "unknown fields pruned",
+        path=str(manifest.file),
+        document=manifest.index,
+        kind=obj.get("kind"),
+        name=meta.get("name") if isinstance(meta, dict) else None,
+        fields=dropped,
+    )
+    return Manifest(manifest.file, manifest.index, obj)
 
 
 class LocalCluster:
@@ -348,8 +370,15 @@ class LocalCluster:
             return mtime, cached[1]
         result: list[Manifest] | InvalidManifest
         try:
-            result = read_manifests(file)
+            result = [_pruned(manifest) for manifest in read_manifests(file)]
         except InvalidManifest as error:
+            # once per change of the file (then cached): the operator must hear of it
+            log.error(
+                "manifest file unreadable",
+                path=str(file),
+                document=error.index,
+                reason=error.reason,
+            )
             result = error
         self._file_cache[file] = (stamp, result)
         return mtime, result
