@@ -237,13 +237,13 @@ async def world(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     if REMOTE and request.param != "cluster":
         pytest.skip("KUIK_TEST_KUBECONFIG is set: only the real cluster's world runs")
     if request.param == "kubernetes":
-        server = await FakeApiServer(bookmark_interval=0.5).start()
+        server = await FakeApiServer().start()
         made = KubernetesWorld(server)
     elif request.param == "cluster":
         if REMOTE:
             made = RemoteWorld(Path(REMOTE))
         else:  # the remote world's own code, over a kubeconfig pointing at the API fake
-            server = await FakeApiServer(bookmark_interval=0.5).start()
+            server = await FakeApiServer().start()
             made = RemoteWorld(server.write_kubeconfig(tmp_path / "kubeconfig"))
     else:
         made = LocalWorld(tmp_path / "manifests")

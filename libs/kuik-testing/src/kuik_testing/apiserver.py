@@ -293,7 +293,7 @@ class FakeApiServer:
         self,
         resource_types: tuple[ResourceType, ...] = DEFAULT_RESOURCE_TYPES,
         *,
-        bookmark_interval: float = 1.0,
+        bookmark_interval: float = 60.0,
         history_limit: int = 10_000,
         strict: bool = True,
     ) -> None:
@@ -909,6 +909,10 @@ class FakeApiServer:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + lifetime if lifetime > 0 else None
         next_bookmark = loop.time() + self.bookmark_interval
+        if deadline is not None:
+            # kube-apiserver's watch cache bookmarks about once a minute and once more shortly
+            # before a watch ends by its timeout, so a client resumes from a recent version
+            next_bookmark = min(next_bookmark, max(loop.time(), deadline - 2.0))
         while True:
             if watch.cut.is_set():
                 if request.transport is not None:
@@ -924,6 +928,8 @@ class FakeApiServer:
                     json.dumps({"type": "BOOKMARK", "object": mark}).encode() + b"\n"
                 )
                 next_bookmark = now + self.bookmark_interval
+                if deadline is not None and next_bookmark > deadline - 2.0 > now:
+                    next_bookmark = deadline - 2.0
             wait = min(0.1, *(t - now for t in (deadline, next_bookmark) if t is not None))
             try:
                 kind, obj = await asyncio.wait_for(watch.queue.get(), timeout=max(wait, 0.001))

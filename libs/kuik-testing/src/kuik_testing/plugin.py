@@ -66,7 +66,7 @@ async def apiserver() -> AsyncIterator[FakeApiServer]:
     `cut_watches()`, `compact()`, `fail_requests()`, `set_delay()`, `drop_events()`;
     connect with `apiserver.api_client()` or `apiserver.write_kubeconfig(path)`.
     """
-    server = await FakeApiServer(bookmark_interval=0.5).start()
+    server = await FakeApiServer().start()  # bookmarks at kube-apiserver's cadence
     yield server
     await server.stop()
 
