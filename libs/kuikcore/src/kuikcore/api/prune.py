@@ -10,8 +10,8 @@ import functools
 from typing import Any
 
 from kuikcore.api.crd import openapi_schema
-from kuikcore.names import API_VERSION
 from kuikcore.api.validation import KINDS
+from kuikcore.names import API_VERSION
 
 __all__ = ["prune_unknown_fields"]
 
