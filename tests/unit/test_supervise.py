@@ -89,3 +89,44 @@ async def test_a_supervised_loop_is_exported_before_it_ever_fails() -> None:
     text = generate_latest(registry).decode()
     assert 'kube_image_keeper_loop_restarts_total{loop="webhook-cert-reloader"} 0.0' in text
     assert "replicator-workers" not in text  # only the loops this process runs
+
+
+async def test_stop_tasks_delivers_a_lost_cancellation_again() -> None:
+    """A loop whose cancellation was swallowed (as Python 3.11's `wait_for` in redis-py can) is
+    cancelled again until it stops; the caller's own cancellation waits for that, then comes."""
+    from kuikcore.supervise import stop_tasks
+
+    swallowed = 0
+
+    async def stubborn() -> None:
+        nonlocal swallowed
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                swallowed += 1
+                if swallowed == 1:
+                    continue  # the first one is lost
+                raise
+
+    task = asyncio.create_task(stubborn())
+    await asyncio.sleep(0)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await stop_tasks(task, within=2.0)
+    assert task.cancelled()
+    assert swallowed == 2
+    assert loop.time() - started < 1.0
+
+    again = asyncio.create_task(stubborn())
+    swallowed = 0
+
+    async def stopper() -> None:
+        await stop_tasks(again, within=2.0)
+
+    outer = asyncio.create_task(stopper())
+    await asyncio.sleep(0.05)
+    outer.cancel()  # the runner re-delivering its stop while we clean up
+    with pytest.raises(asyncio.CancelledError):
+        await outer
+    assert again.done()  # the cleanup still finished before the cancellation came through

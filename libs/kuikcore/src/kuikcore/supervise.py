@@ -25,9 +25,35 @@ from prometheus_client import CollectorRegistry, Counter
 from kuikcore.backoff import backoff_delay
 from kuikcore.observe import NAMESPACE
 
-__all__ = ["Loop", "Supervisor"]
+__all__ = ["Loop", "Supervisor", "stop_tasks"]
 
 log = structlog.get_logger("kuikcore.supervise")
+
+_RECANCEL = 0.2  # seconds between cancellations of a task that has not stopped yet
+
+
+async def stop_tasks(*tasks: asyncio.Task[None], within: float = 3.0) -> None:
+    """Cancel `tasks` and wait for them, cancelling again every 0.2 s until they are done.
+
+    A cancellation can be lost: Python 3.11's `asyncio.wait_for`, which redis-py awaits on every
+    command, returns the reply instead of raising when both arrive together, and the loop around
+    it carries on. Being cancelled meanwhile (the runner re-delivers its own stop) does not cut
+    the wait short; it is re-raised once the tasks are done or `within` has passed."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    pending = {task for task in tasks if not task.done()}
+    interrupted: asyncio.CancelledError | None = None
+    while pending and loop.time() < deadline:
+        for task in pending:
+            task.cancel()
+        try:
+            _, pending = await asyncio.wait(pending, timeout=min(_RECANCEL, deadline - loop.time()))
+        except asyncio.CancelledError as exc:
+            interrupted = exc
+    if pending:
+        log.warning("background tasks did not stop", tasks=sorted(t.get_name() for t in pending))
+    if interrupted is not None:
+        raise interrupted
 
 
 class Loop(StrEnum):

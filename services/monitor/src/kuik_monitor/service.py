@@ -23,7 +23,7 @@ from kuikcore.coord import AvailabilityBoard, Leadership, RateLimiter, watch_hea
 from kuikcore.health.keeper import HealthKeeper
 from kuikcore.registry import RegistryClient, RetryPolicy
 from kuikcore.service import ServiceContext
-from kuikcore.supervise import Loop
+from kuikcore.supervise import Loop, stop_tasks
 
 __all__ = ["LEADER_ROLE", "run"]
 
@@ -68,21 +68,21 @@ async def run(ctx: ServiceContext) -> None:
     )
     leadership = Leadership(coord, LEADER_ROLE, service="monitor", registry=ctx.metrics)
     unsubscribe = cluster.subscribe(leader.on_change)
-    health_task = asyncio.create_task(ctx.supervisor.run(Loop.REGISTRY_HEALTH, health.run))
+    background = [
+        asyncio.create_task(ctx.supervisor.run(Loop.REGISTRY_HEALTH, health.run)),
+        asyncio.create_task(
+            ctx.supervisor.run(Loop.REDIS_HEALTH, lambda: watch_health(coord, ctx.metrics))
+        ),
+    ]
     try:
         await cluster.start()
         ctx.mark_started()
-        async with asyncio.TaskGroup() as group:
-            group.create_task(
-                ctx.supervisor.run(Loop.REDIS_HEALTH, lambda: watch_health(coord, ctx.metrics))
-            )
-            await cluster.wait_synced()
-            ctx.log.info("cluster view synced, campaigning for leadership", role=LEADER_ROLE)
-            await ctx.supervisor.run(Loop.MONITOR_LEADERSHIP, lambda: leadership.run(leader.run))
+        await cluster.wait_synced()
+        ctx.log.info("cluster view synced, campaigning for leadership", role=LEADER_ROLE)
+        await ctx.supervisor.run(Loop.MONITOR_LEADERSHIP, lambda: leadership.run(leader.run))
     finally:
         unsubscribe()
-        health_task.cancel()
-        await asyncio.gather(health_task, return_exceptions=True)
+        await stop_tasks(*background)
         await cluster.stop()
         await client.close()
         await coord.aclose()

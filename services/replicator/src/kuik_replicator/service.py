@@ -34,7 +34,7 @@ from kuikcore.health.keeper import HealthKeeper
 from kuikcore.mirroring import EXPEDITE, ROUTINE, copy_queue, queue_cluster_id
 from kuikcore.registry import RegistryClient
 from kuikcore.service import ServiceContext, StartupError
-from kuikcore.supervise import Loop
+from kuikcore.supervise import Loop, stop_tasks
 
 __all__ = ["run"]
 
@@ -166,9 +166,7 @@ async def run(ctx: ServiceContext) -> None:
         ctx.mark_started()
         await asyncio.gather(*tasks)  # supervised: they end only when cancelled
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await stop_tasks(*tasks)
         await health.close()
         await client.close()
         await cluster.stop()

@@ -32,7 +32,7 @@ from kuikcore.mirroring import queue_cluster_id
 from kuikcore.registry import RegistryClient
 from kuikcore.routing import RoutingOptions
 from kuikcore.service import ServiceContext
-from kuikcore.supervise import Loop
+from kuikcore.supervise import Loop, stop_tasks
 
 __all__ = ["WATCHED_KINDS", "run"]
 
@@ -171,8 +171,7 @@ async def run(ctx: ServiceContext) -> None:
         await asyncio.Event().wait()  # until cancelled
     finally:
         unsubscribe()
-        for task in tasks:
-            task.cancel()
+        await stop_tasks(*tasks)
         with contextlib.suppress(Exception):
             await server.stop()
         await reporter.close()
