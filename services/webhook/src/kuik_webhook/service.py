@@ -46,7 +46,9 @@ WATCHED_KINDS = (
 
 
 _M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
-MMAP_THRESHOLD = 128 * 1024
+# Above asyncio's TLS read size (each read allocates 256 KiB): a 128 KiB pin sent every TLS read to
+# mmap/munmap and cost a quarter of the webhook's throughput (bench/webhook.py, paired run).
+MMAP_THRESHOLD = 1024 * 1024
 
 
 def pin_mmap_threshold() -> bool:
@@ -55,8 +57,9 @@ def pin_mmap_threshold() -> bool:
     glibc raises its mmap threshold to the size of the largest block freed so far (up to 32
     MiB), so after one 16 MiB body later large buffers come from the heap, which it rarely gives
     back: the soak benchmark's webhook kept ~40 MiB of freed memory after 10,000 requests (2.5
-    MiB with the threshold pinned). Pinning it sends every buffer over 128 KiB to its own
-    mapping, returned when freed; admissions (a few KiB) never get there."""
+    MiB with the threshold pinned). Pinning it sends every buffer over 1 MiB (request bodies, their
+    inflation) to its own mapping, returned when freed; the 256 KiB buffer of each TLS read stays
+    on the heap, where it is reused."""
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to pin
