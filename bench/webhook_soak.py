@@ -10,7 +10,7 @@ replicated set on a refusing port, a real registry). Every answer is held to kui
 
 Reported: answers by status and by kind of body, denials, promise violations (with the first
 few), the process's RSS after warm-up, after the first 1,000 requests and at the end (growth
-target < 20 MiB), `/metrics` status and size at the end, requests per second.
+target < 20 MiB), `/metrics` status every 1,000 requests and its size at the end, requests per second.
 `KUIK_SOAK_REQUESTS` overrides the count (default 10,000).
 """
 
@@ -66,6 +66,7 @@ def run(requests: int = REQUESTS) -> dict[str, Any]:
     denials = 0
     rss: dict[str, float] = {}
     series: list[float] = []  # RSS every 1,000 requests: a plateau is a bound, a slope a leak
+    metrics_seen: list[int] = []  # /metrics status every 1,000 requests
     with (
         tempfile.TemporaryDirectory(prefix="kuik-soak-") as tmp,
         fuzz_webhook(Path(tmp)) as (process, port, _),
@@ -104,6 +105,7 @@ def run(requests: int = REQUESTS) -> dict[str, Any]:
                 else:
                     violations.append("")
             if sent % 1000 == 0:
+                metrics_seen.append(process.get("/metrics")[0])  # answering throughout
                 series.append(rss_kib(process.pid) / 1024)
                 peak = max(peak, series[-1])
                 if sent == 1000:
@@ -132,6 +134,8 @@ def run(requests: int = REQUESTS) -> dict[str, Any]:
         "rss_growth_mib": round(growth, 1),
         "rss_growth_target_met": growth < RSS_TARGET_MIB,
         "metrics_status": metrics_status,
+        "metrics_statuses_every_1000": metrics_seen,
+        "metrics_200_throughout": metrics_status == 200 and all(s == 200 for s in metrics_seen),
         "metrics_bytes": len(metrics_text.encode()),
         "load_average_1m": round(os.getloadavg()[0], 2),
     }
