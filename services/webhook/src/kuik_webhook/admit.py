@@ -176,13 +176,19 @@ class Admitter:
 
     async def _handle(self, request: AdmissionRequest, started: float) -> Answer:
         operation = self.metrics.operation(request.operation)
-        try:
-            async with asyncio.timeout(self.deadline):
-                outcome = await self._admit(
-                    request, started + max(self.deadline - _RESERVE, self.deadline / 2)
-                )
-        except Exception as exc:
-            outcome = self._failed(request, exc, started)
+        # An identical admission answered from memory needs no deadline: nothing to wait for.
+        key = self._memo_key(request) if self._routable(request) and self.cluster.synced else None
+        memo = self._memo.get(key) if key is not None else None
+        if memo is not None and memo.valid_until > time.monotonic():
+            outcome = self._replay(memo, request)
+        else:
+            try:
+                async with asyncio.timeout(self.deadline):
+                    outcome = await self._admit(
+                        request, started + max(self.deadline - _RESERVE, self.deadline / 2), key
+                    )
+            except Exception as exc:
+                outcome = self._failed(request, exc, started)
         template = outcome.template or ResponseTemplate.of(
             patch=outcome.patch, warnings=outcome.warnings
         )
@@ -245,12 +251,20 @@ class Admitter:
             out.extend(store.resources(kind.KIND, namespace if namespaced else None))
         return out
 
-    async def _admit(self, request: AdmissionRequest, choose_by: float) -> _Outcome:
-        if (
-            not request.is_pod
-            or request.operation not in _OPERATIONS
-            or request.sub_resource not in _SUB_RESOURCES
-        ):
+    @staticmethod
+    def _routable(request: AdmissionRequest) -> bool:
+        """A Pod write kuik routes (anything else is allowed untouched)."""
+        return (
+            request.is_pod
+            and request.operation in _OPERATIONS
+            and request.sub_resource in _SUB_RESOURCES
+        )
+
+    async def _admit(
+        self, request: AdmissionRequest, choose_by: float, key: tuple[Any, ...] | None
+    ) -> _Outcome:
+        """The whole decision; `key` is the request's memory key (None: not to be remembered)."""
+        if not self._routable(request):
             return _Outcome(result="skipped")  # not a Pod write kuik routes: leave it alone
         namespace = request.namespace
         obj = request.object
@@ -258,11 +272,6 @@ class Admitter:
             namespace = str(obj["metadata"].get("namespace") or namespace)
         if not self.cluster.synced:
             raise NotReady("kuik's cache of image routing resources is not ready yet")
-        key = self._memo_key(request)
-        if key is not None:
-            memo = self._memo.get(key)
-            if memo is not None and memo.valid_until > time.monotonic():
-                return self._replay(memo, request)
         plan = plan_admission(request, router=self.routes.route)
         outcome = _Outcome()
         for problem in plan.problems:
