@@ -62,8 +62,9 @@ BOARD_TTL = 60.0  # seconds the webhook's own results live on the board
 VERDICT_LIFETIME = 60.0  # seconds a verdict may serve at most, while its host is known up
 HEALTH_POLL = 0.1  # seconds between looks at a host's health while a check of it is awaited
 BOARD_BACKOFF = 2.0  # seconds without board reads after one failed
-_BOARD_TRUSTED = (AvailabilityStatus.AVAILABLE, AvailabilityStatus.NOT_FOUND)
-_LASTING = frozenset(_BOARD_TRUSTED)  # what a known-up host lets live past the cache TTL
+# The definite answers: what the board is told, and what a known-up host lets live past the
+# cache TTL (an Unreachable verdict never outlives it).
+_BOARD_TRUSTED = frozenset({AvailabilityStatus.AVAILABLE, AvailabilityStatus.NOT_FOUND})
 
 
 class Source(StrEnum):
@@ -241,7 +242,7 @@ class Chooser:
         if (
             self.health is not None
             and health is not None
-            and verdict.status in _LASTING
+            and verdict.status in _BOARD_TRUSTED
             and age <= VERDICT_LIFETIME
             and health.knowledge(now, self.health.settings.fresh_for) is Knowledge.UP
         ):

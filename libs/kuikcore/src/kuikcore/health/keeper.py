@@ -402,7 +402,7 @@ class HealthKeeper:
         due = {
             h: t
             for h, t in self._wanted.items()
-            if t - self._pushed.get(h, float("-inf")) > _TARGETS_PUSH or h not in self._pushed
+            if t - self._pushed.get(h, float("-inf")) > _TARGETS_PUSH
         }
         if not due:
             return
