@@ -230,6 +230,18 @@ class Webhook:
                 continue
         return lines
 
+    def log_event(self, event: str, timeout: float = 2.0) -> dict[str, Any]:
+        """The first line of `event`, waited for: `rerouting image` lines leave in batches a few
+        milliseconds after the admission (kuikcore.observe.HotLogger)."""
+        found: list[dict[str, Any]] = []
+
+        def seen() -> bool:
+            found[:] = [e for e in self.logs() if e.get("event") == event][:1]
+            return bool(found)
+
+        wait_until(f"a {event!r} line", seen, timeout=timeout)
+        return found[0]
+
     def metric(self, name: str, **labels: str) -> float:
         assert self.process is not None
         total = 0.0
@@ -317,7 +329,7 @@ def test_reroutes_to_the_mirror_when_the_original_is_missing(
     # the mirror needs its credentials: a copy of the CR's secret is listed
     assert next(s["name"] for s in out["spec"]["imagePullSecrets"]).startswith("kuik-mirror-creds-")
     assert "warnings" not in response
-    line = next(entry for entry in shared.logs() if entry.get("event") == "rerouting image")
+    line = shared.log_event("rerouting image")
     assert line["original"] == original
     assert line["image"] == f"{mirror.host}/m/shop/missing:1"
     assert line["rejected"][0]["image"] == original
@@ -598,7 +610,7 @@ def test_a_black_holed_registry_is_given_up_on_as_soon_as_the_probes_find_it(
             took = time.monotonic() - started
             assert images(out) == {"c": f"{mirror.host}/m/down/app:1"}
             assert took < 4.0  # the deadline minus its reserve is 5.7 s; probes need ~1 s
-            line = next(e for e in hook.logs() if e.get("event") == "rerouting image")
+            line = hook.log_event("rerouting image")
             assert "is down since" in line["rejected"][0]["reason"]
             assert line["reason"] == "first available"
             down = next(e for e in hook.logs() if e.get("event") == "registry marked down")

@@ -177,6 +177,7 @@ async def run(ctx: ServiceContext) -> None:
         await stop_tasks(*tasks)
         with contextlib.suppress(Exception):
             await server.stop()
+        admitter.log.flush()  # the last batched `rerouting image` lines
         await reporter.close()
         await chooser.close()
         await health.close()
