@@ -181,15 +181,15 @@ def _import_costs() -> dict[str, float]:
 
 
 def _copy_in_process(src: str, dst: str) -> float:
-    """`--all` through `RegistryClient.copy` in this process (no interpreter start, no imports)."""
+    """`--all` through `registry.copy` in this process (no interpreter start, no imports)."""
     import asyncio
 
-    from kuikcore.registry import RegistryClient
+    from kuikcore import registry
 
     async def copy() -> float:
-        async with RegistryClient() as client:
+        async with registry.RegistryClient() as client:
             started = time.monotonic()
-            await client.copy(src, dst, all_platforms=True)
+            await registry.copy(client, src, dst, all_platforms=True)
             return time.monotonic() - started
 
     return asyncio.run(copy())
