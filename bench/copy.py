@@ -5,7 +5,7 @@ Runs, alternated kuik/skopeo, each into a fresh destination registry (so neither
 a blob already there, and skopeo's blob-info cache knows nothing about the new port):
 
 - `--all` (whole index, verbatim): medians and the kuik/skopeo ratio (target <= 0.8), and the
-  same copy through `RegistryClient.copy` in this process, which separates the copy from the
+  same copy through `registry.copy` in this process, which separates the copy from the
   CLI's fixed cost (interpreter start-up, imports, teardown);
 - `--platform linux/amd64` (kuik; skopeo has no filtered-index mode, its single-platform copy
   `--override-arch amd64` is shown for reference);
