@@ -5,7 +5,7 @@ Runs, alternated kuik/skopeo, each into a fresh destination registry (so neither
 a blob already there, and skopeo's blob-info cache knows nothing about the new port):
 
 - `--all` (whole index, verbatim): medians and the kuik/skopeo ratio (target <= 0.8), and the
-  same copy through `RegistryClient.copy` in this process, which separates the copy from the
+  same copy through `registry.copy` in this process, which separates the copy from the
   CLI's fixed cost (interpreter start-up, imports, teardown);
 - `--platform linux/amd64` (kuik; skopeo has no filtered-index mode, its single-platform copy
   `--override-arch amd64` is shown for reference);
@@ -181,15 +181,15 @@ def _import_costs() -> dict[str, float]:
 
 
 def _copy_in_process(src: str, dst: str) -> float:
-    """`--all` through `RegistryClient.copy` in this process (no interpreter start, no imports)."""
+    """`--all` through `registry.copy` in this process (no interpreter start, no imports)."""
     import asyncio
 
-    from kuikcore.registry import RegistryClient
+    from kuikcore import registry
 
     async def copy() -> float:
-        async with RegistryClient() as client:
+        async with registry.RegistryClient() as client:
             started = time.monotonic()
-            await client.copy(src, dst, all_platforms=True)
+            await registry.copy(client, src, dst, all_platforms=True)
             return time.monotonic() - started
 
     return asyncio.run(copy())

@@ -22,7 +22,7 @@ from kuik_testing import RegistryServer, push_image, synthetic_image
 from kuikcore.api import AvailabilityStatus
 from kuikcore.config import RegistryMonitoring
 from kuikcore.reference import parse
-from kuikcore.registry import RegistryClient
+from kuikcore.registry import RegistryClient, check, copy
 
 
 @pytest.fixture(scope="module")
@@ -107,8 +107,8 @@ async def test_replicator_copy_authenticates_with_the_secrets_left(private: Regi
             )
             creds = await worker._source_credentials(image)
             assert creds is not None
-            await client.copy(
-                parse(image), parse(f"{mirror.host}/m/team/app:1"), src_credentials=creds
+            await copy(
+                client, parse(image), parse(f"{mirror.host}/m/team/app:1"), src_credentials=creds
             )
-            copied = await client.check(f"{mirror.host}/m/team/app:1")
+            copied = await check(client, f"{mirror.host}/m/team/app:1")
         assert copied.status is AvailabilityStatus.AVAILABLE, copied.error

@@ -23,6 +23,8 @@ from kuikcore.registry import (
     RegistryTLS,
     RetryPolicy,
     Unreachable,
+    check,
+    copy,
 )
 from kuikcore.registry.mediatypes import DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST
 
@@ -100,14 +102,14 @@ async def test_check_statuses_on_a_plain_registry(
     client: RegistryClient, registry: RegistryServer
 ) -> None:
     digest = push_image(registry, "check/app", "v1", synthetic_image("s4"))
-    ok = await client.check(f"{registry.host}/check/app:v1", timeout=5, resolve_digest=True)
+    ok = await check(client, f"{registry.host}/check/app:v1", timeout=5, resolve_digest=True)
     assert ok.status is AvailabilityStatus.AVAILABLE
     assert ok.error is None
     assert ok.digest == digest
-    pinned = await client.check(f"{registry.host}/check/app@{digest}", method="GET")
+    pinned = await check(client, f"{registry.host}/check/app@{digest}", method="GET")
     assert pinned.status is AvailabilityStatus.AVAILABLE
     for missing in (f"{registry.host}/check/app:nope", f"{registry.host}/check/none:v1"):
-        result = await client.check(missing, timeout=5)
+        result = await check(client, missing, timeout=5)
         assert result.status is AvailabilityStatus.NOT_FOUND
         assert result.error is not None
         assert result.error.startswith("image not found: ")
@@ -118,9 +120,9 @@ async def test_killed_registry_is_unreachable(
 ) -> None:
     server = registry_factory()
     push_image(server, "gone/app", "v1", synthetic_image("s5"))
-    assert (await client.check(f"{server.host}/gone/app:v1")).available
+    assert (await check(client, f"{server.host}/gone/app:v1")).available
     server.kill()
-    result = await client.check(f"{server.host}/gone/app:v1", timeout=5)
+    result = await check(client, f"{server.host}/gone/app:v1", timeout=5)
     assert result.status is AvailabilityStatus.UNREACHABLE
     assert result.error is not None
     assert result.error.startswith("registry unreachable: ")
@@ -133,7 +135,7 @@ async def test_killed_registry_is_unreachable(
 
 async def test_tls_with_custom_ca(client: RegistryClient, registry_tls: RegistryServer) -> None:
     push_image(registry_tls, "tls/app", "v1", synthetic_image("s6"))
-    assert (await client.check(f"{registry_tls.host}/tls/app:v1")).available
+    assert (await check(client, f"{registry_tls.host}/tls/app:v1")).available
 
 
 async def test_tls_without_the_ca_is_unreachable_unless_verification_is_skipped(
@@ -142,17 +144,17 @@ async def test_tls_without_the_ca_is_unreachable_unless_verification_is_skipped(
     push_image(registry_tls, "tls/app", "v2", synthetic_image("s7"))
     ref = f"{registry_tls.host}/tls/app:v2"
     async with RegistryClient() as plain:
-        result = await plain.check(ref, timeout=5)
+        result = await check(plain, ref, timeout=5)
     assert result.status is AvailabilityStatus.UNREACHABLE
     assert result.error is not None
     assert "certificate verification failed" in result.error
     async with RegistryClient(tls={registry_tls.host: RegistryTLS(skip_verify=True)}) as lax:
-        assert (await lax.check(ref, timeout=5)).available
+        assert (await check(lax, ref, timeout=5)).available
 
 
 async def test_insecure_option_forces_plain_http(registry_tls: RegistryServer) -> None:
     async with RegistryClient(tls={registry_tls.host: RegistryTLS(insecure=True)}) as c:
-        result = await c.check(f"{registry_tls.host}/tls/app:v1", timeout=5)
+        result = await check(c, f"{registry_tls.host}/tls/app:v1", timeout=5)
     assert result.status is AvailabilityStatus.UNREACHABLE
 
 
@@ -164,15 +166,15 @@ async def test_basic_auth(client: RegistryClient, registry_auth: RegistryServer)
     ref = f"{registry_auth.host}/auth/app:v1"
     good = Credentials(str(registry_auth.username), str(registry_auth.password))
     bad = Credentials(str(registry_auth.username), "wrong-password-xyz")
-    assert (await client.check(ref, credentials=good)).available
+    assert (await check(client, ref, credentials=good)).available
     for credentials in (None, bad):
-        result = await client.check(ref, credentials=credentials)
+        result = await check(client, ref, credentials=credentials)
         assert result.status is AvailabilityStatus.INVALID_AUTH
         assert result.error is not None
         assert result.error.startswith("authentication failed: ")
         assert "wrong-password-xyz" not in result.error
     # rotation: every matching credential is tried in turn
-    assert (await client.check(ref, credentials=[bad, good])).available
+    assert (await check(client, ref, credentials=[bad, good])).available
     with pytest.raises(InvalidAuth) as info:
         await client.get_manifest(ref, credentials=bad)
     assert info.value.status == 401
@@ -193,7 +195,7 @@ async def test_pull_secret_keyring_feeds_checks(
     ref = parse(f"{registry_auth.host}/auth/app:v2")
     credentials = Keyring.from_secrets([secret]).lookup(ref)
     assert len(credentials) == 1
-    assert (await client.check(ref, credentials=credentials)).available
+    assert (await check(client, ref, credentials=credentials)).available
 
 
 # --- token auth -------------------------------------------------------------------------------
@@ -206,8 +208,9 @@ async def test_token_auth_flow_and_cache(
     alice = Credentials("alice", PASSWORD)
     async with RegistryClient() as c:
         with pytest.raises(InvalidAuth):  # anonymous may pull, not push
-            await c.copy(f"{registry.host}/tok/src:v1", f"{token_registry.host}/tok/app:v1")
-        result = await c.copy(
+            await copy(c, f"{registry.host}/tok/src:v1", f"{token_registry.host}/tok/app:v1")
+        result = await copy(
+            c,
             f"{registry.host}/tok/src:v1",
             f"{token_registry.host}/tok/app:v1",
             dst_credentials=alice,
@@ -215,11 +218,11 @@ async def test_token_auth_flow_and_cache(
     ref = f"{token_registry.host}/tok/app:v1"
     async with RegistryClient() as c:
         before = len(issuer.requests)
-        assert (await c.check(ref, credentials=alice)).digest == result.digest
-        assert (await c.check(ref, credentials=alice, resolve_digest=True)).available
+        assert (await check(c, ref, credentials=alice)).digest == result.digest
+        assert (await check(c, ref, credentials=alice, resolve_digest=True)).available
         assert len(issuer.requests) - before == 1  # one token, cached for the next requests
-        assert (await c.check(ref)).available  # anonymous pull is granted
-        denied = await c.check(ref, credentials=Credentials("alice", "not-her-password"))
+        assert (await check(c, ref)).available  # anonymous pull is granted
+        denied = await check(c, ref, credentials=Credentials("alice", "not-her-password"))
     assert denied.status is AvailabilityStatus.INVALID_AUTH
     assert denied.error is not None
     assert "not-her-password" not in denied.error

@@ -18,6 +18,9 @@ from kuikcore.registry import (
     PlatformNotFound,
     RegistryClient,
     RetryPolicy,
+    check,
+    copy,
+    delete,
     parse_platform,
 )
 from kuikcore.registry.mediatypes import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX
@@ -51,8 +54,11 @@ async def test_copy_all_keeps_every_manifest_byte_identical(
     )
     repository = "copy/all-docker" if docker else "copy/all-oci"
     digest = push_image(registry, repository, "v1", index)
-    result = await client.copy(
-        f"{registry.host}/{repository}:v1", f"{destination.host}/mirror/all:v1", all_platforms=True
+    result = await copy(
+        client,
+        f"{registry.host}/{repository}:v1",
+        f"{destination.host}/mirror/all:v1",
+        all_platforms=True,
     )
     assert result.digest == digest == result.source_digest
     assert result.media_type == (DOCKER_MANIFEST_LIST if docker else OCI_INDEX)
@@ -71,7 +77,8 @@ async def test_platform_filter_drops_other_children_and_reports_missing(
     destination = registry_factory()
     index = synthetic_index("s21")
     push_image(registry, "copy/filter", "v1", index)
-    result = await client.copy(
+    result = await copy(
+        client,
         f"{registry.host}/copy/filter:v1",
         f"{destination.host}/mirror/filter:v1",
         platforms=[parse_platform("linux/amd64"), parse_platform("windows/amd64")],
@@ -84,7 +91,8 @@ async def test_platform_filter_drops_other_children_and_reports_missing(
     with pytest.raises(NotFound):  # the arm64 child was not copied
         await client.head_manifest(f"{destination.host}/mirror/filter@{index.children[1].digest}")
     with pytest.raises(PlatformNotFound, match="none of the configured platforms"):
-        await client.copy(
+        await copy(
+            client,
             f"{registry.host}/copy/filter:v1",
             f"{destination.host}/mirror/filter:v2",
             platforms=[parse_platform("linux/s390x")],
@@ -100,12 +108,14 @@ async def test_single_docker_manifest_and_its_platform_rule(
     image = synthetic_image("s22", flavor="docker", platform="linux/arm64")
     digest = push_image(registry, "copy/single", "v1", image)
     with pytest.raises(PlatformNotFound):
-        await client.copy(
+        await copy(
+            client,
             f"{registry.host}/copy/single:v1",
             f"{destination.host}/m/single:v1",
             platforms=[parse_platform("linux/amd64")],
         )
-    result = await client.copy(
+    result = await copy(
+        client,
         f"{registry.host}/copy/single:v1",
         f"{destination.host}/m/single:v1",
         platforms=[parse_platform("linux/arm64")],
@@ -123,13 +133,13 @@ async def test_second_copy_moves_no_blob_and_shared_layers_are_skipped(
     index = synthetic_index("s23")
     push_image(registry, "copy/again", "v1", index)
     src, dst = f"{registry.host}/copy/again:v1", f"{destination.host}/m/again:v1"
-    first = await client.copy(src, dst, all_platforms=True)
+    first = await copy(client, src, dst, all_platforms=True)
     assert first.bytes_moved > 0
-    second = await client.copy(src, dst, all_platforms=True)
+    second = await copy(client, src, dst, all_platforms=True)
     assert second.digest == first.digest
     assert (second.bytes_moved, second.blobs_copied, second.manifests_pushed) == (0, 0, 0)
     # same image under another tag: manifests already there, no blob touched
-    third = await client.copy(src, f"{destination.host}/m/again:v2", all_platforms=True)
+    third = await copy(client, src, f"{destination.host}/m/again:v2", all_platforms=True)
     assert third.bytes_moved == 0
     assert third.manifests_skipped == 2
     # an image sharing a base layer with one already copied: that layer is skipped
@@ -137,9 +147,9 @@ async def test_second_copy_moves_no_blob_and_shared_layers_are_skipped(
     derived = synthetic_image("s25", layers=1, base_layers=base.layers)
     push_image(registry, "copy/base", "v1", base)
     push_image(registry, "copy/derived", "v1", derived)
-    await client.copy(f"{registry.host}/copy/base:v1", f"{destination.host}/m/layered:base")
-    layered = await client.copy(
-        f"{registry.host}/copy/derived:v1", f"{destination.host}/m/layered:derived"
+    await copy(client, f"{registry.host}/copy/base:v1", f"{destination.host}/m/layered:base")
+    layered = await copy(
+        client, f"{registry.host}/copy/derived:v1", f"{destination.host}/m/layered:derived"
     )
     assert layered.blobs_skipped == 1
     assert layered.bytes_moved == sum(b.size for b in derived.blobs) - base.layers[0].blob.size
@@ -150,7 +160,8 @@ async def test_same_registry_copy_mounts_blobs(
 ) -> None:
     index = synthetic_index("s26")
     push_image(registry, "copy/mount-src", "v1", index)
-    result = await client.copy(
+    result = await copy(
+        client,
         f"{registry.host}/copy/mount-src:v1",
         f"{registry.host}/copy/mount-dst:v1",
         all_platforms=True,
@@ -165,8 +176,8 @@ async def test_chunked_uploads(registry: RegistryServer, registry_factory: Any) 
     image = synthetic_image("s27", layers=2, layer_size=300_000)
     push_image(registry, "copy/chunked", "v1", image)
     async with RegistryClient(chunk_size=64 * 1024) as chunky:
-        result = await chunky.copy(
-            f"{registry.host}/copy/chunked:v1", f"{destination.host}/m/chunked:v1"
+        result = await copy(
+            chunky, f"{registry.host}/copy/chunked:v1", f"{destination.host}/m/chunked:v1"
         )
     assert result.bytes_moved == sum(b.size for b in image.blobs)
     assert skopeo_raw(f"{destination.host}/m/chunked:v1") == image.manifest_bytes
@@ -178,8 +189,8 @@ async def test_digest_pinned_destination_gets_no_tag(
     destination = registry_factory()
     index = synthetic_index("s28")
     digest = push_image(registry, "copy/pinned", "v1", index)
-    result = await client.copy(
-        f"{registry.host}/copy/pinned@{digest}", f"{destination.host}/m/pinned"
+    result = await copy(
+        client, f"{registry.host}/copy/pinned@{digest}", f"{destination.host}/m/pinned"
     )
     assert result.digest == digest
     assert skopeo_raw(f"{destination.host}/m/pinned@{digest}") == index.manifest_bytes
@@ -195,12 +206,12 @@ async def test_delete_keeps_a_manifest_another_tag_still_uses(
     image = synthetic_image("s29")
     push_image(registry, "del/app", "keep", image)
     push_image(registry, "del/app", "drop", image)
-    result = await client.delete(f"{registry.host}/del/app:drop")
+    result = await delete(client, f"{registry.host}/del/app:drop")
     assert not result.deleted
     assert result.method == "kept"
     assert result.shared_with == ("keep",)
-    assert (await client.check(f"{registry.host}/del/app:keep")).available
-    assert (await client.check(f"{registry.host}/del/app:drop")).available
+    assert (await check(client, f"{registry.host}/del/app:keep")).available
+    assert (await check(client, f"{registry.host}/del/app:drop")).available
 
 
 async def test_delete_by_digest_when_no_other_tag_shares_it(
@@ -208,13 +219,13 @@ async def test_delete_by_digest_when_no_other_tag_shares_it(
 ) -> None:
     push_image(registry, "del/solo", "other", synthetic_image("s30"))
     push_image(registry, "del/solo", "v1", synthetic_image("s31"))
-    result = await client.delete(f"{registry.host}/del/solo:v1")
+    result = await delete(client, f"{registry.host}/del/solo:v1")
     assert result.deleted
     assert result.method == "digest"  # distribution 2.8 refuses tag deletion
     assert result.requests == 5  # HEAD, DELETE tag, tag list, HEAD other, DELETE digest
-    assert not (await client.check(f"{registry.host}/del/solo:v1")).available
-    assert (await client.check(f"{registry.host}/del/solo:other")).available
-    again = await client.delete(f"{registry.host}/del/solo:v1")
+    assert not (await check(client, f"{registry.host}/del/solo:v1")).available
+    assert (await check(client, f"{registry.host}/del/solo:other")).available
+    again = await delete(client, f"{registry.host}/del/solo:v1")
     assert (again.deleted, again.method) == (True, "absent")
 
 
@@ -225,9 +236,9 @@ async def test_blobs_known_in_another_destination_repository_are_mounted(
     index = synthetic_index("s32")
     push_image(registry, "copy/known", "v1", index)
     src = f"{registry.host}/copy/known:v1"
-    await client.copy(src, f"{destination.host}/team-a/app:v1", all_platforms=True)
+    await copy(client, src, f"{destination.host}/team-a/app:v1", all_platforms=True)
     mark = destination.log_offset()
-    again = await client.copy(src, f"{destination.host}/team-b/app:v1", all_platforms=True)
+    again = await copy(client, src, f"{destination.host}/team-b/app:v1", all_platforms=True)
     assert again.bytes_moved == 0
     assert again.blobs_mounted == len(index.blobs)
     # the mount itself says whether the blob is there: no HEAD per blob before it
@@ -245,7 +256,7 @@ async def test_concurrent_copies_upload_a_shared_base_layer_once(
         push_image(registry, f"copy/burst{i}", "v1", image)
     results = await asyncio.gather(
         *(
-            client.copy(f"{registry.host}/copy/burst{i}:v1", f"{destination.host}/m/burst{i}:v1")
+            copy(client, f"{registry.host}/copy/burst{i}:v1", f"{destination.host}/m/burst{i}:v1")
             for i in range(3)
         )
     )
@@ -262,7 +273,8 @@ async def test_copy_within_one_registry_without_mount_never_starves_uploads(
     push_image(registry, "copy/nomount-src", "v1", index)
     # one connection per pool: downloads held open must not block the uploads they feed
     async with RegistryClient(mount=False, connections_per_host=1, blob_concurrency=4) as tight:
-        result = await tight.copy(
+        result = await copy(
+            tight,
             f"{registry.host}/copy/nomount-src:v1",
             f"{registry.host}/copy/nomount-dst:v1",
             all_platforms=True,

@@ -22,6 +22,8 @@ from kuik_testing.images import push_image, synthetic_image
 from kuik_testing.registry import RegistryServer
 from kuikcore.api import AvailabilityStatus
 from kuikcore.registry import (
+    CheckResult,
+    CopyResult,
     Deadline,
     DigestMismatch,
     NotFound,
@@ -30,6 +32,8 @@ from kuikcore.registry import (
     RegistryError,
     RetryPolicy,
     Unreachable,
+    check,
+    copy,
 )
 
 DIGEST_PATH = re.compile(r"/manifests/sha256:")
@@ -154,8 +158,10 @@ def image_tag(registry: RegistryServer) -> str:
     return "faults/app:v1"
 
 
-async def check(client: RegistryClient, proxy: FaultProxy, ref: str, **kwargs: Any) -> Any:
-    return await client.check(f"{proxy.host}/{ref}", **kwargs)
+async def check_through(
+    client: RegistryClient, proxy: FaultProxy, ref: str, **kwargs: Any
+) -> CheckResult:
+    return await check(client, f"{proxy.host}/{ref}", **kwargs)
 
 
 # --- retries --------------------------------------------------------------------------------
@@ -165,7 +171,7 @@ async def test_transient_503_is_retried(
     client: RegistryClient, proxy: FaultProxy, image_tag: str
 ) -> None:
     proxy.rules.append(Rule(TAG_PATH, "status", 503, times=2))
-    result = await check(client, proxy, image_tag, timeout=10)
+    result = await check_through(client, proxy, image_tag, timeout=10)
     assert result.status is AvailabilityStatus.AVAILABLE
     assert proxy.count(TAG_PATH) == 3
 
@@ -174,7 +180,7 @@ async def test_persistent_503_is_unreachable_after_the_retry_budget(
     client: RegistryClient, proxy: FaultProxy, image_tag: str
 ) -> None:
     proxy.rules.append(Rule(TAG_PATH, "status", 503))
-    result = await check(client, proxy, image_tag, timeout=10)
+    result = await check_through(client, proxy, image_tag, timeout=10)
     assert result.status is AvailabilityStatus.UNREACHABLE
     assert result.error is not None
     assert result.error.startswith("registry unreachable: ")
@@ -186,7 +192,7 @@ async def test_connection_reset_is_retried(
     client: RegistryClient, proxy: FaultProxy, image_tag: str
 ) -> None:
     proxy.rules.append(Rule(TAG_PATH, "reset", times=1))
-    assert (await check(client, proxy, image_tag, timeout=10)).available
+    assert (await check_through(client, proxy, image_tag, timeout=10)).available
     assert proxy.count(TAG_PATH) == 2
 
 
@@ -194,7 +200,7 @@ async def test_429_with_retry_after_within_the_deadline_is_waited_for(
     client: RegistryClient, proxy: FaultProxy, image_tag: str
 ) -> None:
     proxy.rules.append(Rule(TAG_PATH, "status", 429, {"Retry-After": "1"}, times=1))
-    assert (await check(client, proxy, image_tag, timeout=10)).available
+    assert (await check_through(client, proxy, image_tag, timeout=10)).available
     assert proxy.count(TAG_PATH) == 2
 
 
@@ -202,7 +208,7 @@ async def test_429_with_retry_after_beyond_the_deadline_is_quota_exceeded_at_onc
     client: RegistryClient, proxy: FaultProxy, image_tag: str
 ) -> None:
     proxy.rules.append(Rule(TAG_PATH, "status", 429, {"Retry-After": "120"}))
-    result = await check(client, proxy, image_tag, timeout=2)
+    result = await check_through(client, proxy, image_tag, timeout=2)
     assert result.status is AvailabilityStatus.QUOTA_EXCEEDED
     assert result.retry_after == 120
     assert result.error is not None
@@ -217,7 +223,7 @@ async def test_429_without_retry_after_is_not_retried(
     client: RegistryClient, proxy: FaultProxy, image_tag: str
 ) -> None:
     proxy.rules.append(Rule(TAG_PATH, "status", 429))
-    result = await check(client, proxy, image_tag, timeout=10)
+    result = await check_through(client, proxy, image_tag, timeout=10)
     assert result.status is AvailabilityStatus.QUOTA_EXCEEDED
     assert proxy.count(TAG_PATH) == 1
 
@@ -226,7 +232,7 @@ async def test_rate_limit_header_on_success_is_quota_exceeded(
     client: RegistryClient, proxy: FaultProxy, image_tag: str
 ) -> None:
     proxy.rules.append(Rule(TAG_PATH, "headers", headers={"RateLimit-Remaining": "0;w=21600"}))
-    result = await check(client, proxy, image_tag)
+    result = await check_through(client, proxy, image_tag)
     assert result.status is AvailabilityStatus.QUOTA_EXCEEDED
     assert result.error == "rate limit exceeded"
 
@@ -235,7 +241,7 @@ async def test_black_hole_answers_within_the_deadline(
     client: RegistryClient, proxy: FaultProxy, image_tag: str
 ) -> None:
     proxy.rules.append(Rule(TAG_PATH, "hang"))
-    result = await check(client, proxy, image_tag, timeout=0.5)
+    result = await check_through(client, proxy, image_tag, timeout=0.5)
     assert result.status is AvailabilityStatus.UNREACHABLE
     assert result.error is not None
     assert "deadline exceeded" in result.error
@@ -248,11 +254,11 @@ async def test_stale_tag_is_detected_only_with_resolve_digest(
     client: RegistryClient, proxy: FaultProxy, image_tag: str
 ) -> None:
     proxy.rules.append(Rule(DIGEST_PATH, "status", 404))
-    plain = await check(client, proxy, image_tag)
+    plain = await check_through(client, proxy, image_tag)
     assert plain.available
     assert proxy.count(DIGEST_PATH) == 0
     for method in ("HEAD", "GET"):
-        result = await check(client, proxy, image_tag, method=method, resolve_digest=True)
+        result = await check_through(client, proxy, image_tag, method=method, resolve_digest=True)
         assert result.status is AvailabilityStatus.NOT_FOUND
         assert result.error is not None
         assert result.error.startswith(f'tag/digest inconsistency: "{proxy.host}/{image_tag}"')
@@ -283,7 +289,7 @@ async def test_digest_path_answers(
     status: AvailabilityStatus,
 ) -> None:
     proxy.rules.append(rule)
-    result = await check(client, proxy, image_tag, method=method, resolve_digest=True)
+    result = await check_through(client, proxy, image_tag, method=method, resolve_digest=True)
     assert result.status is status
     assert proxy.count(DIGEST_PATH) == 1
 
@@ -293,7 +299,7 @@ async def test_digest_reference_is_not_checked_twice(
 ) -> None:
     info = await client.head_manifest(f"{registry.host}/{image_tag}")
     repository = image_tag.split(":")[0]
-    result = await check(client, proxy, f"{repository}@{info.digest}", resolve_digest=True)
+    result = await check_through(client, proxy, f"{repository}@{info.digest}", resolve_digest=True)
     assert result.available
     assert proxy.count(re.compile("/manifests/")) == 1
 
@@ -307,8 +313,8 @@ async def copy_through(
     image_tag: str,
     destination: RegistryServer,
     **kw: Any,
-) -> Any:
-    return await client.copy(f"{proxy.host}/{image_tag}", f"{destination.host}/m/app:v1", **kw)
+) -> CopyResult:
+    return await copy(client, f"{proxy.host}/{image_tag}", f"{destination.host}/m/app:v1", **kw)
 
 
 async def assert_not_tagged(client: RegistryClient, destination: RegistryServer) -> None:

@@ -19,7 +19,7 @@ from kuikcore.config import (
     LegacyHistogram,
     ListenAddress,
     Override,
-    Platform,
+    PlatformConfig,
     exponential_buckets,
     exponential_buckets_range,
     format_duration,
@@ -66,7 +66,7 @@ def test_every_upstream_default() -> None:
     assert c.routing.active_check.stale_mirror_cleanup.timeout == timedelta(seconds=5)
     assert c.routing.rewrite_on_never_image_pull_policy is False
     assert c.routing.honor_priorities_on_always_image_pull_policy is False
-    assert c.mirroring.platforms == [Platform(architecture="amd64")]
+    assert c.mirroring.platforms == [PlatformConfig(architecture="amd64")]
     assert (c.mirroring.platforms[0].os, c.mirroring.platforms[0].variant) == ("", "")
     default = c.monitoring.registries.default
     assert default.method == "HEAD"
@@ -237,7 +237,7 @@ def test_lists_are_replaced_not_merged(tmp_path: Path) -> None:
         ),
         env={},
     )
-    assert c.mirroring.platforms == [Platform(os="linux", architecture="arm64", variant="v8")]
+    assert c.mirroring.platforms == [PlatformConfig(os="linux", architecture="arm64", variant="v8")]
 
 
 def test_empty_value_means_unset(tmp_path: Path) -> None:

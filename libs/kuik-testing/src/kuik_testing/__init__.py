@@ -6,7 +6,6 @@ classes here can also be used directly by benchmarks and the demo.
 
 from kuik_testing.images import (
     Layer,
-    Platform,
     PushError,
     SyntheticImage,
     get_manifest,
@@ -21,7 +20,6 @@ from kuik_testing.registry import RegistryHTTP, RegistryRequest, RegistryServer
 
 __all__ = [
     "Layer",
-    "Platform",
     "PushError",
     "RedisServer",
     "RegistryHTTP",

@@ -8,7 +8,8 @@ gzip runs at level 0 (stored blocks): random bytes do not compress, and it is ~6
 Generation runs at several hundred MiB/s (see `_TILE`).
 
 `push_image` talks to the registry with `kuik_testing.registry.RegistryHTTP`, never with
-`kuikcore.registry` (the code under test).
+`kuikcore.registry` (the code under test); only the `Platform` value type is kuikcore's, so a
+platform means one thing everywhere (the JSON is still written here).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from functools import cached_property
 from typing import Any, Literal
 
 from kuik_testing.registry import RegistryHTTP, RegistryResponse, RegistryServer
+from kuikcore.registry.platforms import Platform, parse_platform
 
 __all__ = [
     "CACHE_LIMIT",
@@ -39,7 +41,6 @@ __all__ = [
     "FetchedManifest",
     "Flavor",
     "Layer",
-    "Platform",
     "PushError",
     "SyntheticImage",
     "get_manifest",
@@ -76,28 +77,12 @@ def _sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-@dataclass(frozen=True, slots=True)
-class Platform:
-    os: str
-    architecture: str
-    variant: str | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> Platform:
-        """`linux/amd64` or `linux/arm64/v8`."""
-        parts = text.split("/")
-        if len(parts) not in (2, 3) or not all(parts):
-            raise ValueError(f"platform {text!r}: expected os/architecture[/variant]")
-        return cls(parts[0], parts[1], parts[2] if len(parts) == 3 else None)
-
-    def __str__(self) -> str:
-        return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
-
-    def to_dict(self) -> dict[str, str]:
-        out = {"architecture": self.architecture, "os": self.os}
-        if self.variant:
-            out["variant"] = self.variant
-        return out
+def _platform_json(platform: Platform) -> dict[str, str]:
+    """The `platform` object of an index entry (and the config's os/architecture/variant)."""
+    out = {"architecture": platform.architecture, "os": platform.os}
+    if platform.variant:
+        out["variant"] = platform.variant
+    return out
 
 
 class Blob:
@@ -238,7 +223,7 @@ class SyntheticImage:
         return manifests + sum(b.size for b in self.blobs)
 
     def child(self, platform: str) -> SyntheticImage:
-        wanted = Platform.parse(platform)
+        wanted = parse_platform(platform)
         for child in self.children:
             if child.platform == wanted:
                 return child
@@ -251,7 +236,7 @@ class SyntheticImage:
             "size": len(self.manifest_bytes),
         }
         if self.platform is not None:
-            out["platform"] = self.platform.to_dict()
+            out["platform"] = _platform_json(self.platform)
         return out
 
 
@@ -271,11 +256,11 @@ def synthetic_image(
     if layers < 0:
         raise ValueError(f"layer count {layers}: must be >= 0")
     manifest_type, _, config_type, layer_type = _MEDIA_TYPES[flavor]
-    plat = Platform.parse(platform)
+    plat = parse_platform(platform)
     own = [make_layer(f"{seed}/{plat}/{i}", layer_size) for i in range(layers)]
     all_layers = (*base_layers, *own)
     config_doc: dict[str, Any] = {
-        **plat.to_dict(),
+        **_platform_json(plat),
         "created": "2024-01-01T00:00:00Z",
         "config": {
             "Cmd": ["/kuik-synthetic"],

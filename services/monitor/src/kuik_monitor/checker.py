@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from kuikcore import registry
 from kuikcore.api import AvailabilityStatus
 from kuikcore.config import RegistryMonitoring
 from kuikcore.credentials import CredentialChoice, SecretReader, resolve_credentials
@@ -91,7 +92,8 @@ class Checker:
             choice = await self.credentials(image, config)
         checked_at = self.clock()
         timeout = config.timeout if config.timeout.total_seconds() > 0 else None
-        result = await self.client.check(
+        result = await registry.check(
+            self.client,
             image,
             method="GET" if config.method == "GET" else "HEAD",
             timeout=timeout,

@@ -34,6 +34,7 @@ from kuik_replicator.planner import (
     expected_mirrors,
     with_counts,
 )
+from kuikcore import registry
 from kuikcore.coord import Coord, FencedLock, LockLost, UsageRecords
 from kuikcore.credentials import read_credential_set
 from kuikcore.mirroring import SecretName
@@ -304,7 +305,7 @@ class Cleaner:
                     f"mirrored {d.digest} (re-pushed by someone else)"
                 )
             await lock.check()
-            result = await self.client.delete(d.destination, credentials=creds)
+            result = await registry.delete(self.client, d.destination, credentials=creds)
             if not result.deleted:
                 return kept(
                     "not deleted: its manifest is shared with tag(s) "

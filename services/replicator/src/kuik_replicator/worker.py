@@ -26,6 +26,7 @@ import structlog
 
 from kuik_replicator.metrics import ReplicatorMetrics
 from kuik_replicator.status import CopyOutcome, ResultLog
+from kuikcore import registry
 from kuikcore.api import AvailabilityStatus, format_time
 from kuikcore.cluster import ClusterSource
 from kuikcore.config import Config
@@ -125,7 +126,8 @@ class CopyWorker:
                 for host in hosts:
                     semaphore = Semaphore(self.coord, f"copies:{host}", self.per_registry)
                     await stack.enter_async_context(semaphore.slot())
-                result = await self.client.copy(
+                result = await registry.copy(
+                    self.client,
                     source,
                     destination,
                     platforms=self.platforms,

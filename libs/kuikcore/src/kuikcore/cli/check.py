@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 import click
 
+from kuikcore import registry
 from kuikcore.cli.copy import (
     build_client,
     credentials_for,
@@ -29,8 +30,7 @@ from kuikcore.cli.copy import (
     registry_options,
 )
 from kuikcore.reference import Reference, parse
-from kuikcore.registry import Credentials, Keyring, RegistryClient
-from kuikcore.registry.check import CheckResult
+from kuikcore.registry import CheckResult, Credentials, Keyring, RegistryClient
 from kuikcore.registry.probe import ProbeResult, probe_all
 
 __all__ = ["check_route", "command", "print_checked_route"]
@@ -91,7 +91,8 @@ async def _check_all(
         )
         checks = await asyncio.gather(
             *(
-                client.check(
+                registry.check(
+                    client,
                     ref,
                     method=method,
                     timeout=timeout,
@@ -240,7 +241,8 @@ def check_route(
                     ref = parse(alternative.image)
                     keyring = _route_keyring(pod, alternative.credential_secret, secrets)
                     checks.append(
-                        client.check(
+                        registry.check(
+                            client,
                             ref,
                             method="HEAD",
                             timeout=timeout,

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
+from kuikcore import registry
 from kuikcore.reference import InvalidReference, Reference, parse
 from kuikcore.registry import (
     CopyResult,
@@ -189,10 +190,9 @@ def summary(src: str, dst: str, result: CopyResult, seconds: float) -> str:
     )
 
 
-async def _run(client: Any, *args: Any, **kwargs: Any) -> CopyResult:
+async def _run(client: RegistryClient, *args: Any, **kwargs: Any) -> CopyResult:
     async with client:
-        result: CopyResult = await client.copy(*args, **kwargs)
-        return result
+        return await registry.copy(client, *args, **kwargs)
 
 
 @click.command(name="copy")

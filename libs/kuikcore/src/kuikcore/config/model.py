@@ -42,12 +42,12 @@ __all__ = [
     "Metrics",
     "Mirroring",
     "Monitoring",
-    "Platform",
+    "PlatformConfig",
     "Redis",
     "RegistryHealth",
     "RegistryMonitoring",
     "RegistryMonitoringOverride",
-    "RegistryTLS",
+    "RegistryTLSConfig",
     "Routing",
     "StaleMirrorCleanup",
     "Webhook",
@@ -211,7 +211,7 @@ class Routing(_Model):
     honor_priorities_on_always_image_pull_policy: bool = False
 
 
-class Platform(_Model):
+class PlatformConfig(_Model):
     """One platform to keep when mirroring a multi-platform image; empty os/variant match any."""
 
     os: str = ""
@@ -227,8 +227,8 @@ class Platform(_Model):
 
 
 class Mirroring(_Model):
-    platforms: list[Platform] = Field(
-        default_factory=lambda: [Platform(architecture="amd64")], min_length=1
+    platforms: list[PlatformConfig] = Field(
+        default_factory=lambda: [PlatformConfig(architecture="amd64")], min_length=1
     )
     # kuik: a cap on concurrent copies per registry across every replicator replica (issue 9).
     max_concurrent_per_registry: int = Field(default=4, gt=0)
@@ -463,7 +463,7 @@ class Redis(_Model):
         return value
 
 
-class RegistryTLS(_Model):
+class RegistryTLSConfig(_Model):
     """How kuik reaches one registry host (beyond upstream, which has no such setting)."""
 
     insecure: bool = False
@@ -471,7 +471,7 @@ class RegistryTLS(_Model):
     ca_file: ExistingFile | None = None
 
     @model_validator(mode="after")
-    def _coherent(self) -> RegistryTLS:
+    def _coherent(self) -> RegistryTLSConfig:
         if self.insecure and (self.skip_verify or self.ca_file is not None):
             field = "skipVerify" if self.skip_verify else "caFile"
             raise FieldIssue(field, "applies to HTTPS only, but insecure: true selects plain HTTP")
@@ -538,7 +538,7 @@ class Config(_Model):
     redis: Redis = Redis()
     cluster: Annotated[str, AfterValidator(_check_cluster)] = "kubernetes"
     cluster_id: str | None = Field(default=None, alias="clusterID")
-    registries: dict[str, RegistryTLS] = Field(default_factory=dict)
+    registries: dict[str, RegistryTLSConfig] = Field(default_factory=dict)
     registry_health: RegistryHealth = RegistryHealth()
     webhook: Webhook = Webhook()
 
@@ -565,10 +565,10 @@ class Config(_Model):
 
     @field_validator("registries")
     @classmethod
-    def _registry_hosts(cls, value: dict[str, RegistryTLS]) -> dict[str, RegistryTLS]:
+    def _registry_hosts(cls, value: dict[str, RegistryTLSConfig]) -> dict[str, RegistryTLSConfig]:
         _check_hosts(value)
         return value
 
-    def registry_tls(self, host: str) -> RegistryTLS:
+    def registry_tls(self, host: str) -> RegistryTLSConfig:
         """TLS settings for a registry host; hosts without an entry get the defaults (verify)."""
-        return self.registries.get(host) or RegistryTLS()
+        return self.registries.get(host) or RegistryTLSConfig()

@@ -1,7 +1,7 @@
 """Observability shared by every kuik process: logging, secret redaction, metrics, health server."""
 
 from kuikcore.observe.authz import Authorizer, Denial, KubernetesAuthorizer
-from kuikcore.observe.health import CheckResult, HealthServer, ReadinessCheck, serve_app
+from kuikcore.observe.health import HealthServer, ReadinessCheck, ReadinessResult, serve_app
 from kuikcore.observe.labels import MAX_HOST_LABELS, OTHER, HostLabels, closed, object_name
 from kuikcore.observe.logs import LOG_LEVELS, HotLogger, LogLine, configure_logging, get_logger
 from kuikcore.observe.metrics import NAMESPACE, build_info, metrics_registry
@@ -14,7 +14,6 @@ __all__ = [
     "OTHER",
     "REDACTED",
     "Authorizer",
-    "CheckResult",
     "Denial",
     "HealthServer",
     "HostLabels",
@@ -22,6 +21,7 @@ __all__ = [
     "KubernetesAuthorizer",
     "LogLine",
     "ReadinessCheck",
+    "ReadinessResult",
     "build_info",
     "closed",
     "configure_logging",

@@ -29,7 +29,7 @@ from kuikcore.config import ListenAddress, parse_listen
 from kuikcore.observe.authz import Authorizer
 from kuikcore.observe.redact import redact_text
 
-__all__ = ["CheckResult", "HealthServer", "ReadinessCheck", "serve_app"]
+__all__ = ["HealthServer", "ReadinessCheck", "ReadinessResult", "serve_app"]
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
 
@@ -53,7 +53,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @dataclass(frozen=True, slots=True)
-class CheckResult:
+class ReadinessResult:
     name: str
     ok: bool
     reason: str = ""
@@ -116,22 +116,22 @@ class HealthServer:
         port: int = address[1]
         return port
 
-    async def readiness(self) -> list[CheckResult]:
+    async def readiness(self) -> list[ReadinessResult]:
         """Run every check now, concurrently, in registration order."""
         names = list(self._checks)
         results = await asyncio.gather(*(self._run_check(n) for n in names))
         return list(results)
 
-    async def _run_check(self, name: str) -> CheckResult:
+    async def _run_check(self, name: str) -> ReadinessResult:
         try:
             async with asyncio.timeout(self.check_timeout):
                 ok = await self._checks[name]()
         except TimeoutError:
-            return CheckResult(name, False, f"timed out after {self.check_timeout:g}s")
+            return ReadinessResult(name, False, f"timed out after {self.check_timeout:g}s")
         except Exception as exc:
             reason = redact_text(f"{type(exc).__name__}: {exc}")
-            return CheckResult(name, False, reason)
-        return CheckResult(name, True) if ok else CheckResult(name, False, "not ready")
+            return ReadinessResult(name, False, reason)
+        return ReadinessResult(name, True) if ok else ReadinessResult(name, False, "not ready")
 
     async def _healthz(self, _request: web.Request) -> web.Response:
         return web.Response(text="ok\n")

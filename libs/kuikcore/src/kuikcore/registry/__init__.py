@@ -1,16 +1,18 @@
 """kuik's OCI distribution client: checks, copies and deletes against any registry.
 
 Async on aiohttp, one pooled session per registry host, bearer/basic auth with a token cache,
-kubelet's pull-secret matching, typed errors, retries within a deadline.
+kubelet's pull-secret matching, typed errors, retries within a deadline. `RegistryClient` holds
+the connections and makes single requests; the operations are functions taking it:
+`registry.check(client, ref)`, `registry.copy(client, src, dst)`, `registry.delete(client, ref)`.
 """
 
 from __future__ import annotations
 
 from kuikcore.registry.auth import Credentials
-from kuikcore.registry.check import CheckResult, classify
+from kuikcore.registry.check import CheckResult, check, classify
 from kuikcore.registry.client import ManifestInfo, RegistryClient
-from kuikcore.registry.copy import CopyResult, Progress
-from kuikcore.registry.delete import DeleteResult
+from kuikcore.registry.copy import CopyResult, Progress, copy
+from kuikcore.registry.delete import DeleteResult, delete
 from kuikcore.registry.errors import (
     DigestMismatch,
     InvalidAuth,
@@ -22,7 +24,7 @@ from kuikcore.registry.errors import (
     UnsupportedManifest,
 )
 from kuikcore.registry.keyring import InvalidDockerConfig, Keyring
-from kuikcore.registry.mediatypes import Descriptor, Manifest
+from kuikcore.registry.mediatypes import Descriptor, ImageManifest
 from kuikcore.registry.platforms import Platform, parse_platform
 from kuikcore.registry.transport import Deadline, RegistryTLS, RetryPolicy
 
@@ -34,10 +36,10 @@ __all__ = [
     "DeleteResult",
     "Descriptor",
     "DigestMismatch",
+    "ImageManifest",
     "InvalidAuth",
     "InvalidDockerConfig",
     "Keyring",
-    "Manifest",
     "ManifestInfo",
     "NotFound",
     "Platform",
@@ -50,6 +52,9 @@ __all__ = [
     "RetryPolicy",
     "Unreachable",
     "UnsupportedManifest",
+    "check",
     "classify",
+    "copy",
+    "delete",
     "parse_platform",
 ]

@@ -11,11 +11,12 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from kuikcore.names import AvailabilityStatus
 from kuikcore.reference import Reference
 from kuikcore.registry.auth import Credentials, credential_attempts
+from kuikcore.registry.client import RegistryClient, as_reference
 from kuikcore.registry.errors import (
     InvalidAuth,
     NotFound,
@@ -24,9 +25,6 @@ from kuikcore.registry.errors import (
     is_rate_limited,
 )
 from kuikcore.registry.transport import Deadline
-
-if TYPE_CHECKING:
-    from kuikcore.registry.client import RegistryClient
 
 __all__ = ["CheckResult", "check", "classify"]
 
@@ -72,8 +70,6 @@ async def check(
     Matching credentials are tried in turn while the answer could be theirs (401/403, or a
     404 that a registry hiding private repositories gives); the last answer is reported.
     """
-    from kuikcore.registry.client import as_reference
-
     if method not in ("HEAD", "GET"):
         raise ValueError(f"invalid check method {method!r}: expected HEAD or GET")
     ref = as_reference(ref)

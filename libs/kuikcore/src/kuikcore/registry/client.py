@@ -1,8 +1,9 @@
 """The distribution API, one method per request kind, over the shared `Transport`.
 
 `RegistryClient` is what services hold (one per process: its sessions, tokens and scheme
-probes are shared by every call). The multi-request operations live in their own modules
-(`check`, `copy`, `delete`) and are reachable as methods here.
+probes are shared by every call). It is a leaf of the package: the multi-request operations
+(`check`, `copy`, `delete`) are functions in their own modules that take a client, so every
+import inside `kuikcore.registry` points down to it and never back.
 """
 
 from __future__ import annotations
@@ -11,10 +12,9 @@ import asyncio
 import hashlib
 import json
 import re
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
+from typing import Any, Final, Literal, Protocol
 
 import aiohttp
 from yarl import URL
@@ -23,7 +23,7 @@ from kuikcore.reference import DEFAULT_DOMAIN, DOCKER_HUB_API_HOST, Reference, p
 from kuikcore.registry.auth import Credentials, scope_for
 from kuikcore.registry.errors import DigestMismatch, RegistryError
 from kuikcore.registry.locations import BlobLocations
-from kuikcore.registry.mediatypes import MANIFEST_ACCEPT, Manifest, digest_of, parse_manifest
+from kuikcore.registry.mediatypes import MANIFEST_ACCEPT, ImageManifest, digest_of, parse_manifest
 from kuikcore.registry.transport import (
     Deadline,
     RegistryTLS,
@@ -31,12 +31,6 @@ from kuikcore.registry.transport import (
     TLSLookup,
     Transport,
 )
-
-if TYPE_CHECKING:
-    from kuikcore.registry.check import CheckResult
-    from kuikcore.registry.copy import CopyResult, Progress
-    from kuikcore.registry.delete import DeleteResult
-    from kuikcore.registry.platforms import Platform
 
 __all__ = ["ManifestInfo", "RegistryClient", "VerifyingStream", "as_reference", "tls_from_config"]
 
@@ -217,8 +211,8 @@ class RegistryClient:
         method: Literal["HEAD", "GET"] = "GET",
         credentials: Credentials | None = None,
         deadline: Deadline | None = None,
-    ) -> tuple[ManifestInfo, Manifest | None]:
-        """HEAD or GET a manifest; the Manifest is None for HEAD. GETs are digest-verified."""
+    ) -> tuple[ManifestInfo, ImageManifest | None]:
+        """HEAD or GET a manifest; the manifest is None for HEAD. GETs are digest-verified."""
         ref = as_reference(ref)
         target = _manifest_ref(ref)
         path = f"/v2/{ref.repository}/manifests/{target}"
@@ -275,7 +269,7 @@ class RegistryClient:
         *,
         credentials: Credentials | None = None,
         deadline: Deadline | None = None,
-    ) -> Manifest:
+    ) -> ImageManifest:
         _, manifest = await self.read_manifest(
             ref, method="GET", credentials=credentials, deadline=deadline
         )
@@ -523,65 +517,6 @@ class RegistryClient:
             if stream.error is not None:
                 raise stream.error from None
             raise
-
-    # --- operations ---------------------------------------------------------------------------
-
-    async def check(
-        self,
-        ref: Reference | str,
-        *,
-        method: Literal["HEAD", "GET"] = "HEAD",
-        timeout: float | timedelta | None = None,  # noqa: ASYNC109 (a deadline, not a cancel scope)
-        credentials: Sequence[Credentials] | Credentials | None = None,
-        resolve_digest: bool = False,
-    ) -> CheckResult:
-        from kuikcore.registry.check import check
-
-        return await check(
-            self,
-            ref,
-            method=method,
-            timeout=timeout,
-            credentials=credentials,
-            resolve_digest=resolve_digest,
-        )
-
-    async def copy(
-        self,
-        src: Reference | str,
-        dst: Reference | str,
-        *,
-        platforms: Sequence[Platform] = (),
-        all_platforms: bool = False,
-        src_credentials: Sequence[Credentials] | Credentials | None = None,
-        dst_credentials: Sequence[Credentials] | Credentials | None = None,
-        deadline: Deadline | None = None,
-        progress: Progress | None = None,
-    ) -> CopyResult:
-        from kuikcore.registry.copy import copy
-
-        return await copy(
-            self,
-            src,
-            dst,
-            platforms=platforms,
-            all_platforms=all_platforms,
-            src_credentials=src_credentials,
-            dst_credentials=dst_credentials,
-            deadline=deadline,
-            progress=progress,
-        )
-
-    async def delete(
-        self,
-        ref: Reference | str,
-        *,
-        credentials: Sequence[Credentials] | Credentials | None = None,
-        deadline: Deadline | None = None,
-    ) -> DeleteResult:
-        from kuikcore.registry.delete import delete
-
-        return await delete(self, ref, credentials=credentials, deadline=deadline)
 
 
 def _absolute(base: str, location: str) -> str:

@@ -15,10 +15,11 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 from kuikcore.reference import Reference
 from kuikcore.registry.auth import Credentials, credential_attempts
+from kuikcore.registry.client import BLOB_CHUNK, RegistryClient, VerifyingStream, as_reference
 from kuikcore.registry.errors import (
     DigestMismatch,
     InvalidAuth,
@@ -27,12 +28,9 @@ from kuikcore.registry.errors import (
     RegistryError,
     Unreachable,
 )
-from kuikcore.registry.mediatypes import Descriptor, Manifest, digest_of
+from kuikcore.registry.mediatypes import Descriptor, ImageManifest, digest_of
 from kuikcore.registry.platforms import Platform, filter_children
 from kuikcore.registry.transport import Deadline, api_host, log
-
-if TYPE_CHECKING:
-    from kuikcore.registry.client import RegistryClient
 
 __all__ = ["BlobOutcome", "CopyResult", "Progress", "copy", "plan_index"]
 
@@ -77,7 +75,7 @@ class _Tally:
 
 
 def plan_index(
-    index: Manifest, platforms: Sequence[Platform], all_platforms: bool
+    index: ImageManifest, platforms: Sequence[Platform], all_platforms: bool
 ) -> tuple[bytes, tuple[Descriptor, ...], list[Platform]]:
     """Which children of an index to copy, and the index bytes to push.
 
@@ -181,8 +179,6 @@ class _Copier:
         return outcome
 
     async def _transfer(self, desc: Descriptor, preloaded: bytes | None) -> BlobOutcome:
-        from kuikcore.registry.client import BLOB_CHUNK, VerifyingStream
-
         host = api_host(self.dst.registry_host)
         sources = self.client.locations.mount_sources(host, desc.digest, self.dst.repository)
         # one mount attempt: a refused mount still opens the upload session used below
@@ -224,7 +220,7 @@ class _Copier:
             )
         return "copied"
 
-    async def read_config(self, manifest: Manifest) -> bytes:
+    async def read_config(self, manifest: ImageManifest) -> bytes:
         assert manifest.config is not None
         if manifest.config.size > _CONFIG_LIMIT:
             raise RegistryError(f"image config {manifest.config.digest} is too large to read")
@@ -237,7 +233,7 @@ class _Copier:
             raise DigestMismatch(f"image config {manifest.config.digest}: content does not match")
         return data
 
-    async def copy_image(self, manifest: Manifest, config: bytes | None = None) -> None:
+    async def copy_image(self, manifest: ImageManifest, config: bytes | None = None) -> None:
         """Blobs of one image manifest (config first), in parallel with the other images'."""
         tasks = []
         if manifest.config is not None:
@@ -350,8 +346,6 @@ async def copy(
     (what a digest-pinned image needs). Otherwise index children not matching any platform are
     dropped (upstream's rule); none matching raises PlatformNotFound, some missing is a warning.
     """
-    from kuikcore.registry.client import as_reference
-
     source = as_reference(src)
     target = _destination(source, as_reference(dst))
     deadline = deadline or Deadline.never()

@@ -14,15 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from kuikcore.reference import Reference
 from kuikcore.registry.auth import Credentials, credential_attempts
+from kuikcore.registry.client import RegistryClient, as_reference
 from kuikcore.registry.errors import InvalidAuth, NotFound, RegistryError
 from kuikcore.registry.transport import Deadline
-
-if TYPE_CHECKING:
-    from kuikcore.registry.client import RegistryClient
 
 __all__ = ["DeleteResult", "delete"]
 
@@ -64,8 +62,6 @@ async def _delete(
     creds: Credentials | None,
     deadline: Deadline,
 ) -> DeleteResult:
-    from kuikcore.registry.client import as_reference
-
     ref = as_reference(ref)
     requests = 1
     try:

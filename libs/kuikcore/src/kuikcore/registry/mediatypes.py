@@ -20,7 +20,7 @@ __all__ = [
     "OCI_INDEX",
     "OCI_MANIFEST",
     "Descriptor",
-    "Manifest",
+    "ImageManifest",
     "digest_of",
     "parse_manifest",
 ]
@@ -70,8 +70,10 @@ class Descriptor:
 
 
 @dataclass(frozen=True, slots=True)
-class Manifest:
-    """A manifest or index exactly as the registry served it (`raw` is never re-encoded)."""
+class ImageManifest:
+    """An image's manifest or index exactly as the registry served it (`raw` is never re-encoded).
+
+    Named apart from `kuikcore.manifests` (Kubernetes YAML documents)."""
 
     raw: bytes
     media_type: str
@@ -90,7 +92,7 @@ class Manifest:
         return ((self.config,) if self.config else ()) + self.layers
 
 
-def parse_manifest(raw: bytes, content_type: str | None, where: str) -> Manifest:
+def parse_manifest(raw: bytes, content_type: str | None, where: str) -> ImageManifest:
     """Parse a manifest body; `content_type` falls back to the document's own `mediaType`."""
     try:
         doc = json.loads(raw)
@@ -118,11 +120,11 @@ def parse_manifest(raw: bytes, content_type: str | None, where: str) -> Manifest
         if not isinstance(entries, list):
             raise UnsupportedManifest(f"{where}: index without a `manifests` list")
         children = tuple(Descriptor.from_json(e, where) for e in entries)
-        return Manifest(raw, media_type, digest, children=children)
+        return ImageManifest(raw, media_type, digest, children=children)
     layers = doc.get("layers") or []
     if not isinstance(layers, list):
         raise UnsupportedManifest(f"{where}: `layers` is not a list")
-    return Manifest(
+    return ImageManifest(
         raw,
         media_type,
         digest,
