@@ -31,6 +31,7 @@ from kuik_testing import (
 from kuik_testing.processes import ServiceProcess, bin_path
 from kuikcore.coord import connect
 from kuikcore.mirroring import report_stale_mirror
+from kuikcore.names import ORIGINAL_IMAGES_ANNOTATION, REROUTE_REASONS_ANNOTATION
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -737,3 +738,51 @@ def test_deleting_a_cism_deletes_its_mirrors_and_pull_secret_copies(
         'kube_image_keeper_replicator_is_leader{role="replicator:',
     ):
         assert name in metrics, name
+
+
+def test_rerouted_pods_get_one_event_per_workload_and_a_new_leader_repeats_none(
+    env: Env, registry: RegistryServer
+) -> None:
+    """The webhook's annotations become a `Rerouted` Event once the Pod exists: one for the 20
+    Pods of a ReplicaSet, one for a Pod on its own, none for a Pod kept on its image."""
+    originals = json.dumps({"c0": "registry.a/shop/web:1"})
+    reasons = json.dumps({"c0": "registry.a is down since 12:00:01 (probe)"})
+    annotations = {ORIGINAL_IMAGES_ANNOTATION: originals, REROUTE_REASONS_ANNOTATION: reasons}
+    owner = [
+        {
+            "apiVersion": "apps/v1",
+            "kind": "ReplicaSet",
+            "name": "web-7d9f",
+            "uid": "rs",
+            "controller": True,
+        }
+    ]
+    replicas = [
+        pod(
+            f"web-7d9f-{n}",
+            f"{registry.host}/m/shop/web:1",
+            annotations=annotations,
+            ownerReferences=owner,
+        )
+        for n in range(20)
+    ]
+    alone = pod("debug", f"{registry.host}/m/shop/web:1", annotations=annotations)
+    kept = pod("kept", "registry.a/shop/web:1", annotations={ORIGINAL_IMAGES_ANNOTATION: originals})
+    first = env.start()
+    env.write("pods.yaml", *replicas, alone, kept)
+    env.wait("two Rerouted events", lambda: len(env.events("Rerouted")) == 2)
+    regarding = sorted(e["regarding"]["name"] for e in env.events("Rerouted"))
+    assert regarding[0] == "debug"
+    assert regarding[1].startswith("web-7d9f-")
+    event = next(e for e in env.events("Rerouted") if e["regarding"]["name"] == "debug")
+    assert event["note"] == (
+        f"rerouted c0: registry.a/shop/web:1 -> {registry.host}/m/shop/web:1 "
+        "(registry.a is down since 12:00:01 (probe))"
+    )
+    metric = "kube_image_keeper_replicator_reroute_events_total"
+    env.wait("19 coalesced", lambda: (first.sample(metric, result="coalesced") or 0) == 19)
+    assert first.sample(metric, result="recorded") == 2
+    first.stop()
+    second = env.start()  # takes over: sees all 21 again, the Redis markers hold
+    env.wait("21 coalesced", lambda: (second.sample(metric, result="coalesced") or 0) == 21)
+    assert len(env.events("Rerouted")) == 2

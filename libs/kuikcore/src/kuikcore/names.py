@@ -21,6 +21,7 @@ __all__ = [
     "OWNER_NAME_LABEL",
     "OWNER_UID_LABEL",
     "OWNER_VERSION_LABEL",
+    "REROUTE_REASONS_ANNOTATION",
     "SECRET_CLEANUP_FINALIZER",
     "UNUSED_MARKER",
     "VERSION",
@@ -35,6 +36,9 @@ API_VERSION = f"{GROUP}/{VERSION}"
 # Pod annotation written by the webhook: JSON {"<container name>": "<original image>"};
 # init containers are keyed "init:<name>", ephemeral containers "ephemeral:<name>".
 ORIGINAL_IMAGES_ANNOTATION = "kuik.enix.io/original-images"
+# kuik: why each rerouted container was rerouted, same keys, short texts (the `Rerouted` Event's
+# "why"; the webhook knows it at admission, the replicator writes the Event once the Pod exists).
+REROUTE_REASONS_ANNOTATION = "kuik.enix.io/reroute-reasons"
 # Static (mirror) pods carry this annotation; kuik never touches them.
 CONFIG_MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
 

@@ -11,13 +11,14 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from kuikcore.names import ORIGINAL_IMAGES_ANNOTATION
+from kuikcore.names import ORIGINAL_IMAGES_ANNOTATION, REROUTE_REASONS_ANNOTATION
 from kuikcore.reference import InvalidReference, parse
 
 __all__ = [
     "SPEC_FIELDS",
     "ContainerType",
     "PodImage",
+    "ReroutedContainer",
     "annotation_key",
     "effective_pull_policy",
     "normalised_image",
@@ -27,6 +28,8 @@ __all__ = [
     "pod_images",
     "pod_labels",
     "pod_namespace",
+    "reroute_reasons",
+    "rerouted_containers",
 ]
 
 
@@ -74,7 +77,45 @@ def pod_containers(pod: Mapping[str, Any]) -> list[tuple[ContainerType, Mapping[
 
 def original_images(pod: Mapping[str, Any]) -> dict[str, str]:
     """The `kuik.enix.io/original-images` map; invalid JSON reads as empty (as upstream)."""
-    raw = pod_annotations(pod).get(ORIGINAL_IMAGES_ANNOTATION)
+    return _string_map(pod, ORIGINAL_IMAGES_ANNOTATION)
+
+
+def reroute_reasons(pod: Mapping[str, Any]) -> dict[str, str]:
+    """The `kuik.enix.io/reroute-reasons` map (same keys as the originals); invalid reads as empty."""
+    return _string_map(pod, REROUTE_REASONS_ANNOTATION)
+
+
+@dataclass(frozen=True, slots=True)
+class ReroutedContainer:
+    """One container the webhook moved to another image, as the Pod records it."""
+
+    key: str
+    """`annotation_key`: `name`, `init:name` or `ephemeral:name`."""
+    original: str
+    image: str
+    reason: str
+    """Why, as the webhook wrote it; "" when the Pod does not say (an older webhook)."""
+
+
+def rerouted_containers(pod: Mapping[str, Any]) -> list[ReroutedContainer]:
+    """The containers whose current image differs from their recorded original, in walk order.
+
+    A container recorded but since set back to its original (or gone) is not rerouted."""
+    originals = original_images(pod)
+    if not originals:
+        return []
+    reasons = reroute_reasons(pod)
+    out = []
+    for container_type, container in pod_containers(pod):
+        key = annotation_key(container_type, str(container.get("name", "")))
+        original, image = originals.get(key), container.get("image")
+        if original is not None and isinstance(image, str) and image != original:
+            out.append(ReroutedContainer(key, original, image, reasons.get(key, "")))
+    return out
+
+
+def _string_map(pod: Mapping[str, Any], annotation: str) -> dict[str, str]:
+    raw = pod_annotations(pod).get(annotation)
     if not raw:
         return {}
     try:

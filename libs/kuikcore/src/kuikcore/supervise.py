@@ -63,6 +63,7 @@ class Loop(StrEnum):
     REPLICATOR_LEADERSHIP = "replicator-leadership"
     REPLICATOR_RESULTS = "replicator-results"
     REPLICATOR_QUEUE_DEPTH = "replicator-queue-depth"
+    REPLICATOR_REROUTE_EVENTS = "replicator-reroute-events"
     MONITOR_LEADERSHIP = "monitor-leadership"
     MONITOR_TRACKING = "monitor-tracking"
     MONITOR_SCHEDULING = "monitor-scheduling"

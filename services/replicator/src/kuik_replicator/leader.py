@@ -25,6 +25,7 @@ from kuik_replicator.planner import (
     plan_status,
     select_images,
 )
+from kuik_replicator.reroute_events import RerouteEvents
 from kuik_replicator.secrets_gc import reconcile_secret_owner
 from kuik_replicator.status import CopyOutcome, ResultLog, apply_outcomes
 from kuikcore.api import (
@@ -73,8 +74,10 @@ class Leader:
         resync: timedelta,
         expedite_window: timedelta,
         supervisor: Supervisor | None = None,
+        events: RerouteEvents | None = None,
     ) -> None:
         self.cluster = cluster
+        self.events = events
         self.queue = queue
         self.results = results
         self.usage = usage
@@ -133,6 +136,16 @@ class Leader:
         watcher = asyncio.create_task(
             self.supervisor.run(Loop.REPLICATOR_RESULTS, self._watch_results)
         )
+        background = [watcher]
+        events = self.events
+        if events is not None:
+            unsubscribe_events = self.cluster.subscribe(events.on_change)
+            pods = self.cluster.store.pods()
+            background.append(
+                asyncio.create_task(
+                    self.supervisor.run(Loop.REPLICATOR_REROUTE_EVENTS, lambda: events.run(pods))
+                )
+            )
         plan_at = time.monotonic()
         try:
             pause = 0.1
@@ -178,7 +191,10 @@ class Leader:
                     await asyncio.sleep(max(_FOLD_BATCH - (time.monotonic() - folded_at), 0.0))
         finally:
             unsubscribe()
-            watcher.cancel()
+            if events is not None:
+                unsubscribe_events()
+            for task in background:
+                task.cancel()
 
     async def run_pass(self, now: datetime) -> timedelta | None:
         """One full pass; returns the time until the next retention falls due."""

@@ -19,6 +19,7 @@ class ReplicatorMetrics:
     queue_depth: Gauge
     jobs_in_flight: Gauge
     deletions: Counter
+    reroute_events: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> ReplicatorMetrics:
@@ -52,6 +53,13 @@ class ReplicatorMetrics:
                 _P + "deletions",
                 "Mirror cleanup attempts, by result (deleted, kept: a check refused it, "
                 "deferred: retried later)",
+                ["result"],
+                registry=registry,
+            ),
+            reroute_events=Counter(
+                _P + "reroute_events",
+                "Rerouted Pods seen by the leader, by what became of their Event (recorded, "
+                "coalesced: the workload has one, rate_limited, too_old, failed)",
                 ["result"],
                 registry=registry,
             ),

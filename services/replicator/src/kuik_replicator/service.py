@@ -15,6 +15,7 @@ import contextlib
 from kuik_replicator.cleanup import Cleaner
 from kuik_replicator.leader import Leader
 from kuik_replicator.metrics import ReplicatorMetrics
+from kuik_replicator.reroute_events import RerouteEvents
 from kuik_replicator.status import ResultLog
 from kuik_replicator.worker import CopyWorker, platforms_from_config
 from kuikcore.cluster.health import ClusterNotReady, cluster_ready
@@ -124,6 +125,11 @@ async def run(ctx: ServiceContext) -> None:
             resync=mirroring.resync_interval,
             expedite_window=mirroring.expedite_window,
             supervisor=ctx.supervisor,
+            events=RerouteEvents(
+                cluster, coord, cluster_id, config.reroute_events, metrics.reroute_events
+            )
+            if config.reroute_events.enabled
+            else None,
         )
         leadership = Leadership(
             coord,

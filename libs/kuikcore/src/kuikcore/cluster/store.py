@@ -60,6 +60,24 @@ def slim_pod(pod: JSON) -> JSON:
     slim_meta["annotations"] = {
         k: v for k, v in _interned(meta.get("annotations")).items() if k not in _DROPPED_ANNOTATIONS
     }
+    controller = next(
+        (
+            ref
+            for ref in meta.get("ownerReferences") or ()
+            if isinstance(ref, dict)
+            and ref.get("controller")
+            and ref.get("kind")
+            and ref.get("name")
+        ),
+        None,
+    )
+    if controller is not None:  # whose Pod it is: reroute Events are coalesced per workload
+        slim_meta["ownerReferences"] = [
+            {
+                "kind": sys.intern(str(controller["kind"])),
+                "name": sys.intern(str(controller["name"])),
+            }
+        ]
     slim_spec: JSON = {}
     for field in SPEC_FIELDS.values():
         containers = spec.get(field) or []

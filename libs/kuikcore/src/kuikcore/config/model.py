@@ -48,6 +48,7 @@ __all__ = [
     "RegistryMonitoring",
     "RegistryMonitoringOverride",
     "RegistryTLSConfig",
+    "RerouteEvents",
     "Routing",
     "StaleMirrorCleanup",
     "Webhook",
@@ -497,6 +498,22 @@ class RegistryHealth(_Model):
     forget_after: PositiveDuration = timedelta(hours=1)
 
 
+class RerouteEvents(_Model):
+    """The `Rerouted` Event on each Pod the webhook rerouted, written by the replicator's leader
+    once the Pod exists (the webhook never knows the Pod's name and UID at admission).
+
+    Bounded so a 1,000-replica rollout is not 1,000 Events: Pods of one workload rerouted the
+    same way within `window` share one Event (on the first Pod; its note says so),
+    and at most `perSecond` Events leave per second cluster-wide (`burst` at once); what the
+    bounds hold back is counted (`kube_image_keeper_replicator_reroute_events_total{result}`), never queued."""
+
+    enabled: bool = True
+    per_second: float = Field(default=5.0, gt=0, le=1000)
+    burst: int = Field(default=20, ge=1, le=10_000)
+    # also: Pods first seen older than this (a restart, a new leader) get no Event
+    window: PositiveDuration = timedelta(minutes=10)
+
+
 class Webhook(_Model):
     """The admission endpoint's HTTPS listener (`kuik-webhook --listen/--tls-cert/--tls-key`)."""
 
@@ -540,6 +557,7 @@ class Config(_Model):
     cluster_id: str | None = Field(default=None, alias="clusterID")
     registries: dict[str, RegistryTLSConfig] = Field(default_factory=dict)
     registry_health: RegistryHealth = RegistryHealth()
+    reroute_events: RerouteEvents = RerouteEvents()
     webhook: Webhook = Webhook()
 
     @field_validator("skip_labels", "skip_annotations")

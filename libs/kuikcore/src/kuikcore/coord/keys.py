@@ -54,6 +54,11 @@ class KeySpace:
     def board_registry(self, host: str) -> str:
         return f"{self.prefix}board:registry:{host}"
 
+    def reroute_event(self, cluster_id: str, subject: str) -> str:
+        """String (TTL: the Event window) marking that a `Rerouted` Event covers `subject` (a
+        workload's reroute, or one Pod), so a new leader does not record it again."""
+        return f"{self.prefix}events:rerouted:{cluster_id}:{subject}"
+
     def health_targets(self) -> str:
         """ZSET of the registry hosts some service wants probed (score: last wanted, unix s)."""
         return f"{self.prefix}health:targets"
