@@ -10,6 +10,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from kuik_testing.objects import cism, mirror
 from kuikcore.cli import main
 
 DATA = Path(__file__).parent.parent / "data" / "routing"
@@ -68,26 +69,19 @@ POD = {
 }
 
 
-def cism(name: str, registry: str, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "kuik.enix.io/v1alpha1",
-        "kind": "ClusterImageSetMirror",
-        "metadata": {"name": name},
-        "spec": {"mirrors": [{"registry": registry, "path": "/m"}], **spec},
-    }
-
-
 def test_init_containers_skips_and_broken_filter(tmp_path: Path) -> None:
     pod = write(tmp_path / "pod.yaml", POD)
     cluster = tmp_path / "cluster"
     write(
         cluster / "a.yaml",
-        cism("good", "good.example", priority=-1, filter={"include": [{"image": ".*"}]}),
+        cism(
+            "good", mirror("good.example", "/m"), priority=-1, filter={"include": [{"image": ".*"}]}
+        ),
     )
     # label selectors cannot be checked by the API server: such a CR is skipped, not fatal
     write(
         cluster / "deep" / "er" / "b.yml",
-        cism("broken", "broken.example", filter={"include": [{"label": "==="}]}),
+        cism("broken", mirror("broken.example", "/m"), filter={"include": [{"label": "==="}]}),
     )
     result = run(str(pod), "--cluster", f"dir:{cluster}", "--json")
     assert result.exit_code == 0, result.output
@@ -116,7 +110,10 @@ def test_init_containers_skips_and_broken_filter(tmp_path: Path) -> None:
 def test_config_file_options(tmp_path: Path) -> None:
     pod = write(tmp_path / "pod.yaml", POD)
     cluster = tmp_path / "cluster"
-    write(cluster / "a.yaml", cism("good", "good.example", imageFilter={"include": [".*"]}))
+    write(
+        cluster / "a.yaml",
+        cism("good", mirror("good.example", "/m"), imageFilter={"include": [".*"]}),
+    )
     config = tmp_path / "config.yaml"
     config.write_text("routing:\n  rewriteOnNeverImagePullPolicy: true\n")
     result = run(str(pod), "--cluster", f"dir:{cluster}", "--config", str(config), "--json")
@@ -141,10 +138,10 @@ def test_without_cluster_only_the_original(tmp_path: Path) -> None:
 def test_invalid_cr_names_file_and_document(tmp_path: Path) -> None:
     pod = write(tmp_path / "pod.yaml", POD)
     cluster = tmp_path / "cluster"
-    bad = cism("bad", "x.example", imageFilter={"include": ["["]})
+    bad = cism("bad", mirror("x.example", "/m"), imageFilter={"include": ["["]})
     crs = write(
         cluster / "crs.yaml",
-        cism("ok", "ok.example"),
+        cism("ok", mirror("ok.example", "/m")),
         {"apiVersion": "v1", "kind": "ConfigMap"},
         bad,
     )

@@ -13,7 +13,7 @@ import asyncio
 import base64
 import json
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -298,11 +298,12 @@ def ris(
 def cisa(
     name: str,
     *,
-    status: Mapping[str, Any] | None = None,
+    images: Sequence[Mapping[str, Any]] | None = None,
     metadata: Mapping[str, Any] | None = None,
     **spec: Any,
 ) -> JSON:
-    """A ClusterImageSetAvailability; `status` as the monitor writes it, when given."""
+    """A ClusterImageSetAvailability; `images` is its status list as the monitor writes it."""
+    status = None if images is None else {"imageCount": len(images), "images": list(images)}
     return resource(CISA, name, spec=spec, status=status, metadata=metadata)
 
 
