@@ -10,7 +10,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from kuik_testing.objects import cism, mirror
+from kuik_testing.objects import cism, container, mirror, pod
 from kuikcore.cli import main
 
 DATA = Path(__file__).parent.parent / "data" / "routing"
@@ -53,20 +53,12 @@ def write(path: Path, *docs: Any) -> Path:
     return path
 
 
-POD = {
-    "apiVersion": "v1",
-    "kind": "Pod",
-    "metadata": {"name": "p", "namespace": "default"},
-    "spec": {
-        "initContainers": [
-            {"name": "setup", "image": "busybox:1.36", "imagePullPolicy": "IfNotPresent"}
-        ],
-        "containers": [
-            {"name": "app", "image": "nginx:1.29", "imagePullPolicy": "IfNotPresent"},
-            {"name": "local", "image": "app:dev", "imagePullPolicy": "Never"},
-        ],
-    },
-}
+POD = pod(
+    container("app", "nginx:1.29"),
+    container("local", "app:dev", policy="Never"),
+    init=[container("setup", "busybox:1.36")],
+    policy="IfNotPresent",
+)
 
 
 def test_init_containers_skips_and_broken_filter(tmp_path: Path) -> None:

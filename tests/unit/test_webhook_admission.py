@@ -11,6 +11,7 @@ from typing import Any
 import jsonpatch
 import pytest
 
+from kuik_testing import objects
 from kuik_testing.objects import admission_review, all_images, body, cism, container, mirror, pod
 from kuik_webhook.admission import (
     AdmissionRequest,
@@ -158,15 +159,7 @@ def test_reinvocation_changes_nothing() -> None:
 
 def test_namespace_comes_from_the_request_when_the_pod_has_none() -> None:
     ism = parse_resource(
-        {
-            "apiVersion": "kuik.enix.io/v1alpha1",
-            "kind": "ImageSetMirror",
-            "metadata": {"name": "ns-mirror", "namespace": "apps"},
-            "spec": {
-                "filter": {"include": [{"image": ".*"}]},
-                "mirrors": [{"registry": "ns.local", "path": "m"}],
-            },
-        }
+        objects.ism("apps", "ns-mirror", mirror("ns.local", "m"), filter=all_images())
     )
     plan = plan_admission(
         request(pod(container("c", "a.local/x:1"), namespace=None)),
