@@ -43,14 +43,8 @@ from typing import Any
 import trustme
 import yaml
 
-from kuik_testing import (
-    RedisServer,
-    RegistryServer,
-    free_port,
-    objects,
-    push_image,
-    synthetic_image,
-)
+import kuik_testing.objects as objects
+from kuik_testing import RedisServer, RegistryServer, free_port, push_image, synthetic_image
 from kuik_testing.processes import ServiceProcess
 
 # Another source tree's kuik-webhook run alongside, alternated with the others (paired

@@ -22,16 +22,10 @@ import jsonpatch
 import pytest
 import yaml
 
-from kuik_testing import (
-    RedisServer,
-    RegistryServer,
-    free_port,
-    objects,
-    push_image,
-    synthetic_image,
-)
+import kuik_testing.objects as objects
+from kuik_testing import RedisServer, RegistryServer, free_port, push_image, synthetic_image
 from kuik_testing.processes import ServiceProcess
-from tests.e2e.test_webhook import images, unique_name
+from tests.e2e.test_webhook import images, user_pod
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.xdist_group("outage")]
 
@@ -66,7 +60,8 @@ class Stack:
             objects.mirror(self.b.host, "m"),
             filter={"include": [{"image": rf"{self.a.host.replace('.', '[.]')}/.*"}]},
         )
-        running = self.app_pod("running")
+        running = user_pod("apps", self.originals)
+        running["metadata"]["name"] = "running"
         (self.cluster / "docs.yaml").write_text(yaml.safe_dump_all([cism, running]))
         # the default configuration: only where Redis is (and nothing at all for the webhook's
         # TLS: without a certificate it serves plain HTTP, as local mode allows)
@@ -103,14 +98,9 @@ class Stack:
         ]
         return len(done) == IMAGES
 
-    def app_pod(self, name: str) -> dict[str, Any]:
-        """A Pod using the ten images, as the webhook tests write them."""
-        containers = (objects.container(n, image) for n, image in self.originals.items())
-        return objects.pod(*containers, policy="IfNotPresent", namespace="apps", name=name)
-
     def admit(self) -> tuple[dict[str, str], float]:
         """Admit a new Pod using the ten images: (its images after the patch, seconds taken)."""
-        obj = self.app_pod(unique_name())
+        obj = user_pod("apps", self.originals)
         body = objects.body(objects.review(obj))
         if self._connection is None:
             self._connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)

@@ -36,7 +36,6 @@ from kuikcore.mirroring import report_stale_mirror
 pytestmark = pytest.mark.timeout(120)
 
 CISM = "ClusterImageSetMirror"
-CREDENTIALS = {"name": "mirror-creds", "namespace": "kuik"}
 
 
 # --- shared servers -------------------------------------------------------------------------
@@ -166,6 +165,12 @@ def env(tmp_path: Path, redis_shared: RedisServer, request: pytest.FixtureReques
     environment.stop()
 
 
+def mirror_spec(registry: RegistryServer, path: str, **extra: Any) -> dict[str, Any]:
+    """A mirror entry for `registry` with the credentials `base_setup` writes."""
+    creds = {"name": "mirror-creds", "namespace": "kuik"}
+    return objects.mirror(registry.host, path, credentialSecret=creds, **extra)
+
+
 def uploads(registry: RegistryServer, repository: str, since: int = 0) -> int:
     """Manifest PUTs into `repository` (one per copied image or index child)."""
     return registry.count_requests("PUT", rf"/v2/{repository}/manifests/", since=since)
@@ -184,15 +189,7 @@ def test_mirrors_pod_image_and_reports_status(
 ) -> None:
     image = synthetic_image("basic")
     digest = push_image(source, "basic/app", "1.0", image)
-    base_setup(
-        env,
-        mirror,
-        cism(
-            "all",
-            objects.mirror(mirror.host, "m1", credentialSecret=dict(CREDENTIALS)),
-            filter=all_images(),
-        ),
-    )
+    base_setup(env, mirror, cism("all", mirror_spec(mirror, "m1"), filter=all_images()))
     env.write("pods.yaml", pod(f"{source.host}/basic/app:1.0", namespace="apps", name="web"))
     env.start()
     key = (f"{source.host}/basic/app:1.0", f"{mirror.host}/m1/basic/app:1.0")
@@ -239,15 +236,7 @@ def test_two_replicators_copy_every_image_exactly_once(
     for i in range(8):
         push_image(source, f"twice/app{i}", "1", synthetic_image(f"twice{i}", base_layers=base))
     mark = mirror.log_offset()
-    base_setup(
-        env,
-        mirror,
-        cism(
-            "all",
-            objects.mirror(mirror.host, "m2", credentialSecret=dict(CREDENTIALS)),
-            filter=all_images(),
-        ),
-    )
+    base_setup(env, mirror, cism("all", mirror_spec(mirror, "m2"), filter=all_images()))
     env.start(workers=2)
     env.start(workers=2)
     env.write(
@@ -272,15 +261,7 @@ def test_sigkill_mid_copy_is_finished_by_another_and_never_tags_a_half_image(
 ) -> None:
     image = synthetic_image("large", layers=3, layer_size=24 * 1024 * 1024)
     digest = push_image(source, "large/app", "1", image)
-    base_setup(
-        env,
-        mirror,
-        cism(
-            "all",
-            objects.mirror(mirror.host, "m3", credentialSecret=dict(CREDENTIALS)),
-            filter=all_images(),
-        ),
-    )
+    base_setup(env, mirror, cism("all", mirror_spec(mirror, "m3"), filter=all_images()))
     first = env.start()
     mark = mirror.log_offset()
     env.write("pods.yaml", pod(f"{source.host}/large/app:1", namespace="apps", name="big"))
@@ -316,7 +297,7 @@ def test_retention_deletes_unused_but_keeps_what_others_use_or_re_pushed(
         push_image(source, f"ret/{name}", "1", synthetic_image(f"ret-{name}"))
     spec = cism(
         "all",
-        objects.mirror(mirror.host, "m4", credentialSecret=dict(CREDENTIALS)),
+        mirror_spec(mirror, "m4"),
         filter=all_images(),
         cleanup={"enabled": True, "retention": "1s"},
     )
@@ -394,10 +375,7 @@ def test_mirror_removed_from_spec_leaves_status_and_is_deleted(
     env: Env, source: RegistryServer, mirror: RegistryServer
 ) -> None:
     push_image(source, "rm/app", "1", synthetic_image("rm"))
-    two = [
-        objects.mirror(mirror.host, "keep", credentialSecret=dict(CREDENTIALS)),
-        objects.mirror(mirror.host, "drop", credentialSecret=dict(CREDENTIALS)),
-    ]
+    two = [mirror_spec(mirror, "keep"), mirror_spec(mirror, "drop")]
     cleanup = {"enabled": True, "retention": "1h"}
     base_setup(env, mirror, cism("all", *two, filter=all_images(), cleanup=cleanup))
     env.write("pods.yaml", pod(f"{source.host}/rm/app:1", namespace="apps", name="p"))
@@ -423,15 +401,7 @@ def test_platform_filter_is_honoured_recorded_and_explained(
     push_image(source, "plat/s390x", "1", synthetic_image("s390x", platform="linux/s390x"))
     # gone from the source, but already in the mirror (upstream 9969b67: counts as mirrored)
     kept = push_image(mirror, "m5/plat/gone", "1", synthetic_image("gone"))
-    base_setup(
-        env,
-        mirror,
-        cism(
-            "all",
-            objects.mirror(mirror.host, "m5", credentialSecret=dict(CREDENTIALS)),
-            filter=all_images(),
-        ),
-    )
+    base_setup(env, mirror, cism("all", mirror_spec(mirror, "m5"), filter=all_images()))
     env.write(
         "pods.yaml",
         pod(
@@ -474,15 +444,7 @@ def test_digest_pinned_copied_verbatim_and_stale_report_recopies(
     digest = push_image(source, "pin/app", None, index)
     image = f"{source.host}/pin/app@{digest}"
     push_image(source, "pin/tagged", "1", synthetic_image("stale"))
-    base_setup(
-        env,
-        mirror,
-        cism(
-            "all",
-            objects.mirror(mirror.host, "m6", credentialSecret=dict(CREDENTIALS)),
-            filter=all_images(),
-        ),
-    )
+    base_setup(env, mirror, cism("all", mirror_spec(mirror, "m6"), filter=all_images()))
     env.write("pods.yaml", pod(image, f"{source.host}/pin/tagged:1", namespace="apps", name="p"))
     env.start(cluster_id="pin")
     pinned = (image, f"{mirror.host}/m6/pin/app@{digest}")
@@ -535,21 +497,8 @@ def test_redis_restart_loses_no_job_and_invalid_filter_is_isolated(
     try:
         for name in ("one", "two", "three", "four"):
             push_image(source, f"rr/{name}", "1", synthetic_image(f"rr-{name}"))
-        bad = cism(
-            "bad",
-            objects.mirror(mirror.host, "bad", credentialSecret=dict(CREDENTIALS)),
-            filter={"include": [{"label": "!!nope"}]},
-        )
-        base_setup(
-            env,
-            mirror,
-            cism(
-                "all",
-                objects.mirror(mirror.host, "m7", credentialSecret=dict(CREDENTIALS)),
-                filter=all_images(),
-            ),
-            bad,
-        )
+        bad = cism("bad", mirror_spec(mirror, "bad"), filter={"include": [{"label": "!!nope"}]})
+        base_setup(env, mirror, cism("all", mirror_spec(mirror, "m7"), filter=all_images()), bad)
         env.write("pods.yaml", pod(f"{source.host}/rr/one:1", namespace="apps", name="p1"))
         env.start(resyncInterval="1h")  # no periodic re-plan: queued jobs must survive
         one = (f"{source.host}/rr/one:1", f"{mirror.host}/m7/rr/one:1")
@@ -622,15 +571,7 @@ def start_with_first_mirrored(
     for `first` (a Pod uses it); return the process and `mirrored(name)`."""
     for name in ("first", "second"):
         push_image(source, f"{repo}/{name}", "1", synthetic_image(f"{repo}-{name}"))
-    base_setup(
-        env,
-        mirror,
-        cism(
-            "all",
-            objects.mirror(mirror.host, f"m-{repo}", credentialSecret=dict(CREDENTIALS)),
-            filter=all_images(),
-        ),
-    )
+    base_setup(env, mirror, cism("all", mirror_spec(mirror, f"m-{repo}"), filter=all_images()))
     env.write("pods.yaml", pod(f"{source.host}/{repo}/first:1", namespace="apps", name="p1"))
     process = env.start()
 
@@ -713,15 +654,7 @@ def test_deleting_a_cism_deletes_its_mirrors_and_pull_secret_copies(
     from kuikcore.cluster.open import open_cluster
 
     push_image(source, "gc/app", "1", synthetic_image("gc"))
-    base_setup(
-        env,
-        mirror,
-        cism(
-            "gc",
-            objects.mirror(mirror.host, "m8", credentialSecret=dict(CREDENTIALS)),
-            filter=all_images(),
-        ),
-    )
+    base_setup(env, mirror, cism("gc", mirror_spec(mirror, "m8"), filter=all_images()))
     env.write("pods.yaml", pod(f"{source.host}/gc/app:1", namespace="apps", name="p"))
     env.start()
     pair = (f"{source.host}/gc/app:1", f"{mirror.host}/m8/gc/app:1")

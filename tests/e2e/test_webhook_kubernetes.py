@@ -12,22 +12,21 @@ from pathlib import Path
 import pytest
 import trustme
 
-from kuik_testing import RegistryServer, objects
+from kuik_testing import RegistryServer
 from kuik_testing.apiserver import FakeApiServer
-from kuik_testing.objects import cism, container, docker_secret, pod
+from kuik_testing.objects import docker_secret
 from tests.chart.roles import chart_role
 from tests.e2e.test_webhook import (  # the servers are module fixtures of their own here
-    CREDENTIALS,
     PASSWORD,
     USER,
     Webhook,
     base_config,
     ca,
     images,
-    local_images,
     mirror,
+    mirror_set,
     push,
-    unique_name,
+    user_pod,
 )
 
 pytestmark = pytest.mark.timeout(120)
@@ -42,14 +41,14 @@ async def test_routes_from_the_api_and_copies_the_secret_into_it(
     source: RegistryServer,
     mirror: RegistryServer,
 ) -> None:
-    apiserver.create(docker_secret("kuik-system", "mirror-creds", mirror.host, USER, PASSWORD))
-    apiserver.create(
-        cism(
-            "to-b",
-            objects.mirror(mirror.host, "m", credentialSecret=dict(CREDENTIALS)),
-            filter=local_images(),
-        )
+    secret = docker_secret(
+        "kuik-system", "mirror-creds", mirror.host, USER, PASSWORD, string_data=True
     )
+    secret["data"] = {
+        k: base64.b64encode(v.encode()).decode() for k, v in secret.pop("stringData").items()
+    }
+    apiserver.create(secret)
+    apiserver.create(mirror_set("to-b", mirror.host))
     await asyncio.to_thread(push, mirror, "m/k8s/app", "1", "k8s")
     role = chart_role("webhook")
     apiserver.grant("webhook-token", role.user, role.rules)
@@ -65,13 +64,7 @@ async def test_routes_from_the_api_and_copies_the_secret_into_it(
         assert hook.process is not None
         await asyncio.to_thread(hook.process.wait_ready)
         _, out = await asyncio.to_thread(
-            hook.admit,
-            pod(
-                container("c", f"{source.host}/k8s/app:1"),
-                policy="IfNotPresent",
-                namespace="apps",
-                name=unique_name(),
-            ),
+            hook.admit, user_pod("apps", {"c": f"{source.host}/k8s/app:1"})
         )
         assert images(out) == {"c": f"{mirror.host}/m/k8s/app:1"}
         name = out["spec"]["imagePullSecrets"][0]["name"]

@@ -26,6 +26,7 @@ from kuikcore.mirroring import SecretName
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 NGINX = "docker.io/library/nginx:1.27"
 REDIS = "docker.io/library/redis:7"
+MIRROR = mirror("mirror.example", "/m")  # parse_resource copies it: one dict serves all
 
 
 def plan(
@@ -43,7 +44,7 @@ def plan(
 
 
 def test_selection_matching_in_use_and_mirror_loop_prevention() -> None:
-    resource = parse_resource(cism("m", mirror("mirror.example", "/m"), filter=all_images()))
+    resource = parse_resource(cism("m", MIRROR, filter=all_images()))
     rerouted = pod(
         "mirror.example/m/library/nginx:1.27",
         "redis:7",
@@ -75,14 +76,7 @@ def test_selection_filter_scope_skip_and_recent() -> None:
 
 def test_new_images_get_one_entry_per_spec_mirror_in_spec_order() -> None:
     resource = parse_resource(
-        cism(
-            "m",
-            filter=all_images(),
-            mirrors=[
-                {"registry": "b.example", "path": "/x"},
-                {"registry": "a.example", "path": "/y"},
-            ],
-        )
+        cism("m", mirror("b.example", "/x"), mirror("a.example", "/y"), filter=all_images())
     )
     status = plan(resource, [pod("redis:7", "nginx:1.27", namespace="apps")])
     assert [e["image"] for e in status["matchingImages"]] == [NGINX, REDIS]
@@ -114,7 +108,7 @@ def test_removed_mirrors_leave_status_unless_cleanup_must_delete_them() -> None:
         ]
     }
     without_cleanup = plan(
-        parse_resource(cism("m", mirror("mirror.example", "/m"), filter=all_images())),
+        parse_resource(cism("m", MIRROR, filter=all_images())),
         [pod("nginx:1.27", namespace="apps")],
         old,
     )
@@ -125,7 +119,7 @@ def test_removed_mirrors_leave_status_unless_cleanup_must_delete_them() -> None:
         parse_resource(
             cism(
                 "m",
-                mirror("mirror.example", "/m"),
+                MIRROR,
                 filter=all_images(),
                 cleanup={"enabled": True, "retention": "1h"},
             )
@@ -141,12 +135,10 @@ def test_removed_mirrors_leave_status_unless_cleanup_must_delete_them() -> None:
 
 def test_unused_and_out_of_filter_entries() -> None:
     old = plan(
-        parse_resource(cism("m", mirror("mirror.example", "/m"), filter=all_images())),
+        parse_resource(cism("m", MIRROR, filter=all_images())),
         [pod("nginx:1.27", "redis:7", namespace="apps")],
     )
-    narrowed = parse_resource(
-        cism("m", mirror("mirror.example", "/m"), filter={"include": [{"image": ".*nginx.*"}]})
-    )
+    narrowed = parse_resource(cism("m", MIRROR, filter={"include": [{"image": ".*nginx.*"}]}))
     status = plan(narrowed, [pod("busybox:1", namespace="apps")], old)
     by_image = {e["image"]: e for e in status["matchingImages"]}
     assert by_image[NGINX]["unusedSince"] == "2026-11-28T12:00:00Z"
@@ -161,19 +153,9 @@ def test_copy_jobs_only_for_used_images_not_yet_mirrored() -> None:
     resource = parse_resource(
         cism(
             "m",
+            mirror("m.example", "/a", credentialSecret={"name": "short", "namespace": "kuik"}),
+            mirror("m.example", "/a/b", credentialSecret={"name": "long", "namespace": "kuik"}),
             filter=all_images(),
-            mirrors=[
-                {
-                    "registry": "m.example",
-                    "path": "/a",
-                    "credentialSecret": {"name": "short", "namespace": "kuik"},
-                },
-                {
-                    "registry": "m.example",
-                    "path": "/a/b",
-                    "credentialSecret": {"name": "long", "namespace": "kuik"},
-                },
-            ],
         )
     )
     status = {
@@ -204,14 +186,8 @@ def test_ism_secret_lives_in_its_namespace() -> None:
         ism(
             "apps",
             "i",
+            mirror("m.example", "/a", credentialSecret={"name": "s", "namespace": "elsewhere"}),
             filter=all_images(),
-            mirrors=[
-                {
-                    "registry": "m.example",
-                    "path": "/a",
-                    "credentialSecret": {"name": "s", "namespace": "elsewhere"},
-                }
-            ],
         )
     )
     assert credential_secret_for(resource, "m.example/a/x:1") == SecretName(
@@ -239,17 +215,11 @@ def test_retention_per_mirror_override_and_next_due() -> None:
     resource = parse_resource(
         cism(
             "m",
+            mirror("m.example", "/cr"),
+            mirror("m.example", "/own", cleanup={"enabled": True, "retention": "10m"}),
+            mirror("m.example", "/off", cleanup={"enabled": False}),
             filter=all_images(),
             cleanup={"enabled": True, "retention": "1h"},
-            mirrors=[
-                {"registry": "m.example", "path": "/cr"},
-                {
-                    "registry": "m.example",
-                    "path": "/own",
-                    "cleanup": {"enabled": True, "retention": "10m"},
-                },
-                {"registry": "m.example", "path": "/off", "cleanup": {"enabled": False}},
-            ],
         )
     )
     thirty_ago = "2026-11-28T11:30:00Z"
@@ -276,7 +246,7 @@ def test_removed_mirror_and_resource_deletion() -> None:
     resource = parse_resource(
         cism(
             "m",
-            mirror("mirror.example", "/m"),
+            MIRROR,
             filter=all_images(),
             cleanup={"enabled": True, "retention": "24h"},
         )
@@ -303,7 +273,7 @@ def test_cleanup_disabled_keeps_everything() -> None:
     }
     assert due_deletions(
         status,
-        parse_resource(cism("m", mirror("mirror.example", "/m"), filter=all_images())),
+        parse_resource(cism("m", MIRROR, filter=all_images())),
         now=NOW,
     ) == ([], None)
 
@@ -312,7 +282,7 @@ def test_apply_cleanup_drops_deleted_and_explains_kept() -> None:
     resource = parse_resource(
         cism(
             "m",
-            mirror("mirror.example", "/m"),
+            MIRROR,
             filter=all_images(),
             cleanup={"enabled": True, "retention": "1s"},
         )

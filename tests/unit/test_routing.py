@@ -476,26 +476,10 @@ def test_pod_selection_by_labels_annotations_and_namespace() -> None:
             filter={"include": [{"label": "app=api"}], "exclude": [{"namespace": "kube-.*"}]},
         )
     )
-    assert (
-        len(
-            images(
-                route_pod(
-                    objects.pod(NGINX, labels={"app": "api"}, policy="IfNotPresent"), [selective]
-                )
-            )
-        )
-        == 2
-    )
-    assert (
-        len(
-            images(
-                route_pod(
-                    objects.pod(NGINX, labels={"app": "web"}, policy="IfNotPresent"), [selective]
-                )
-            )
-        )
-        == 1
-    )
+    api = objects.pod(NGINX, labels={"app": "api"}, policy="IfNotPresent")
+    web = objects.pod(NGINX, labels={"app": "web"}, policy="IfNotPresent")
+    assert len(images(route_pod(api, [selective]))) == 2
+    assert len(images(route_pod(web, [selective]))) == 1
     kube = objects.pod(NGINX, labels={"app": "api"}, namespace="kube-system", policy="IfNotPresent")
     assert len(images(route_pod(kube, [selective]))) == 1
 
@@ -711,32 +695,13 @@ def test_mirrors_of_replicated_upstreams() -> None:
 
 
 def test_credential_secrets() -> None:
+    to_c = mirror(
+        "c.example", "/mirror", credentialSecret={"name": "cs", "namespace": "kuik-system"}
+    )
+    to_i = mirror("i.example", "/mirror", credentialSecret={"name": "is", "namespace": "elsewhere"})
     resources: list[Resource] = [
-        ClusterImageSetMirror.model_validate(
-            cism(
-                "g",
-                mirror(
-                    "c.example",
-                    "/mirror",
-                    credentialSecret={"name": "cs", "namespace": "kuik-system"},
-                ),
-                priority=-2,
-                imageFilter=LEGACY_ALL,
-            )
-        ),
-        ImageSetMirror.model_validate(
-            ism(
-                "team",
-                "i",
-                mirror(
-                    "i.example",
-                    "/mirror",
-                    credentialSecret={"name": "is", "namespace": "elsewhere"},
-                ),
-                priority=-1,
-                imageFilter=LEGACY_ALL,
-            )
-        ),
+        ClusterImageSetMirror.model_validate(cism("g", to_c, priority=-2, imageFilter=LEGACY_ALL)),
+        ImageSetMirror.model_validate(ism("team", "i", to_i, priority=-1, imageFilter=LEGACY_ALL)),
         ClusterReplicatedImageSet.model_validate(
             cris(
                 "r",

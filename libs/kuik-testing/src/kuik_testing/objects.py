@@ -253,46 +253,32 @@ def resource(
     return out
 
 
-def _with(key: str, items: tuple[JSON, ...], spec: JSON) -> JSON:
-    return {key: list(items), **spec} if items else spec
+def _kind(kind: str, name: str, namespace: str | None, key: str, items: Any, spec: JSON) -> JSON:
+    """One of the four set kinds: `items` under `key` (left out when none), `metadata=` taken
+    out of `spec` and merged into the object's."""
+    metadata = spec.pop("metadata", None)
+    body = {key: list(items), **spec} if items else spec
+    return resource(kind, name, namespace=namespace, spec=body, metadata=metadata)
 
 
-def cism(name: str, *mirrors: JSON, metadata: Mapping[str, Any] | None = None, **spec: Any) -> JSON:
-    """A ClusterImageSetMirror; `spec` keywords are spec fields (`filter=`, `priority=`...)."""
-    return resource(CISM, name, spec=_with("mirrors", mirrors, spec), metadata=metadata)
+def cism(name: str, *mirrors: JSON, **spec: Any) -> JSON:
+    """A ClusterImageSetMirror; keywords are spec fields (`filter=`, `priority=`...)."""
+    return _kind(CISM, name, None, "mirrors", mirrors, spec)
 
 
-def ism(
-    namespace: str,
-    name: str,
-    *mirrors: JSON,
-    metadata: Mapping[str, Any] | None = None,
-    **spec: Any,
-) -> JSON:
+def ism(namespace: str, name: str, *mirrors: JSON, **spec: Any) -> JSON:
     """An ImageSetMirror."""
-    return resource(
-        ISM, name, namespace=namespace, spec=_with("mirrors", mirrors, spec), metadata=metadata
-    )
+    return _kind(ISM, name, namespace, "mirrors", mirrors, spec)
 
 
-def cris(
-    name: str, *upstreams: JSON, metadata: Mapping[str, Any] | None = None, **spec: Any
-) -> JSON:
+def cris(name: str, *upstreams: JSON, **spec: Any) -> JSON:
     """A ClusterReplicatedImageSet."""
-    return resource(CRIS, name, spec=_with("upstreams", upstreams, spec), metadata=metadata)
+    return _kind(CRIS, name, None, "upstreams", upstreams, spec)
 
 
-def ris(
-    namespace: str,
-    name: str,
-    *upstreams: JSON,
-    metadata: Mapping[str, Any] | None = None,
-    **spec: Any,
-) -> JSON:
+def ris(namespace: str, name: str, *upstreams: JSON, **spec: Any) -> JSON:
     """A ReplicatedImageSet."""
-    return resource(
-        RIS, name, namespace=namespace, spec=_with("upstreams", upstreams, spec), metadata=metadata
-    )
+    return _kind(RIS, name, namespace, "upstreams", upstreams, spec)
 
 
 def cisa(
