@@ -30,6 +30,7 @@ from typing import Any
 
 import yaml
 
+from kuik_testing import objects
 from kuik_testing.images import push_image, synthetic_image
 from kuik_testing.processes import ServiceProcess
 from kuik_testing.redis import RedisServer
@@ -97,28 +98,14 @@ def _populate(api: _Api, registries: list[RegistryServer]) -> None:
     )
     pods = IMAGES // CONTAINERS_PER_POD
     for p in range(pods):
-        containers = [
-            {"name": f"c{c}", "image": _image(registries, p * CONTAINERS_PER_POD + c)}
-            for c in range(CONTAINERS_PER_POD)
-        ]
+        images = [_image(registries, p * CONTAINERS_PER_POD + c) for c in range(CONTAINERS_PER_POD)]
         api.post(
             "/api/v1/namespaces/bench/pods",
-            {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "metadata": {"name": f"pod-{p}", "namespace": "bench"},
-                "spec": {"containers": containers},
-                "status": {"phase": "Running"},
-            },
+            objects.pod(*images, namespace="bench", name=f"pod-{p}", status={"phase": "Running"}),
         )
     api.post(
         "/apis/kuik.enix.io/v1alpha1/clusterimagesetavailabilities",
-        {
-            "apiVersion": "kuik.enix.io/v1alpha1",
-            "kind": "ClusterImageSetAvailability",
-            "metadata": {"name": "all"},
-            "spec": {"filter": {"include": [{"image": ".*"}]}},
-        },
+        objects.cisa("all", filter=objects.all_images()),
     )
 
 

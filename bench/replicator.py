@@ -34,6 +34,7 @@ from typing import Any
 
 import yaml
 
+from kuik_testing import objects
 from kuik_testing.images import make_layer, push_image, synthetic_image
 from kuik_testing.processes import ServiceProcess
 from kuik_testing.redis import RedisServer
@@ -170,15 +171,7 @@ def run_kuik(
     with RegistryServer() as dest:
         (cluster / "mirror.yaml").write_text(
             yaml.safe_dump(
-                {
-                    "apiVersion": "kuik.enix.io/v1alpha1",
-                    "kind": "ClusterImageSetMirror",
-                    "metadata": {"name": "burst"},
-                    "spec": {
-                        "filter": {"include": [{"image": ".*"}]},
-                        "mirrors": [{"registry": dest.host, "path": "m"}],
-                    },
-                }
+                objects.cism("burst", objects.mirror(dest.host, "m"), filter=objects.all_images())
             )
         )
         procs = [
@@ -205,12 +198,9 @@ def run_kuik(
             before = {k: _cpu(p) for k, p in regs.items()}
             copier_before = sum(_cpu(p.pid) for p in procs)
             pods = [
-                {
-                    "apiVersion": "v1",
-                    "kind": "Pod",
-                    "metadata": {"name": f"p{i}", "namespace": "bench"},
-                    "spec": {"containers": [{"name": "c", "image": f"{source.host}/{n}"}]},
-                }
+                objects.pod(
+                    objects.container("c", f"{source.host}/{n}"), namespace="bench", name=f"p{i}"
+                )
                 for i, n in enumerate(names)
             ]
             tmp = cluster / "pods.tmp"

@@ -43,6 +43,7 @@ from typing import Any
 import trustme
 import yaml
 
+import kuik_testing.objects as objects
 from kuik_testing import RedisServer, RegistryServer, free_port, push_image, synthetic_image
 from kuik_testing.processes import ServiceProcess
 
@@ -74,6 +75,9 @@ _NOOP = textwrap.dedent(
     """
 )
 
+UID = "0b1d6c1e-bench"
+# the images of `_shop_pod`, as the mirrors select them
+SHOP = {"include": [{"image": r"127\.0\.0\.1:\d+/shop/.*"}]}
 _UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
 
 
@@ -151,39 +155,16 @@ def _handler_latency(metrics_url: str) -> dict[str, float]:
     }
 
 
-def _review(pod: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": "0b1d6c1e-bench",
-            "kind": {"group": "", "version": "v1", "kind": "Pod"},
-            "resource": {"group": "", "version": "v1", "resource": "pods"},
-            "namespace": "bench",
-            "operation": "CREATE",
-            "object": pod,
-            "dryRun": False,
-        },
-    }
-
-
-def _pod(host: str) -> dict[str, Any]:
-    def container(name: str, image: str) -> dict[str, Any]:
-        return {"name": name, "image": f"{host}/{image}", "imagePullPolicy": "IfNotPresent"}
-
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": "bench", "namespace": "bench", "labels": {"app": "bench"}},
-        "spec": {
-            "initContainers": [container("setup", "shop/setup:1")],
-            "containers": [
-                container("web", "shop/web:1"),
-                container("api", "shop/api:1"),
-                container("worker", "shop/worker:1"),
-            ],
-        },
-    }
+def _shop_pod(host: str) -> dict[str, Any]:
+    """The benchmark's Pod: three containers and an init container, all from `host`."""
+    return objects.pod(
+        *(objects.container(n, f"{host}/shop/{n}:1") for n in ("web", "api", "worker")),
+        init=[objects.container("setup", f"{host}/shop/setup:1")],
+        policy="IfNotPresent",
+        namespace="bench",
+        name="bench",
+        labels={"app": "bench"},
+    )
 
 
 def _lua(path: Path, body: bytes) -> Path:
@@ -194,19 +175,6 @@ def _lua(path: Path, body: bytes) -> Path:
         f'wrk.body = "{escaped}"\n'
     )
     return script
-
-
-def _cism(name: str, registry: str, priority: int) -> dict[str, Any]:
-    return {
-        "apiVersion": "kuik.enix.io/v1alpha1",
-        "kind": "ClusterImageSetMirror",
-        "metadata": {"name": name},
-        "spec": {
-            "priority": priority,
-            "filter": {"include": [{"image": r"127\.0\.0\.1:\d+/shop/.*"}]},
-            "mirrors": [{"registry": registry, "path": name}],
-        },
-    }
 
 
 def _check_reroutes(url: str, body: bytes, context: Any, expected: dict[str, str]) -> None:
@@ -271,7 +239,12 @@ def environment() -> Iterator[Setup]:
         cluster = work / "cluster"
         cluster.mkdir()
         (cluster / "crs.yaml").write_text(
-            yaml.safe_dump_all([_cism("near", mirror.host, 1), _cism("far", mirror.host, 2)])
+            yaml.safe_dump_all(
+                [
+                    objects.cism(n, objects.mirror(mirror.host, n), priority=i, filter=SHOP)
+                    for i, n in ((1, "near"), (2, "far"))
+                ]
+            )
         )
         config = work / "config.yaml"
         config.write_text(yaml.safe_dump({"redis": {"keyPrefix": "bench:"}}))
@@ -308,8 +281,8 @@ def environment() -> Iterator[Setup]:
         quiet_url = f"https://127.0.0.1:{quiet_port}/mutate"
         noop_url = f"https://127.0.0.1:{noop_port}/mutate"
 
-        normal = json.dumps(_review(_pod(source.host))).encode()
-        outage = json.dumps(_review(_pod(hole.host))).encode()
+        normal = objects.body(objects.review(_shop_pod(source.host), uid=UID))
+        outage = objects.body(objects.review(_shop_pod(hole.host), uid=UID))
         normal_script, outage_script = _lua(work / "normal", normal), _lua(work / "outage", outage)
         near = f"{mirror.host}/near/shop"
         for url in (kuik_url, quiet_url):

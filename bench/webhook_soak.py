@@ -26,6 +26,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, Phase, given, settings
 
+from kuik_testing import objects
 from kuik_testing.admission_fuzz import (
     Poster,
     Sent,
@@ -42,21 +43,8 @@ RSS_TARGET_MIB = 20
 
 
 def _warm_body(uid: int) -> Sent:
-    review = {
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": f"warm-{uid}",
-            "kind": {"kind": "Pod"},
-            "resource": {"resource": "pods"},
-            "operation": "CREATE",
-            "object": {
-                "metadata": {"name": "p"},
-                "spec": {"containers": [{"name": "c", "image": "127.0.0.1:1/old/web:1"}]},
-            },
-        },
-    }
-    return Sent(json.dumps(review).encode(), expect=200, kind="warm-up")
+    obj = objects.pod(objects.container("c", "127.0.0.1:1/old/web:1"), namespace=None)
+    return Sent(objects.body(objects.review(obj, uid=f"warm-{uid}")), expect=200, kind="warm-up")
 
 
 def run(requests: int = REQUESTS) -> dict[str, Any]:

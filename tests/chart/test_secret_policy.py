@@ -14,6 +14,7 @@ from typing import Any
 import cel
 import pytest
 
+from kuik_testing.objects import all_images, cism, mirror
 from kuik_webhook.secrets import copy_of
 from kuikcore.api import OWNER_GROUP_LABEL, OWNER_UID_LABEL, parse_resource
 
@@ -27,15 +28,12 @@ REPLICATOR = f"{SA}:{FULLNAME}-replicator"
 MONITOR = f"{SA}:{FULLNAME}-monitor"
 
 OWNER = parse_resource(
-    {
-        "apiVersion": "kuik.enix.io/v1alpha1",
-        "kind": "ClusterImageSetMirror",
-        "metadata": {"name": "mirrors", "uid": "0b5e7e0a-uid"},
-        "spec": {
-            "filter": {"include": [{"image": ".*"}]},
-            "mirrors": [{"registry": "mirror.local:5000", "path": "m"}],
-        },
-    }
+    cism(
+        "mirrors",
+        mirror("mirror.local:5000", "m"),
+        metadata={"uid": "0b5e7e0a-uid"},
+        filter=all_images(),
+    )
 )
 SOURCE = {"type": "kubernetes.io/dockerconfigjson", "data": {".dockerconfigjson": "e30="}}
 COPY = copy_of(SOURCE, "apps", "kuik-creds-0123456789abcdef", OWNER)

@@ -11,6 +11,7 @@ import pytest
 from kubernetes_asyncio import client as k8s
 
 from kuik_testing.apiserver import FakeApiServer
+from kuik_testing.objects import cism
 
 JSON = dict[str, Any]
 SUBDOMAIN_MSG = (
@@ -32,15 +33,6 @@ async def send(server: FakeApiServer, method: str, path: str, body: Any = None) 
 
 def secret(name: str, **extra: Any) -> JSON:
     return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, **extra}
-
-
-def cism(name: str, **meta: Any) -> JSON:
-    return {
-        "apiVersion": "kuik.enix.io/v1alpha1",
-        "kind": "ClusterImageSetMirror",
-        "metadata": {"name": name, **meta},
-        "spec": {},
-    }
 
 
 async def test_object_names_are_dns_subdomains_with_the_real_status(
@@ -121,22 +113,29 @@ async def test_generate_name_must_be_a_valid_prefix(apiserver: FakeApiServer) ->
 
 async def test_labels_and_annotations(apiserver: FakeApiServer) -> None:
     code, body = await send(
-        apiserver, "POST", CISM_PATH, cism("a", labels={"kuik.enix.io/owner-name": "n" * 64})
+        apiserver,
+        "POST",
+        CISM_PATH,
+        cism("a", metadata={"labels": {"kuik.enix.io/owner-name": "n" * 64}}),
     )
     assert code == 422
     assert body["details"]["causes"][0]["message"] == (
         f'Invalid value: "{"n" * 64}": must be no more than 63 characters'
     )
-    code, body = await send(apiserver, "POST", CISM_PATH, cism("b", labels={"a/b/c": "v"}))
+    code, body = await send(
+        apiserver, "POST", CISM_PATH, cism("b", metadata={"labels": {"a/b/c": "v"}})
+    )
     assert code == 422
     big = {"k": "v" * (256 * 1024)}
-    code, body = await send(apiserver, "POST", CISM_PATH, cism("c", annotations=big))
+    code, body = await send(apiserver, "POST", CISM_PATH, cism("c", metadata={"annotations": big}))
     assert code == 422
     assert body["message"] == (
         'ClusterImageSetMirror.kuik.enix.io "c" is invalid: metadata.annotations: '
         "Too long: must have at most 262144 bytes"
     )
-    code, _ = await send(apiserver, "POST", CISM_PATH, cism("d", labels={"app": "web"}))
+    code, _ = await send(
+        apiserver, "POST", CISM_PATH, cism("d", metadata={"labels": {"app": "web"}})
+    )
     assert code == 201
     code, body = await send(
         apiserver, "PATCH", CISM_PATH + "/d", {"metadata": {"labels": {"app": "-web"}}}
@@ -203,7 +202,7 @@ async def test_secret_type_and_immutable_secrets(apiserver: FakeApiServer) -> No
 
 @pytest.mark.parametrize("verb", ["PATCH", "PUT"])
 async def test_no_new_finalizers_while_deleting(apiserver: FakeApiServer, verb: str) -> None:
-    apiserver.create(cism("m", finalizers=["example.com/keep"]))
+    apiserver.create(cism("m", metadata={"finalizers": ["example.com/keep"]}))
     apiserver.delete("kuik.enix.io/v1alpha1", "ClusterImageSetMirror", None, "m")
     current = apiserver.get("kuik.enix.io/v1alpha1", "ClusterImageSetMirror", None, "m")
     assert current is not None

@@ -25,6 +25,7 @@ import pytest
 import yaml
 
 from kuik_testing.apiserver import FakeApiServer
+from kuik_testing.objects import KUIK, cisa, cism, eventually, ism, mirror, pod, secret
 from kuikcore.api import OWNER_UID_LABEL, InvalidResource
 from kuikcore.cluster import (
     POD,
@@ -39,7 +40,6 @@ from kuikcore.cluster.kinds import watched_kind
 from kuikcore.cluster.kubernetes import KubernetesCluster
 from kuikcore.cluster.local import LocalCluster
 from tests.cluster.conftest import FAST
-from tests.cluster.objects import KUIK, cisa, cism, eventually, ism, pod, secret
 
 JSON = dict[str, Any]
 CISM = "ClusterImageSetMirror"
@@ -291,10 +291,18 @@ def recorder(cluster: ClusterSource) -> list[tuple[str, str]]:
 
 
 async def test_initial_view_and_slim_pods(world: World) -> None:
-    await world.put(pod("team", "web", "nginx:1.27", spec={"imagePullSecrets": [{"name": "pull"}]},
-                        metadata={"labels": {"app": "web"}}, status={"phase": "Running"}))  # fmt: skip
-    await world.put(cism("mirror-all"))
-    await world.put(ism("team", "mirror-team"))
+    await world.put(
+        pod(
+            "nginx:1.27",
+            namespace="team",
+            name="web",
+            labels={"app": "web"},
+            pull_secrets=["pull"],
+            status={"phase": "Running"},
+        )
+    )
+    await world.put(cism("mirror-all", mirror()))
+    await world.put(ism("team", "mirror-team", mirror()))
     cluster = await world.open()
     stored = cluster.store.pod("team", "web")
     assert stored is not None
@@ -320,9 +328,9 @@ async def test_initial_view_and_slim_pods(world: World) -> None:
 async def test_changes_reach_subscribers_once_each(world: World) -> None:
     cluster = await world.open()
     seen = recorder(cluster)
-    await world.put(pod("a", "p", "redis:7"))
+    await world.put(pod("redis:7", namespace="a", name="p"))
     await eventually(lambda: seen == [("ADDED", "Pod a/p")])
-    await world.put(pod("a", "p", "redis:7", metadata={"labels": {"v": "2"}}))
+    await world.put(pod("redis:7", namespace="a", name="p", metadata={"labels": {"v": "2"}}))
     await eventually(lambda: len(seen) == 2)
     await world.put(cisa("avail"))
     await eventually(lambda: len(seen) == 3)
@@ -339,7 +347,7 @@ async def test_changes_reach_subscribers_once_each(world: World) -> None:
 
 
 async def test_status_is_merged_over_spec_and_survives_spec_edits(world: World) -> None:
-    await world.put(cism("m"))
+    await world.put(cism("m", mirror()))
     cluster = await world.open()
     seen = recorder(cluster)
 
@@ -363,7 +371,7 @@ async def test_status_is_merged_over_spec_and_survives_spec_edits(world: World) 
     await eventually(
         lambda: stored_images() == ["docker.io/library/nginx:1", "docker.io/library/redis:7"]
     )
-    edited = cism("m", registry="other.example:5000", priority=5)
+    edited = cism("m", mirror("other.example:5000"), priority=5)
     await world.put(edited)
     await eventually(lambda: cluster.store.resource(CISM, "", "m").spec.priority == 5)
     assert stored_images() == ["docker.io/library/nginx:1", "docker.io/library/redis:7"]
@@ -409,7 +417,7 @@ async def test_concurrent_status_writers_lose_nothing(world: World) -> None:
 
 
 async def test_finalizer_holds_deletion(world: World) -> None:
-    await world.put(cism("m"))
+    await world.put(cism("m", mirror()))
     cluster = await world.open()
     seen = recorder(cluster)
     assert await cluster.add_finalizer(CISM, "", "m", FINALIZER) is True
@@ -471,17 +479,17 @@ async def test_secrets_only_kuik_copies_cached_others_on_demand(world: World) ->
 
 
 async def test_invalid_resource_reported_without_stopping(world: World) -> None:
-    bad = cism("bad")
+    bad = cism("bad", mirror())
     bad["spec"]["priority"] = "urgent"
     await world.put(bad)
-    await world.put(cism("good"))
+    await world.put(cism("good", mirror()))
     cluster = await world.open()
     assert [r.name for r in cluster.store.resources(CISM)] == ["good"]
     problems = [p for p in cluster.problems() if p.name == "bad"]
     assert len(problems) == 1
     assert problems[0].kind == CISM
     assert "spec.priority" in problems[0].reason
-    await world.put(cism("bad"))
+    await world.put(cism("bad", mirror()))
     await eventually(lambda: cluster.store.resource(CISM, "", "bad") is not None)
     assert cluster.problems() == []
 
@@ -531,8 +539,8 @@ async def test_a_failing_subscriber_does_not_stop_the_others(world: World) -> No
     seen = recorder(cluster)
     unsubscribe = cluster.subscribe(broken)
     unsubscribe()
-    await world.put(pod("a", "p1", "nginx"))
-    await world.put(pod("a", "p2", "nginx"))
+    await world.put(pod("nginx", namespace="a", name="p1"))
+    await world.put(pod("nginx", namespace="a", name="p2"))
     await eventually(lambda: len(seen) == 2)
     assert len(cluster.store.pods_by_image("nginx")) == 2
 
@@ -550,8 +558,8 @@ async def test_an_invalid_status_is_refused_and_nothing_written(world: World) ->
 
 async def test_watching_fewer_kinds(world: World) -> None:
     """What the webhook does: kuik resources only, Secrets read on demand, no Pod cache."""
-    await world.put(pod("a", "p", "nginx"))
-    await world.put(cism("m"))
+    await world.put(pod("nginx", namespace="a", name="p"))
+    await world.put(cism("m", mirror()))
     await world.put(secret("a", "creds", token="dA=="))
     await world.put(secret("a", "kuik-copy", labels={OWNER_UID_LABEL: "u"}))
     cluster = await world.open(kinds=[CISM])

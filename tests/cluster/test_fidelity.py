@@ -11,6 +11,7 @@ from rich.console import Console
 
 from kuik_replicator.planner import with_counts
 from kuik_testing.apiserver import FakeApiServer
+from kuik_testing.objects import cism, eventually, mirror, resource, secret
 from kuik_testing.statuses import mirrored_entry
 from kuik_webhook.secrets import copy_name, copy_of
 from kuikcore.api import OWNER_NAME_LABEL, OWNER_UID_LABEL, label_value, parse_resource
@@ -20,16 +21,11 @@ from kuikcore.cluster.interface import ClusterError, EventType, ObjectKey
 from kuikcore.cluster.kubernetes import KubernetesCluster
 from kuikcore.routing import SecretRef
 from tests.cluster.conftest import ClusterFactory
-from tests.cluster.objects import cism, eventually, secret
 
 JSON = dict[str, Any]
 CISM = "ClusterImageSetMirror"
 CISA = "ClusterImageSetAvailability"
 API = "kuik.enix.io/v1alpha1"
-
-
-def cr(kind: str, name: str, **meta: Any) -> JSON:
-    return {"apiVersion": API, "kind": kind, "metadata": {"name": name, **meta}, "spec": {}}
 
 
 async def test_events_are_named_so_events_k8s_io_v1_accepts_them(
@@ -39,7 +35,7 @@ async def test_events_are_named_so_events_k8s_io_v1_accepts_them(
     long_name = ("a" * 62 + ".") * 4  # 252 characters, a valid CR name
     long_name = long_name[:-1] + "b"
     for name in ("avail", long_name):
-        apiserver.create(cr(CISA, name))
+        apiserver.create(resource(CISA, name))
     for name in ("avail", long_name):
         key = ObjectKey(CISA, "", name)
         await k8s_cluster.emit_event(key, EventType.NORMAL, "ImageAvailable", f"{name} ok")
@@ -54,7 +50,7 @@ async def test_event_notes_are_cut_in_bytes(
     apiserver: FakeApiServer, k8s_cluster: KubernetesCluster
 ) -> None:
     """Was: cut at 1024 characters; 'é' * 600 is 1200 bytes and was refused."""
-    apiserver.create(cr(CISA, "avail"))
+    apiserver.create(resource(CISA, "avail"))
     key = ObjectKey(CISA, "", "avail")
     await k8s_cluster.emit_event(key, EventType.WARNING, "ImageUnavailable", "é" * 600)
     [event] = await k8s_cluster.list_events(key)
@@ -68,7 +64,7 @@ async def test_no_finalizer_is_added_to_an_object_being_deleted(
 ) -> None:
     """Was: the finalizer patch was sent and the API server's 422 raised out of
     add_finalizer (the replicator decides from its cache, which can predate the deletion)."""
-    apiserver.create(cr(CISM, "m", finalizers=["example.com/other"]))
+    apiserver.create(resource(CISM, "m", metadata={"finalizers": ["example.com/other"]}))
     apiserver.delete(API, CISM, None, "m")
     assert await k8s_cluster.add_finalizer(CISM, "", "m", "kuik.enix.io/secret-cleanup") is False
     held = apiserver.get(API, CISM, None, "m")
@@ -89,7 +85,7 @@ async def test_pull_secret_copy_of_an_owner_with_a_long_name(
     """Was: the CR name (up to 253 characters) became the owner-name label value (at most
     63), and the copy was refused; a source name cut just after a '.' gave an invalid name."""
     owner_name = "m" * 200
-    owner = parse_resource(apiserver.create(cism(owner_name)))
+    owner = parse_resource(apiserver.create(cism(owner_name, mirror())))
     source = {"type": "kubernetes.io/dockerconfigjson", "data": {".dockerconfigjson": "e30="}}
     dotted = SecretRef(name="a" * 230 + "." + "b" * 22, namespace="kuik-system")
     for ref in (SecretRef(name="creds", namespace="kuik-system"), dotted):
@@ -147,7 +143,7 @@ async def test_a_mirror_tracking_10000_images_writes_its_status(
     """Was: the whole list in every merge patch; at 10,000 images (~2.9 MB) etcd refused the
     object (500, retried, then raised) and the status was never written again."""
     writer = await k8s_cluster_factory()
-    apiserver.create(cism("big"))
+    apiserver.create(cism("big", mirror()))
     await eventually(lambda: writer.store.resource(CISM, "", "big") is not None)
     entries = [mirrored_entry(i) for i in range(10_000)]
     assert 280 <= len(json.dumps(entries[0], separators=(",", ":"))) <= 300
@@ -204,7 +200,7 @@ async def test_availability_status_bounded_and_whole_for_its_writer(
     """CISA `status.images` under the same rule, with a small budget; a writer that did not
     write the bounded status (a new leader) takes it as written."""
     writer = await k8s_cluster_factory(status_list_budget=4096)
-    apiserver.create(cr(CISA, "avail"))
+    apiserver.create(resource(CISA, "avail"))
     await eventually(lambda: writer.store.resource(CISA, "", "avail") is not None)
     images = [
         {
@@ -251,7 +247,7 @@ async def test_an_object_too_large_for_etcd_is_not_retried(
 ) -> None:
     """Was: etcd's refusal comes as a 500, so the same doomed patch was sent 5 times."""
     writer = await k8s_cluster_factory(status_list_budget=16 * 1024 * 1024)  # no bound
-    apiserver.create(cism("big"))
+    apiserver.create(cism("big", mirror()))
     await eventually(lambda: writer.store.resource(CISM, "", "big") is not None)
     entries = [mirrored_entry(i) for i in range(6_000)]
     since = len(apiserver.requests)

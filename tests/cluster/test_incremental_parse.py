@@ -14,11 +14,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kuik_testing.objects import cisa
 from kuikcore.api import KINDS, InvalidResource, parse_resource
 from kuikcore.api.crd import openapi_schema
 from kuikcore.cluster import ObjectKey, Store
 from kuikcore.cluster.patch import json_copy, status_after
-from tests.cluster.objects import cisa
 
 CISA = "ClusterImageSetAvailability"
 KEY = ObjectKey(CISA, "", "all")

@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 
 from kuik_testing.apiserver import FakeApiServer
+from kuik_testing.objects import eventually, pod
 from kuikcore.cluster import POD
 from kuikcore.cluster.informer import InformerSettings
 from kuikcore.cluster.kubeconfig import CredentialRefresher
 from kuikcore.cluster.kubernetes import KubernetesCluster, api_client_from_environment
-from tests.cluster.objects import eventually, pod
 
 PLUGIN = """
 import datetime, json, pathlib, sys
@@ -94,7 +94,7 @@ async def test_exec_plugin_tokens_are_refreshed_before_requests_fail(
         for i in range(3):
             await asyncio.sleep(0.5)
             revoke(kubeconfig)
-            apiserver.create(pod("a", f"after-rotation-{i}", "nginx"))
+            apiserver.create(pod("nginx", namespace="a", name=f"after-rotation-{i}"))
             apiserver.cut_watches()  # the next watch authenticates again
             await eventually(
                 lambda i=i: cluster.store.pod("a", f"after-rotation-{i}") is not None,

@@ -10,6 +10,7 @@ import random
 import pytest
 
 from kuik_testing.apiserver import FakeApiServer
+from kuik_testing.objects import KUIK, cisa, cism, eventually, mirror, pod, secret
 from kuikcore.api import OWNER_UID_LABEL
 from kuikcore.cluster import (
     POD,
@@ -25,7 +26,6 @@ from kuikcore.cluster import (
 from kuikcore.cluster.informer import InformerSettings
 from kuikcore.cluster.kubernetes import KubernetesCluster
 from tests.cluster.conftest import ClusterFactory
-from tests.cluster.objects import KUIK, cisa, cism, eventually, pod, secret
 
 CISA = "ClusterImageSetAvailability"
 
@@ -56,13 +56,13 @@ def converged(server: FakeApiServer, cluster: KubernetesCluster) -> bool:
 async def test_list_then_watch_reports_every_change_once(
     apiserver: FakeApiServer, k8s_cluster_factory: ClusterFactory
 ) -> None:
-    apiserver.create(pod("a", "before", "nginx"))
+    apiserver.create(pod("nginx", namespace="a", name="before"))
     cluster = await k8s_cluster_factory()
     changes: list[Change] = []
     cluster.subscribe(changes.append)
     assert [p["metadata"]["name"] for p in cluster.store.pods()] == ["before"]
 
-    apiserver.create(pod("a", "p", "redis:7"))
+    apiserver.create(pod("redis:7", namespace="a", name="p"))
     apiserver.patch("v1", "Pod", "a", "p", {"metadata": {"labels": {"app": "x"}}})
     apiserver.delete("v1", "Pod", "a", "before")
     await eventually(lambda: len(changes) == 3, what="three changes")
@@ -81,9 +81,9 @@ async def test_pods_are_kept_slim_and_indexed_by_image(
     apiserver: FakeApiServer, k8s_cluster: KubernetesCluster
 ) -> None:
     big = pod(
-        "ns",
-        "web",
         "nginx",
+        namespace="ns",
+        name="web",
         spec={
             "initContainers": [
                 {
@@ -205,13 +205,13 @@ async def test_410_gone_relists_and_converges(
     apiserver: FakeApiServer, k8s_cluster: KubernetesCluster
 ) -> None:
     for i in range(5):
-        apiserver.create(pod("a", f"p{i}", "nginx"))
+        apiserver.create(pod("nginx", namespace="a", name=f"p{i}"))
     await eventually(lambda: converged(apiserver, k8s_cluster))
     informer = next(i for i in k8s_cluster.informers if i.kind == POD)
     # Changes the watchers lose, then history compaction, then a cut: the re-watch gets 410.
     apiserver.drop_events(3)
     apiserver.delete("v1", "Pod", "a", "p0")
-    apiserver.create(pod("a", "new", "redis"))
+    apiserver.create(pod("redis", namespace="a", name="new"))
     apiserver.patch("v1", "Pod", "a", "p1", {"metadata": {"labels": {"changed": "yes"}}})
     apiserver.compact()
     apiserver.cut_watches()
@@ -232,7 +232,7 @@ async def test_watches_go_on_from_the_last_version_without_ever_relisting(
     [informer] = cluster.informers
     for i in range(3):
         await asyncio.sleep(1.2)  # past a watch's timeout each time
-        apiserver.create(pod("a", f"late-{i}", "nginx"))
+        apiserver.create(pod("nginx", namespace="a", name=f"late-{i}"))
     await eventually(lambda: cluster.store.pod("a", "late-2") is not None, what="every Pod seen")
     assert informer.rewatches >= 2
     assert informer.relists == 0  # one list, at start
@@ -291,7 +291,7 @@ async def test_api_server_5xx_bursts_and_slow_responses(
     apiserver.fail_requests(30, status=503)
     apiserver.cut_watches()
     for i in range(10):
-        apiserver.create(pod("a", f"p{i}", "nginx"))
+        apiserver.create(pod("nginx", namespace="a", name=f"p{i}"))
     apiserver.create(cisa("avail"))
     await eventually(lambda: converged(apiserver, k8s_cluster), what="converged after a 503 burst")
     apiserver.set_delay(0.5)
@@ -309,7 +309,7 @@ async def test_bookmarks_keep_idle_watches_current(
     re-watches without a 410 even after compaction."""
     informer = next(i for i in k8s_cluster.informers if i.kind == CISA)
     for i in range(3):
-        apiserver.create(pod("a", f"p{i}", "nginx"))
+        apiserver.create(pod("nginx", namespace="a", name=f"p{i}"))
     await eventually(
         lambda: informer.version == str(apiserver.resource_version), what="bookmark advanced"
     )
@@ -339,7 +339,9 @@ async def test_watch_cut_every_few_seconds_for_a_minute(
             n += 1
             name = f"p{rng.randrange(40)}"
             if apiserver.get("v1", "Pod", "a", name) is None:
-                apiserver.create(pod("a", name, rng.choice(["nginx", "redis", "busybox"])))
+                apiserver.create(
+                    pod(rng.choice(["nginx", "redis", "busybox"]), namespace="a", name=name)
+                )
             elif rng.random() < 0.5:
                 apiserver.delete("v1", "Pod", "a", name)
             else:
@@ -449,7 +451,7 @@ async def test_status_write_gives_up_on_endless_conflicts(
 async def test_status_write_keeps_spec_and_removes_dropped_keys(
     apiserver: FakeApiServer, k8s_cluster: KubernetesCluster
 ) -> None:
-    apiserver.create(cism("m"))
+    apiserver.create(cism("m", mirror()))
     await k8s_cluster.update_status(
         "ClusterImageSetMirror",
         "",
@@ -467,7 +469,7 @@ async def test_status_write_keeps_spec_and_removes_dropped_keys(
 async def test_finalizer_holds_deletion_until_removed(
     apiserver: FakeApiServer, k8s_cluster: KubernetesCluster
 ) -> None:
-    apiserver.create(cism("m"))
+    apiserver.create(cism("m", mirror()))
     key = ObjectKey("ClusterImageSetMirror", "", "m")
     assert await k8s_cluster.add_finalizer(key.kind, "", "m", "kuik.enix.io/mirror-cleanup") is True
     assert (
@@ -517,10 +519,10 @@ async def test_events_recorded_and_deduplicated(
 async def test_invalid_resources_are_reported_not_stored(
     apiserver: FakeApiServer, k8s_cluster: KubernetesCluster
 ) -> None:
-    bad = cism("bad")
+    bad = cism("bad", mirror())
     bad["spec"]["priority"] = "high"
     apiserver.create(bad)
-    apiserver.create(cism("good"))
+    apiserver.create(cism("good", mirror()))
     await eventually(
         lambda: k8s_cluster.store.resource("ClusterImageSetMirror", "", "good") is not None
     )
@@ -546,7 +548,9 @@ async def test_lists_are_paged_and_an_expired_page_token_restarts_the_list(
     apiserver: FakeApiServer, k8s_cluster_factory: ClusterFactory
 ) -> None:
     for i in range(250):
-        apiserver.create(pod(f"ns{i % 7}", f"p{i:03d}", f"registry.example/app:{i % 5}"))
+        apiserver.create(
+            pod(f"registry.example/app:{i % 5}", namespace=f"ns{i % 7}", name=f"p{i:03d}")
+        )
     apiserver.fail_requests(1, status=410, match="continue=")
     settings = InformerSettings(page_size=40, backoff_initial=0.05, backoff_max=0.2)
     cluster = await k8s_cluster_factory(settings=settings, kinds=[POD])

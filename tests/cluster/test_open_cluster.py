@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from kubernetes_asyncio import client as k8s
 
+from kuik_testing.objects import eventually, pod
 from kuikcore.cluster import POD
 from kuikcore.cluster.kubernetes import KubernetesCluster
 from kuikcore.cluster.open import open_cluster
-from tests.cluster.objects import eventually, pod
 
 
 async def test_kubeconfig_and_a_fake_in_another_process(
@@ -36,7 +36,9 @@ async def test_kubeconfig_and_a_fake_in_another_process(
             async with asyncio.timeout(20):
                 await cluster.wait_synced()
             async with k8s.ApiClient(k8s.Configuration(host=url)) as api:
-                await k8s.CoreV1Api(api).create_namespaced_pod("a", pod("a", "p", "nginx"))
+                await k8s.CoreV1Api(api).create_namespaced_pod(
+                    "a", pod("nginx", namespace="a", name="p")
+                )
             await eventually(lambda: cluster.store.pod("a", "p") is not None)
         finally:
             await cluster.stop()  # also closes the client open_cluster made

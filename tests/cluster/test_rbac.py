@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 
 from kuik_testing.apiserver import FakeApiServer
+from kuik_testing.objects import cisa, cism, eventually, mirror, pod, secret
 from kuik_webhook.service import WATCHED_KINDS
 from kuikcore.api import OWNER_UID_LABEL
 from kuikcore.cluster.interface import POD, SECRET, ClusterError, EventType, ObjectKey
 from tests.chart.roles import chart_role
 from tests.cluster.conftest import ClusterFactory
-from tests.cluster.objects import cisa, cism, eventually, pod, secret
 
 JSON = dict[str, Any]
 API = "kuik.enix.io/v1alpha1"
@@ -23,9 +23,9 @@ CISA = "ClusterImageSetAvailability"
 
 def world(server: FakeApiServer) -> None:
     server.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kube-system"}})
-    server.create(pod("apps", "web", "nginx:1"))
+    server.create(pod("nginx:1", namespace="apps", name="web"))
     server.create(secret("kuik-system", "creds", token="dG9rZW4="))
-    server.create(cism("m"))
+    server.create(cism("m", mirror()))
     server.create(cisa("avail"))
 
 

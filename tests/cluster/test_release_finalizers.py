@@ -11,9 +11,9 @@ import pytest
 from click.testing import CliRunner
 
 from kuik_testing.apiserver import FakeApiServer
+from kuik_testing.objects import KUIK, cism, ism, mirror
 from kuikcore.cli import main
 from kuikcore.cli.finalizers import kuik_finalizers
-from tests.cluster.objects import KUIK, cism, ism
 
 
 def test_only_kuiks_own_finalizers_are_taken() -> None:
@@ -32,12 +32,14 @@ async def test_held_deletions_finish_and_foreign_finalizers_stay(
     apiserver: FakeApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     apiserver.create(
-        held(cism("both"), "kuik.enix.io/mirror-cleanup", "kuik.enix.io/secret-cleanup")
+        held(cism("both", mirror()), "kuik.enix.io/mirror-cleanup", "kuik.enix.io/secret-cleanup")
     )
-    apiserver.create(held(cism("shared"), "kuik.enix.io/mirror-cleanup", "other.example/keep"))
+    apiserver.create(
+        held(cism("shared", mirror()), "kuik.enix.io/mirror-cleanup", "other.example/keep")
+    )
     apiserver.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team"}})
-    apiserver.create(held(ism("team", "local"), "kuik.enix.io/mirror-cleanup"))
-    apiserver.create(cism("untouched"))
+    apiserver.create(held(ism("team", "local", mirror()), "kuik.enix.io/mirror-cleanup"))
+    apiserver.create(cism("untouched", mirror()))
     for namespace, kind, name in (
         (None, "ClusterImageSetMirror", "both"),
         (None, "ClusterImageSetMirror", "shared"),

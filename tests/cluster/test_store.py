@@ -8,12 +8,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kuik_testing.apiserver import merge_patch
+from kuik_testing.objects import pod, secret
 from kuikcore.api import OWNER_UID_LABEL
 from kuikcore.cluster import POD, SECRET, ChangeType, ObjectKey, Store
 from kuikcore.cluster.patch import finalizers_after, merge_patch_between
 from kuikcore.cluster.store import slim_pod
 from kuikcore.reference import parse
-from tests.cluster.objects import pod, secret
 
 IMAGES = [
     "nginx",
@@ -31,10 +31,16 @@ def versioned(obj: dict[str, Any], version: int) -> dict[str, Any]:
 
 def test_relist_reports_only_differences() -> None:
     store = Store()
-    first = [versioned(pod("a", "x", "nginx"), 1), versioned(pod("a", "y", "redis"), 2)]
+    first = [
+        versioned(pod("nginx", namespace="a", name="x"), 1),
+        versioned(pod("redis", namespace="a", name="y"), 2),
+    ]
     assert [c.type for c in store.replace_kind(POD, first)] == [ChangeType.ADDED, ChangeType.ADDED]
     assert store.replace_kind(POD, first) == []
-    second = [versioned(pod("a", "x", "nginx:1.27"), 3), versioned(pod("a", "z", "busybox"), 4)]
+    second = [
+        versioned(pod("nginx:1.27", namespace="a", name="x"), 3),
+        versioned(pod("busybox", namespace="a", name="z"), 4),
+    ]
     changes = store.replace_kind(POD, second)
     assert [(c.type, c.key.name) for c in changes] == [
         (ChangeType.MODIFIED, "x"),
@@ -57,8 +63,13 @@ def test_secret_owner_index_follows_label_changes() -> None:
 
 
 def test_slim_pod_drops_what_kuik_never_reads() -> None:
-    full = pod("a", "p", "nginx", metadata={"managedFields": [{}], "ownerReferences": [{}]},
-               status={"phase": "Pending", "podIP": "10.1.1.1"})  # fmt: skip
+    full = pod(
+        "nginx",
+        namespace="a",
+        name="p",
+        metadata={"managedFields": [{}], "ownerReferences": [{}]},
+        status={"phase": "Pending", "podIP": "10.1.1.1"},
+    )
     full["spec"]["containers"][0].update(command=["x"], imagePullPolicy="Always")
     slim = slim_pod(full)
     assert slim["spec"] == {
@@ -85,7 +96,7 @@ def test_image_index_always_matches_a_recomputation(
         if delete:
             store.remove(key)
         else:
-            store.upsert(POD, versioned(pod("ns", key.name, *images), version))
+            store.upsert(POD, versioned(pod(*images, namespace="ns", name=key.name), version))
     for image in IMAGES:
         expected = {
             p["metadata"]["name"]

@@ -8,11 +8,10 @@ show) and through the monitor's own `/status/images` and `/metrics`.
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,6 +21,7 @@ import yaml
 from aiohttp import ClientSession, web
 
 from kuik_testing.images import push_image, synthetic_image
+from kuik_testing.objects import all_images, cisa, docker_secret, pod
 from kuik_testing.processes import ServiceProcess
 from kuik_testing.redis import RedisServer
 from kuik_testing.registry import RegistryServer, max_in_window
@@ -35,10 +35,6 @@ pytestmark = [pytest.mark.timeout(150)]
 CISA = ClusterImageSetAvailability.KIND
 INTERVAL, MAX_PER_INTERVAL = 2.0, 4
 T = TypeVar("T")
-
-
-def _b64(text: str) -> str:
-    return base64.b64encode(text.encode()).decode()
 
 
 class Scene:
@@ -79,40 +75,20 @@ class Scene:
 
     def cisa(self, name: str, spec: dict[str, Any] | None = None) -> None:
         self.write(
-            f"cisa-{name}",
-            {
-                "apiVersion": "kuik.enix.io/v1alpha1",
-                "kind": CISA,
-                "metadata": {"name": name},
-                "spec": spec if spec is not None else {"filter": {"include": [{"image": ".*"}]}},
-            },
+            f"cisa-{name}", cisa(name, **(spec if spec is not None else {"filter": all_images()}))
         )
 
-    def pod(self, namespace: str, name: str, images: list[str], secrets: list[str] = ()) -> None:  # type: ignore[assignment]
+    def pod(
+        self, namespace: str, name: str, images: list[str], secrets: Sequence[str] = ()
+    ) -> None:
         self.write(
             f"pod-{namespace}-{name}",
-            {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "metadata": {"namespace": namespace, "name": name},
-                "spec": {
-                    "containers": [{"name": f"c{i}", "image": im} for i, im in enumerate(images)],
-                    "imagePullSecrets": [{"name": s} for s in secrets],
-                },
-            },
+            pod(*images, namespace=namespace, name=name, pull_secrets=secrets),
         )
 
     def pull_secret(self, namespace: str, name: str, host: str, user: str, password: str) -> None:
-        config = json.dumps({"auths": {host: {"auth": _b64(f"{user}:{password}")}}})
         self.write(
-            f"secret-{namespace}-{name}",
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": {"namespace": namespace, "name": name},
-                "type": "kubernetes.io/dockerconfigjson",
-                "data": {".dockerconfigjson": _b64(config)},
-            },
+            f"secret-{namespace}-{name}", docker_secret(namespace, name, host, user, password)
         )
 
     # -- processes ------------------------------------------------------------------------------

@@ -22,15 +22,10 @@ import jsonpatch
 import pytest
 import yaml
 
-from kuik_testing import (
-    RedisServer,
-    RegistryServer,
-    free_port,
-    push_image,
-    synthetic_image,
-)
+import kuik_testing.objects as objects
+from kuik_testing import RedisServer, RegistryServer, free_port, push_image, synthetic_image
 from kuik_testing.processes import ServiceProcess
-from tests.e2e.test_webhook import images, pod, review
+from tests.e2e.test_webhook import images, user_pod
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.xdist_group("outage")]
 
@@ -60,16 +55,12 @@ class Stack:
     def start(self) -> Stack:
         for i in range(IMAGES):
             push_image(self.a, f"outage/app{i}", "1", synthetic_image(f"outage-{i}"))
-        cism = {
-            "apiVersion": "kuik.enix.io/v1alpha1",
-            "kind": "ClusterImageSetMirror",
-            "metadata": {"name": "to-b"},
-            "spec": {
-                "filter": {"include": [{"image": rf"{self.a.host.replace('.', '[.]')}/.*"}]},
-                "mirrors": [{"registry": self.b.host, "path": "m"}],
-            },
-        }
-        running = pod("apps", self.originals)
+        cism = objects.cism(
+            "to-b",
+            objects.mirror(self.b.host, "m"),
+            filter={"include": [{"image": rf"{self.a.host.replace('.', '[.]')}/.*"}]},
+        )
+        running = user_pod("apps", self.originals)
         running["metadata"]["name"] = "running"
         (self.cluster / "docs.yaml").write_text(yaml.safe_dump_all([cism, running]))
         # the default configuration: only where Redis is (and nothing at all for the webhook's
@@ -109,8 +100,8 @@ class Stack:
 
     def admit(self) -> tuple[dict[str, str], float]:
         """Admit a new Pod using the ten images: (its images after the patch, seconds taken)."""
-        obj = pod("apps", self.originals)
-        body = json.dumps(review(obj)).encode()
+        obj = user_pod("apps", self.originals)
+        body = objects.body(objects.review(obj))
         if self._connection is None:
             self._connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
         started = time.perf_counter()

@@ -8,7 +8,6 @@ and its own cluster directory, so tests never see each other's state.
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import subprocess
 import time
@@ -24,10 +23,12 @@ from kuik_testing import (
     RegistryServer,
     get_manifest,
     make_layer,
+    objects,
     push_image,
     synthetic_image,
     synthetic_index,
 )
+from kuik_testing.objects import all_images, cism, docker_secret, pod
 from kuik_testing.processes import ServiceProcess, bin_path
 from kuikcore.coord import connect
 from kuikcore.mirroring import report_stale_mirror
@@ -165,56 +166,10 @@ def env(tmp_path: Path, redis_shared: RedisServer, request: pytest.FixtureReques
     environment.stop()
 
 
-def docker_secret(
-    name: str, namespace: str, host: str, user: str = "u", password: str = "p"
-) -> dict[str, Any]:
-    auth = base64.b64encode(f"{user}:{password}".encode()).decode()
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": name, "namespace": namespace},
-        "type": "kubernetes.io/dockerconfigjson",
-        "stringData": {".dockerconfigjson": json.dumps({"auths": {host: {"auth": auth}}})},
-    }
-
-
-def cism(
-    name: str,
-    mirrors: list[dict[str, Any]],
-    *,
-    cleanup: dict[str, Any] | None = None,
-    filter: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    spec: dict[str, Any] = {
-        "mirrors": mirrors,
-        "filter": filter or {"include": [{"image": ".*"}]},
-    }
-    if cleanup is not None:
-        spec["cleanup"] = cleanup
-    return {
-        "apiVersion": "kuik.enix.io/v1alpha1",
-        "kind": CISM,
-        "metadata": {"name": name},
-        "spec": spec,
-    }
-
-
 def mirror_spec(registry: RegistryServer, path: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "registry": registry.host,
-        "path": path,
-        "credentialSecret": {"name": "mirror-creds", "namespace": "kuik"},
-        **extra,
-    }
-
-
-def pod(name: str, *images: str, namespace: str = "apps", **meta: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "namespace": namespace, **meta},
-        "spec": {"containers": [{"name": f"c{i}", "image": im} for i, im in enumerate(images)]},
-    }
+    """A mirror entry for `registry` with the credentials `base_setup` writes."""
+    creds = {"name": "mirror-creds", "namespace": "kuik"}
+    return objects.mirror(registry.host, path, credentialSecret=creds, **extra)
 
 
 def uploads(registry: RegistryServer, repository: str, since: int = 0) -> int:
@@ -223,7 +178,7 @@ def uploads(registry: RegistryServer, repository: str, since: int = 0) -> int:
 
 
 def base_setup(env: Env, mirror: RegistryServer, *docs: dict[str, Any]) -> None:
-    env.write("secrets.yaml", docker_secret("mirror-creds", "kuik", mirror.host))
+    env.write("secrets.yaml", docker_secret("kuik", "mirror-creds", mirror.host, string_data=True))
     env.write("mirrors.yaml", *docs)
 
 
@@ -235,8 +190,8 @@ def test_mirrors_pod_image_and_reports_status(
 ) -> None:
     image = synthetic_image("basic")
     digest = push_image(source, "basic/app", "1.0", image)
-    base_setup(env, mirror, cism("all", [mirror_spec(mirror, "m1")]))
-    env.write("pods.yaml", pod("web", f"{source.host}/basic/app:1.0"))
+    base_setup(env, mirror, cism("all", mirror_spec(mirror, "m1"), filter=all_images()))
+    env.write("pods.yaml", pod(f"{source.host}/basic/app:1.0", namespace="apps", name="web"))
     env.start()
     key = (f"{source.host}/basic/app:1.0", f"{mirror.host}/m1/basic/app:1.0")
     env.wait("mirroredAt", lambda: bool(env.mirrors("all").get(key, {}).get("mirroredAt")))
@@ -282,10 +237,12 @@ def test_two_replicators_copy_every_image_exactly_once(
     for i in range(8):
         push_image(source, f"twice/app{i}", "1", synthetic_image(f"twice{i}", base_layers=base))
     mark = mirror.log_offset()
-    base_setup(env, mirror, cism("all", [mirror_spec(mirror, "m2")]))
+    base_setup(env, mirror, cism("all", mirror_spec(mirror, "m2"), filter=all_images()))
     env.start(workers=2)
     env.start(workers=2)
-    env.write("pods.yaml", *(pod(f"p{i}", image) for i, image in enumerate(images)))
+    env.write(
+        "pods.yaml", *(pod(image, namespace="apps", name=f"p{i}") for i, image in enumerate(images))
+    )
     env.wait(
         "8 images mirrored",
         lambda: sum(1 for m in env.mirrors("all").values() if m.get("mirroredAt")) == 8,
@@ -305,10 +262,10 @@ def test_sigkill_mid_copy_is_finished_by_another_and_never_tags_a_half_image(
 ) -> None:
     image = synthetic_image("large", layers=3, layer_size=24 * 1024 * 1024)
     digest = push_image(source, "large/app", "1", image)
-    base_setup(env, mirror, cism("all", [mirror_spec(mirror, "m3")]))
+    base_setup(env, mirror, cism("all", mirror_spec(mirror, "m3"), filter=all_images()))
     first = env.start()
     mark = mirror.log_offset()
-    env.write("pods.yaml", pod("big", f"{source.host}/large/app:1"))
+    env.write("pods.yaml", pod(f"{source.host}/large/app:1", namespace="apps", name="big"))
     env.wait(
         "the first blob upload to start",
         lambda: mirror.count_requests("POST", r"/v2/m3/large/app/blobs/uploads/", since=mark) > 0,
@@ -339,26 +296,34 @@ def test_retention_deletes_unused_but_keeps_what_others_use_or_re_pushed(
     names = ["gone", "shared", "repushed"]
     for name in names:
         push_image(source, f"ret/{name}", "1", synthetic_image(f"ret-{name}"))
-    spec = cism("all", [mirror_spec(mirror, "m4")], cleanup={"enabled": True, "retention": "1s"})
+    spec = cism(
+        "all",
+        mirror_spec(mirror, "m4"),
+        filter=all_images(),
+        cleanup={"enabled": True, "retention": "1s"},
+    )
     # a mirror without credentialSecret: copies work (open registry), deletion has nothing to use
     anonymous = {"registry": mirror.host, "path": "anon"}
     bare = cism(
         "bare",
-        [anonymous],
-        cleanup={"enabled": True, "retention": "1s"},
+        anonymous,
         filter={"include": [{"image": ".*/ret/gone:1"}]},
+        cleanup={"enabled": True, "retention": "1s"},
     )
     base_setup(env, mirror, spec, bare)
-    env.write("pods.yaml", pod("user", *(f"{source.host}/ret/{n}:1" for n in names)))
+    env.write(
+        "pods.yaml",
+        pod(*(f"{source.host}/ret/{n}:1" for n in names), namespace="apps", name="user"),
+    )
     # a second cluster sharing Redis and the mirror registry runs "shared"
     other = env.root / "other"
     other.mkdir()
     (other / "all.yaml").write_text(
         yaml.safe_dump_all(
             [
-                docker_secret("mirror-creds", "kuik", mirror.host),
+                docker_secret("kuik", "mirror-creds", mirror.host, string_data=True),
                 spec,
-                pod("user", f"{source.host}/ret/shared:1"),
+                pod(f"{source.host}/ret/shared:1", namespace="apps", name="user"),
             ]
         )
     )
@@ -379,7 +344,7 @@ def test_retention_deletes_unused_but_keeps_what_others_use_or_re_pushed(
     assert mirror.count_requests("POST", r"/v2/m4/ret/shared/", since=mark) == 0
     # someone else pushes another image under the mirrored tag
     intruder = push_image(mirror, "m4/ret/repushed", "1", synthetic_image("intruder"))
-    env.write("pods.yaml", pod("other", f"{source.host}/ret/unrelated:1"))
+    env.write("pods.yaml", pod(f"{source.host}/ret/unrelated:1", namespace="apps", name="other"))
 
     env.wait("the unused copy to be deleted", lambda: pairs["gone"] not in env.mirrors("all"))
     assert get_manifest(mirror, "m4/ret/gone", "1").status == 404
@@ -413,8 +378,8 @@ def test_mirror_removed_from_spec_leaves_status_and_is_deleted(
     push_image(source, "rm/app", "1", synthetic_image("rm"))
     two = [mirror_spec(mirror, "keep"), mirror_spec(mirror, "drop")]
     cleanup = {"enabled": True, "retention": "1h"}
-    base_setup(env, mirror, cism("all", two, cleanup=cleanup))
-    env.write("pods.yaml", pod("p", f"{source.host}/rm/app:1"))
+    base_setup(env, mirror, cism("all", *two, filter=all_images(), cleanup=cleanup))
+    env.write("pods.yaml", pod(f"{source.host}/rm/app:1", namespace="apps", name="p"))
     env.start()
     src = f"{source.host}/rm/app:1"
     kept, dropped = (src, f"{mirror.host}/keep/rm/app:1"), (src, f"{mirror.host}/drop/rm/app:1")
@@ -422,7 +387,7 @@ def test_mirror_removed_from_spec_leaves_status_and_is_deleted(
         "both mirrors",
         lambda: all(env.mirrors("all").get(k, {}).get("mirroredAt") for k in (kept, dropped)),
     )
-    env.write("mirrors.yaml", cism("all", two[:1], cleanup=cleanup))
+    env.write("mirrors.yaml", cism("all", *two[:1], filter=all_images(), cleanup=cleanup))
     env.wait("the removed mirror to leave status", lambda: dropped not in env.mirrors("all"))
     assert get_manifest(mirror, "drop/rm/app", "1").status == 404
     assert get_manifest(mirror, "keep/rm/app", "1").status == 200
@@ -437,14 +402,15 @@ def test_platform_filter_is_honoured_recorded_and_explained(
     push_image(source, "plat/s390x", "1", synthetic_image("s390x", platform="linux/s390x"))
     # gone from the source, but already in the mirror (upstream 9969b67: counts as mirrored)
     kept = push_image(mirror, "m5/plat/gone", "1", synthetic_image("gone"))
-    base_setup(env, mirror, cism("all", [mirror_spec(mirror, "m5")]))
+    base_setup(env, mirror, cism("all", mirror_spec(mirror, "m5"), filter=all_images()))
     env.write(
         "pods.yaml",
         pod(
-            "p",
             f"{source.host}/plat/multi:1",
             f"{source.host}/plat/s390x:1",
             f"{source.host}/plat/gone:1",
+            namespace="apps",
+            name="p",
         ),
     )
     env.start()
@@ -479,8 +445,8 @@ def test_digest_pinned_copied_verbatim_and_stale_report_recopies(
     digest = push_image(source, "pin/app", None, index)
     image = f"{source.host}/pin/app@{digest}"
     push_image(source, "pin/tagged", "1", synthetic_image("stale"))
-    base_setup(env, mirror, cism("all", [mirror_spec(mirror, "m6")]))
-    env.write("pods.yaml", pod("p", image, f"{source.host}/pin/tagged:1"))
+    base_setup(env, mirror, cism("all", mirror_spec(mirror, "m6"), filter=all_images()))
+    env.write("pods.yaml", pod(image, f"{source.host}/pin/tagged:1", namespace="apps", name="p"))
     env.start(cluster_id="pin")
     pinned = (image, f"{mirror.host}/m6/pin/app@{digest}")
     tagged = (f"{source.host}/pin/tagged:1", f"{mirror.host}/m6/pin/tagged:1")
@@ -532,9 +498,9 @@ def test_redis_restart_loses_no_job_and_invalid_filter_is_isolated(
     try:
         for name in ("one", "two", "three", "four"):
             push_image(source, f"rr/{name}", "1", synthetic_image(f"rr-{name}"))
-        bad = cism("bad", [mirror_spec(mirror, "bad")], filter={"include": [{"label": "!!nope"}]})
-        base_setup(env, mirror, cism("all", [mirror_spec(mirror, "m7")]), bad)
-        env.write("pods.yaml", pod("p1", f"{source.host}/rr/one:1"))
+        bad = cism("bad", mirror_spec(mirror, "bad"), filter={"include": [{"label": "!!nope"}]})
+        base_setup(env, mirror, cism("all", mirror_spec(mirror, "m7"), filter=all_images()), bad)
+        env.write("pods.yaml", pod(f"{source.host}/rr/one:1", namespace="apps", name="p1"))
         env.start(resyncInterval="1h")  # no periodic re-plan: queued jobs must survive
         one = (f"{source.host}/rr/one:1", f"{mirror.host}/m7/rr/one:1")
         env.wait("first image", lambda: bool(env.mirrors("all").get(one, {}).get("mirroredAt")))
@@ -548,8 +514,13 @@ def test_redis_restart_loses_no_job_and_invalid_filter_is_isolated(
         try:
             env.write(
                 "pods.yaml",
-                pod("p1", f"{source.host}/rr/one:1"),
-                pod("p2", f"{source.host}/rr/two:1", f"{source.host}/rr/three:1"),
+                pod(f"{source.host}/rr/one:1", namespace="apps", name="p1"),
+                pod(
+                    f"{source.host}/rr/two:1",
+                    f"{source.host}/rr/three:1",
+                    namespace="apps",
+                    name="p2",
+                ),
             )
             env.wait(
                 "jobs queued",
@@ -574,7 +545,7 @@ def test_redis_restart_loses_no_job_and_invalid_filter_is_isolated(
         finally:
             mirror.thaw()
         # planning resumes by itself: a Pod created after the restart is mirrored too
-        env.write("more.yaml", pod("p3", f"{source.host}/rr/four:1"))
+        env.write("more.yaml", pod(f"{source.host}/rr/four:1", namespace="apps", name="p3"))
         for name in ("two", "three", "four"):
             pair = (f"{source.host}/rr/{name}:1", f"{mirror.host}/m7/rr/{name}:1")
             env.wait(name, lambda: bool(env.mirrors("all").get(pair, {}).get("mirroredAt")))  # noqa: B023
@@ -601,8 +572,8 @@ def start_with_first_mirrored(
     for `first` (a Pod uses it); return the process and `mirrored(name)`."""
     for name in ("first", "second"):
         push_image(source, f"{repo}/{name}", "1", synthetic_image(f"{repo}-{name}"))
-    base_setup(env, mirror, cism("all", [mirror_spec(mirror, f"m-{repo}")]))
-    env.write("pods.yaml", pod("p1", f"{source.host}/{repo}/first:1"))
+    base_setup(env, mirror, cism("all", mirror_spec(mirror, f"m-{repo}"), filter=all_images()))
+    env.write("pods.yaml", pod(f"{source.host}/{repo}/first:1", namespace="apps", name="p1"))
     process = env.start()
 
     def mirrored(name: str) -> bool:
@@ -622,7 +593,7 @@ def test_redis_restarted_empty_replicator_survives_and_mirrors_pods_of_the_outag
     env, redis = own_redis_env
     process, mirrored = start_with_first_mirrored(env, source, mirror, "empty")
     redis.kill()
-    env.write("more.yaml", pod("p2", f"{source.host}/empty/second:1"))
+    env.write("more.yaml", pod(f"{source.host}/empty/second:1", namespace="apps", name="p2"))
     time.sleep(4.0)  # long enough for the leadership lease (3 s) to lapse
     redis.start()  # same port, empty
     back = time.monotonic()
@@ -659,7 +630,7 @@ def test_a_loop_failing_on_a_redis_error_is_restarted_not_fatal(
         timeout=15,
     )
     acl("+xpending")
-    env.write("more.yaml", pod("p2", f"{source.host}/acl/second:1"))
+    env.write("more.yaml", pod(f"{source.host}/acl/second:1", namespace="apps", name="p2"))
     env.wait("the second image mirrored", lambda: mirrored("second"))
     assert process.running()
     failures = [
@@ -684,8 +655,8 @@ def test_deleting_a_cism_deletes_its_mirrors_and_pull_secret_copies(
     from kuikcore.cluster.open import open_cluster
 
     push_image(source, "gc/app", "1", synthetic_image("gc"))
-    base_setup(env, mirror, cism("gc", [mirror_spec(mirror, "m8")]))
-    env.write("pods.yaml", pod("p", f"{source.host}/gc/app:1"))
+    base_setup(env, mirror, cism("gc", mirror_spec(mirror, "m8"), filter=all_images()))
+    env.write("pods.yaml", pod(f"{source.host}/gc/app:1", namespace="apps", name="p"))
     env.start()
     pair = (f"{source.host}/gc/app:1", f"{mirror.host}/m8/gc/app:1")
     env.wait("mirrored", lambda: bool(env.mirrors("gc").get(pair, {}).get("mirroredAt")))
@@ -705,7 +676,9 @@ def test_deleting_a_cism_deletes_its_mirrors_and_pull_secret_copies(
         await cluster.wait_synced()
         try:
             owner = cluster.store.resource(CISM, "", "gc")
-            copy = docker_secret("kuik-mirror-creds-0123456789abcdef", "apps", mirror.host)
+            copy = docker_secret(
+                "apps", "kuik-mirror-creds-0123456789abcdef", mirror.host, string_data=True
+            )
             copy["metadata"]["labels"] = {
                 OWNER_UID_LABEL: owner.metadata.uid,
                 OWNER_KIND_LABEL: CISM,

@@ -10,6 +10,7 @@ import yaml
 from kuik_replicator.cleanup import Cleaner
 from kuik_replicator.leader import Leader
 from kuik_replicator.status import CopyOutcome, ResultLog
+from kuik_testing.objects import all_images, cism, container, mirror, pod
 from kuikcore.cluster.open import open_cluster
 from kuikcore.coord import EXPEDITE, ROUTINE, Coord, UsageRecords, Worker
 from kuikcore.filters import SkipRules
@@ -17,31 +18,17 @@ from kuikcore.mirroring import CopyJob, copy_queue
 from kuikcore.registry import RegistryClient
 
 
-def _pod(name: str, image: str, created: str | None = None) -> dict[str, object]:
-    meta: dict[str, object] = {"name": name, "namespace": "apps"}
-    if created:
-        meta["creationTimestamp"] = created
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": meta,
-        "spec": {"containers": [{"name": "c", "image": image}]},
-    }
-
-
 async def test_new_pods_go_first_and_pairs_are_queued_once(tmp_path: Path, coord: Coord) -> None:
     docs = [
-        {
-            "apiVersion": "kuik.enix.io/v1alpha1",
-            "kind": "ClusterImageSetMirror",
-            "metadata": {"name": "all"},
-            "spec": {
-                "filter": {"include": [{"image": ".*"}]},
-                "mirrors": [{"registry": "m.example", "path": "m"}],
-            },
-        },
-        _pod("old", "registry.example/app/old:1", created="2020-01-01T00:00:00Z"),
-        _pod("new", "registry.example/app/new:1"),  # creationTimestamp = the file's mtime: now
+        cism("all", mirror("m.example", "m"), filter=all_images()),
+        pod(
+            container("c", "registry.example/app/old:1"),
+            namespace="apps",
+            name="old",
+            created="2020-01-01T00:00:00Z",
+        ),
+        # creationTimestamp = the file's mtime: now
+        pod(container("c", "registry.example/app/new:1"), namespace="apps", name="new"),
     ]
     (tmp_path / "all.yaml").write_text(yaml.safe_dump_all(docs))
     cluster = await open_cluster(f"dir:{tmp_path}", field_manager="kuik-replicator")

@@ -7,29 +7,17 @@ import json
 import os
 from pathlib import Path
 
+from kuik_testing import objects
 from kuik_testing.apiserver import FakeApiServer
+from kuik_testing.objects import cisa, cism
 from kuik_testing.processes import bin_path
 
 V = "kuik.enix.io/v1alpha1"
 
 
 async def test_status_reads_the_kubernetes_api(apiserver: FakeApiServer, tmp_path: Path) -> None:
-    apiserver.create(
-        {
-            "apiVersion": V,
-            "kind": "ClusterImageSetAvailability",
-            "metadata": {"name": "watch"},
-            "spec": {"unusedImageExpiry": "24h"},
-        }
-    )
-    created = apiserver.create(
-        {
-            "apiVersion": V,
-            "kind": "ClusterImageSetMirror",
-            "metadata": {"name": "all"},
-            "spec": {"mirrors": [{"registry": "m.example", "path": "/m"}]},
-        }
-    )
+    apiserver.create(cisa("watch", unusedImageExpiry="24h"))
+    created = apiserver.create(cism("all", objects.mirror("m.example", "/m")))
     created["status"] = {
         "matchingImages": [
             {

@@ -25,7 +25,9 @@ import pytest
 import trustme
 import yaml
 
+import kuik_testing.objects as objects
 from kuik_testing import RedisServer, RegistryServer, free_port, push_image, synthetic_image
+from kuik_testing.objects import cism, container, docker_secret, pod, review
 from kuik_testing.processes import ServiceProcess
 from kuikcore.api import ORIGINAL_IMAGES_ANNOTATION, AvailabilityStatus
 from kuikcore.cluster.local import LocalCluster
@@ -37,6 +39,9 @@ pytestmark = pytest.mark.timeout(120)
 ANN = ORIGINAL_IMAGES_ANNOTATION
 USER, PASSWORD = "mirror-user", "mirror-password-for-tests"
 CLUSTER_ID = "webhook-e2e"
+CREDENTIALS = {"name": "mirror-creds", "namespace": "kuik-system"}
+LOCAL_IMAGES = {"include": [{"image": r"127\.0\.0\.1:\d+/.*"}]}  # every image pushed here
+JSON = dict[str, Any]
 
 
 # --- servers --------------------------------------------------------------------------------
@@ -67,78 +72,29 @@ def write_cert(ca: trustme.CA, directory: Path) -> tuple[Path, Path]:
 # --- documents ------------------------------------------------------------------------------
 
 
-def docker_secret(name: str, namespace: str, host: str) -> dict[str, Any]:
-    auth = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": name, "namespace": namespace},
-        "type": "kubernetes.io/dockerconfigjson",
-        "stringData": {".dockerconfigjson": json.dumps({"auths": {host: {"auth": auth}}})},
-    }
+def mirror_set(name: str, registry: str, *, priority: int = 0, secret: bool = True) -> JSON:
+    """A CISM of the loopback images to `registry`, with the mirror's credentials unless not
+    `secret`."""
+    creds = {"credentialSecret": dict(CREDENTIALS)} if secret else {}
+    spec = {"priority": priority} if priority else {}
+    return cism(name, objects.mirror(registry, "m", **creds), filter=LOCAL_IMAGES, **spec)
 
 
-def cism(name: str, registry: str, *, priority: int = 0, secret: bool = True) -> dict[str, Any]:
-    mirror: dict[str, Any] = {"registry": registry, "path": "m"}
-    if secret:
-        mirror["credentialSecret"] = {"name": "mirror-creds", "namespace": "kuik-system"}
-    spec: dict[str, Any] = {
-        "filter": {"include": [{"image": r"127\.0\.0\.1:\d+/.*"}]},
-        "mirrors": [mirror],
-    }
-    if priority:
-        spec["priority"] = priority
-    return {
-        "apiVersion": "kuik.enix.io/v1alpha1",
-        "kind": "ClusterImageSetMirror",
-        "metadata": {"name": name},
-        "spec": spec,
-    }
-
-
-def pod(
+def user_pod(
     namespace: str,
     containers: dict[str, str],
     *,
     init: dict[str, str] | None = None,
     policy: str = "IfNotPresent",
-) -> dict[str, Any]:
-    def listed(items: dict[str, str]) -> list[dict[str, Any]]:
-        return [{"name": n, "image": i, "imagePullPolicy": policy} for n, i in items.items()]
-
-    spec: dict[str, Any] = {"containers": listed(containers)}
-    if init:
-        spec["initContainers"] = listed(init)
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": f"p-{uuid.uuid4().hex[:6]}", "namespace": namespace},
-        "spec": spec,
-    }
-
-
-def review(
-    obj: dict[str, Any],
-    *,
-    operation: str = "CREATE",
-    old: dict[str, Any] | None = None,
-    dry_run: bool = False,
-    sub_resource: str | None = None,
-) -> dict[str, Any]:
-    request: dict[str, Any] = {
-        "uid": str(uuid.uuid4()),
-        "kind": {"group": "", "version": "v1", "kind": "Pod"},
-        "resource": {"group": "", "version": "v1", "resource": "pods"},
-        "namespace": obj["metadata"]["namespace"],
-        "name": obj["metadata"]["name"],
-        "operation": operation,
-        "object": obj,
-        "oldObject": old,
-        "dryRun": dry_run,
-    }
-    if sub_resource:
-        request["subResource"] = sub_resource
-    return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request}
+) -> JSON:
+    """A freshly named Pod with these containers (name -> image), as a user would send it."""
+    return pod(
+        *(container(n, i) for n, i in containers.items()),
+        init=[container(n, i) for n, i in (init or {}).items()],
+        policy=policy,
+        namespace=namespace,
+        name=f"p-{uuid.uuid4().hex[:6]}",
+    )
 
 
 # --- one webhook process ----------------------------------------------------------------------
@@ -290,8 +246,11 @@ def base_config(mirror: RegistryServer, **webhook: Any) -> dict[str, Any]:
 
 
 def cluster_docs(hook: Webhook, mirror: RegistryServer) -> None:
-    hook.write("secrets.yaml", docker_secret("mirror-creds", "kuik-system", mirror.host))
-    hook.write("mirrors.yaml", cism("to-b", mirror.host))
+    hook.write(
+        "secrets.yaml",
+        docker_secret("kuik-system", "mirror-creds", mirror.host, USER, PASSWORD, string_data=True),
+    )
+    hook.write("mirrors.yaml", mirror_set("to-b", mirror.host))
 
 
 @pytest.fixture(scope="module")
@@ -323,7 +282,7 @@ def test_reroutes_to_the_mirror_when_the_original_is_missing(
 ) -> None:
     original = f"{source.host}/shop/missing:1"
     push(mirror, "m/shop/missing", "1", "missing")
-    response, out = shared.admit(pod("shop", {"web": original}))
+    response, out = shared.admit(user_pod("shop", {"web": original}))
     assert images(out) == {"web": f"{mirror.host}/m/shop/missing:1"}
     assert recorded(out) == {"web": original}
     # the mirror needs its credentials: a copy of the CR's secret is listed
@@ -357,7 +316,7 @@ def test_keeps_the_original_when_it_is_there(
     original = f"{source.host}/shop/present:1"
     push(source, "shop/present", "1", "present")
     push(mirror, "m/shop/present", "1", "present")
-    _, out = shared.admit(pod("shop", {"web": original}, init={"setup": original}))
+    _, out = shared.admit(user_pod("shop", {"web": original}, init={"setup": original}))
     assert images(out) == {"web": original, "init:setup": original}
     assert recorded(out) == {"web": original, "init:setup": original}
     assert "imagePullSecrets" not in out["spec"]
@@ -370,14 +329,17 @@ def test_negative_priority_puts_the_mirror_first(
     push(source, "prio/app", "1", "prio")
     push(mirror, "m/prio/app", "1", "prio")
     hook = Webhook(tmp_path, ca)
-    hook.write("secrets.yaml", docker_secret("mirror-creds", "kuik-system", mirror.host))
-    hook.write("mirrors.yaml", cism("first", mirror.host, priority=-1))
+    hook.write(
+        "secrets.yaml",
+        docker_secret("kuik-system", "mirror-creds", mirror.host, USER, PASSWORD, string_data=True),
+    )
+    hook.write("mirrors.yaml", mirror_set("first", mirror.host, priority=-1))
     hook.start(base_config(mirror))
     try:
-        _, out = hook.admit(pod("prio", {"app": original}))
+        _, out = hook.admit(user_pod("prio", {"app": original}))
         assert images(out) == {"app": f"{mirror.host}/m/prio/app:1"}
         # the same with imagePullPolicy Always: the original stays first (upstream)
-        _, kept = hook.admit(pod("prio", {"app": original}, policy="Always"))
+        _, kept = hook.admit(user_pod("prio", {"app": original}, policy="Always"))
         assert images(kept) == {"app": original}
     finally:
         hook.stop()
@@ -387,7 +349,7 @@ def test_pull_secret_copied_into_the_pod_namespace(
     shared: Webhook, source: RegistryServer, mirror: RegistryServer
 ) -> None:
     push(mirror, "m/team/copy", "1", "copy")
-    _, out = shared.admit(pod("team-a", {"c": f"{source.host}/team/copy:1"}))
+    _, out = shared.admit(user_pod("team-a", {"c": f"{source.host}/team/copy:1"}))
     name = out["spec"]["imagePullSecrets"][0]["name"]
 
     async def read() -> dict[str, Any] | None:
@@ -414,7 +376,7 @@ def test_dry_run_writes_nothing(
 ) -> None:
     push(mirror, "m/dry/app", "1", "dry")
     before = {p.name for p in (shared.cluster / ".kuik").rglob("*") if p.is_file()}
-    _, out = shared.admit(pod("dry-ns", {"c": f"{source.host}/dry/app:1"}), dry_run=True)
+    _, out = shared.admit(user_pod("dry-ns", {"c": f"{source.host}/dry/app:1"}), dry_run=True)
     assert images(out) == {"c": f"{mirror.host}/m/dry/app:1"}
     name = out["spec"]["imagePullSecrets"][0]["name"]
     after = {p.name for p in (shared.cluster / ".kuik").rglob("*") if p.is_file()}
@@ -428,7 +390,7 @@ def test_update_reconsiders_only_changed_images(
     push(source, "upd/b", "1", "upd-b")
     push(mirror, "m/upd/b", "2", "upd-b2")
     a, b = f"{source.host}/upd/a:1", f"{source.host}/upd/b:1"
-    _, created = shared.admit(pod("upd", {"a": a, "b": b}))
+    _, created = shared.admit(user_pod("upd", {"a": a, "b": b}))
     assert images(created) == {"a": f"{mirror.host}/m/upd/a:1", "b": b}
     secrets = created["spec"]["imagePullSecrets"]
     new = copy.deepcopy(created)
@@ -448,10 +410,10 @@ def test_ephemeral_container_rerouted_through_the_subresource(
     try:
         push_image(plain, "m/dbg/tools", "1", synthetic_image("tools"))
         hook = Webhook(tmp_path, ca)
-        hook.write("mirrors.yaml", cism("plain", plain.host, secret=False))
+        hook.write("mirrors.yaml", mirror_set("plain", plain.host, secret=False))
         hook.start(base_config(mirror))
         try:
-            running = pod("dbg", {"app": f"{source.host}/dbg/app:1"})
+            running = user_pod("dbg", {"app": f"{source.host}/dbg/app:1"})
             running["metadata"]["annotations"] = {
                 ANN: json.dumps({"app": f"{source.host}/dbg/app:1"})
             }
@@ -474,7 +436,7 @@ def test_digest_pinned_image_rerouted_with_its_digest(
     shared: Webhook, source: RegistryServer, mirror: RegistryServer
 ) -> None:
     digest = push(mirror, "m/pin/app", "whatever", "pinned")
-    _, out = shared.admit(pod("pin", {"c": f"{source.host}/pin/app@{digest}"}))
+    _, out = shared.admit(user_pod("pin", {"c": f"{source.host}/pin/app@{digest}"}))
     assert images(out) == {"c": f"{mirror.host}/m/pin/app@{digest}"}
 
 
@@ -482,7 +444,7 @@ def test_results_go_to_the_board(
     shared: Webhook, source: RegistryServer, mirror: RegistryServer, redis_shared: RedisServer
 ) -> None:
     push(mirror, "m/board/app", "1", "board")
-    shared.admit(pod("board", {"c": f"{source.host}/board/app:1"}))
+    shared.admit(user_pod("board", {"c": f"{source.host}/board/app:1"}))
 
     async def read() -> tuple[Any, Any]:
         async with connect(redis_shared.url, prefix="wh-shared:") as coord:
@@ -530,14 +492,14 @@ def test_stale_mirror_reported_to_the_replicator(
             await cluster.stop()
 
     # the mirror comes first, so it is checked whatever the original says
-    hook.write("mirrors.yaml", cism("to-b", mirror.host, priority=-1))
+    hook.write("mirrors.yaml", mirror_set("to-b", mirror.host, priority=-1))
     asyncio.run(mark_mirrored())
     prefix = f"wh-stale-{uuid.uuid4().hex[:6]}:"
     hook.start({**base_config(mirror), "redis": {"keyPrefix": prefix}}, redis_url=redis_shared.url)
     try:
         # a dry run reports nothing (had it reported, the next admission would count as "recent")
-        hook.admit(pod("stale", {"c": original}), dry_run=True)
-        _, out = hook.admit(pod("stale", {"c": original}))
+        hook.admit(user_pod("stale", {"c": original}), dry_run=True)
+        _, out = hook.admit(user_pod("stale", {"c": original}))
         assert images(out) == {"c": original}
 
         async def pending() -> int:
@@ -549,7 +511,7 @@ def test_stale_mirror_reported_to_the_replicator(
         reports = "kube_image_keeper_webhook_stale_mirror_reports_total"
         assert hook.metric(reports, result="recent") == 0
         # a further admission within the interval does not report again
-        hook.admit(pod("stale", {"c": original}))
+        hook.admit(user_pod("stale", {"c": original}))
         assert asyncio.run(pending()) == 1
         assert hook.metric(reports, result="sent") == 1
         assert hook.metric(reports, result="recent") == 1
@@ -576,7 +538,7 @@ def test_black_holed_registry_answered_within_the_deadline(
         hook.start(config)
         try:
             # the client gives up after 5 s, like an API server with timeoutSeconds: 5
-            response, out = hook.admit(pod("bh", {"c": f"{hole.host}/bh/app:1"}), timeout=5)
+            response, out = hook.admit(user_pod("bh", {"c": f"{hole.host}/bh/app:1"}), timeout=5)
             # the original was still unknown at the deadline: kept, as written
             assert images(out) == {"c": f"{hole.host}/bh/app:1"}
             assert recorded(out) == {"c": f"{hole.host}/bh/app:1"}
@@ -606,7 +568,7 @@ def test_a_black_holed_registry_is_given_up_on_as_soon_as_the_probes_find_it(
         hook.start(config, redis_url=redis_shared.url)
         try:
             started = time.monotonic()
-            _, out = hook.admit(pod("down", {"c": f"{hole.host}/down/app:1"}), timeout=10)
+            _, out = hook.admit(user_pod("down", {"c": f"{hole.host}/down/app:1"}), timeout=10)
             took = time.monotonic() - started
             assert images(out) == {"c": f"{mirror.host}/m/down/app:1"}
             assert took < 4.0  # the deadline minus its reserve is 5.7 s; probes need ~1 s
@@ -636,11 +598,11 @@ def test_redis_killed_then_back_empty_pods_still_admitted(
         cluster_docs(hook, mirror)
         hook.start(base_config(mirror), redis_url=redis.url)
         try:
-            _, out = hook.admit(pod("r", {"c": f"{source.host}/redis/a:1"}))
+            _, out = hook.admit(user_pod("r", {"c": f"{source.host}/redis/a:1"}))
             assert images(out) == {"c": f"{mirror.host}/m/redis/a:1"}
             assert hook.metric("kube_image_keeper_redis_up") == 1
             redis.kill()
-            response, out = hook.admit(pod("r", {"c": f"{source.host}/redis/b:1"}))
+            response, out = hook.admit(user_pod("r", {"c": f"{source.host}/redis/b:1"}))
             assert images(out) == {"c": f"{mirror.host}/m/redis/b:1"}
             assert "warnings" not in response
             assert hook.process is not None
@@ -649,7 +611,7 @@ def test_redis_killed_then_back_empty_pods_still_admitted(
 
             redis.start()  # same port, empty
             wait_until("redis_up 1", lambda: hook.metric("kube_image_keeper_redis_up") == 1, 10)
-            _, out = hook.admit(pod("r", {"c": f"{source.host}/redis/c:1"}))
+            _, out = hook.admit(user_pod("r", {"c": f"{source.host}/redis/c:1"}))
             mirrored = f"{mirror.host}/m/redis/c:1"
             assert images(out) == {"c": mirrored}
 
@@ -671,7 +633,7 @@ def test_certificate_rotation_without_restart(tmp_path: Path, mirror: RegistrySe
     hook = Webhook(tmp_path, first)
     hook.start(base_config(mirror))
     try:
-        body = json.dumps(review(pod("tls", {"c": "127.0.0.1:1/x:1"}))).encode()
+        body = json.dumps(review(user_pod("tls", {"c": "127.0.0.1:1/x:1"}))).encode()
         assert hook.post(body)[0] == 200
         pid = hook.process.pid if hook.process else None
         write_cert(second, tmp_path / "tls")  # what cert-manager does to the mounted files
@@ -709,7 +671,7 @@ def test_internal_errors_admit_unchanged_with_a_warning(shared: Webhook) -> None
         {"sub_resource": "status", "operation": "UPDATE"},
     ]
     for options in others:
-        obj = pod("x", {"c": "127.0.0.1:1/x:1"})
+        obj = user_pod("x", {"c": "127.0.0.1:1/x:1"})
         status, body = shared.post(json.dumps(review(obj, old=obj, **options)).encode())
         assert status == 200
         assert body["response"] == {"uid": body["response"]["uid"], "allowed": True}
@@ -735,11 +697,11 @@ def test_identical_admissions_answer_alike_and_follow_the_registry(
     original = f"{source.host}/memo/app:1"
     push(source, "m/memo/app", "1", "memo")
     hook = Webhook(tmp_path, ca)
-    mirror_cr = cism("to-source", source.host, secret=False)
+    mirror_cr = mirror_set("to-source", source.host, secret=False)
     hook.write("mirrors.yaml", mirror_cr)
     hook.start({"webhook": {"cacheTTL": "1s", "deadline": "8s"}})
     try:
-        obj = pod("memo", {"web": original})
+        obj = user_pod("memo", {"web": original})
         first, out = hook.admit(obj)
         second, again = hook.admit(obj)
         assert first["uid"] != second["uid"]
@@ -770,13 +732,13 @@ def test_identical_admissions_follow_routing_changes(
     push(source, "m/memo-cr/app", "1", "memo-cr")
     push(source, "n/memo-cr/app", "1", "memo-cr")
     hook = Webhook(tmp_path, ca)
-    hook.write("mirrors.yaml", cism("to-m", source.host, secret=False))
+    hook.write("mirrors.yaml", mirror_set("to-m", source.host, secret=False))
     hook.start({"webhook": {"cacheTTL": "60s", "deadline": "8s"}})
     try:
-        obj = pod("memo-cr", {"web": original})
+        obj = user_pod("memo-cr", {"web": original})
         for _ in range(2):
             assert images(hook.admit(obj)[1]) == {"web": f"{source.host}/m/memo-cr/app:1"}
-        moved = cism("to-n", source.host, secret=False)
+        moved = mirror_set("to-n", source.host, secret=False)
         moved["spec"]["mirrors"][0]["path"] = "n"
         hook.write("mirrors.yaml", moved)
         wait_until(

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from kuik_testing import RegistryServer
+from kuik_testing import RegistryServer, objects
 from kuik_testing.admission_fuzz import (
     MAX_BODY,
     Poster,
@@ -29,6 +29,7 @@ from kuik_testing.admission_fuzz import (
     fuzz_webhook,
     rss_kib,
 )
+from kuik_testing.objects import admission_review
 from kuik_testing.processes import ServiceProcess
 
 pytestmark = pytest.mark.timeout(300)
@@ -54,11 +55,7 @@ def test_every_answer_keeps_the_promise(
 ) -> None:
     process, port, _ = webhook
     poster = Poster(port)
-    review = {
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {"uid": "warm", "operation": "CREATE", "object": {}},
-    }
+    review = admission_review({"uid": "warm", "operation": "CREATE", "object": {}})
     for _ in range(20):  # warm up: imports, first routes, caches
         warm = Sent(json.dumps(review).encode(), expect=200)
         check_answer(warm, *poster.post(warm))
@@ -118,13 +115,7 @@ def test_a_surrogate_operation_leaves_metrics_working(
     webhook: tuple[ServiceProcess, int, RegistryServer],
 ) -> None:
     process, port, _ = webhook
-    body = json.dumps(
-        {
-            "apiVersion": "admission.k8s.io/v1",
-            "kind": "AdmissionReview",
-            "request": {"uid": "s", "operation": "\ud800", "object": {}},
-        }
-    ).encode()
+    body = objects.body(admission_review({"uid": "s", "operation": "\ud800", "object": {}}))
     poster = Poster(port)
     try:
         status, raw = poster.post(Sent(body))
@@ -140,21 +131,8 @@ def test_a_surrogate_operation_leaves_metrics_working(
 def test_fuzz_fixture_is_contested(webhook: tuple[ServiceProcess, int, RegistryServer]) -> None:
     """The setup really routes: a missing loopback image goes to the mirror or the upstream."""
     _, port, registry = webhook
-    review = {
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": "u",
-            "kind": {"kind": "Pod"},
-            "resource": {"resource": "pods"},
-            "namespace": "apps",
-            "operation": "CREATE",
-            "object": {
-                "metadata": {"name": "p"},
-                "spec": {"containers": [{"name": "c", "image": "127.0.0.1:1/old/web:1"}]},
-            },
-        },
-    }
+    obj = objects.pod(objects.container("c", "127.0.0.1:1/old/web:1"), namespace="apps")
+    review = objects.review(obj, uid="u")
     poster = Poster(port)
     try:
         response = json.loads(poster.post(Sent(json.dumps(review).encode()))[1])["response"]

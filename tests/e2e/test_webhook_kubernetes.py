@@ -14,17 +14,19 @@ import trustme
 
 from kuik_testing import RegistryServer
 from kuik_testing.apiserver import FakeApiServer
+from kuik_testing.objects import docker_secret
 from tests.chart.roles import chart_role
 from tests.e2e.test_webhook import (  # the servers are module fixtures of their own here
+    PASSWORD,
+    USER,
     Webhook,
     base_config,
     ca,
-    cism,
-    docker_secret,
     images,
     mirror,
-    pod,
+    mirror_set,
     push,
+    user_pod,
 )
 
 pytestmark = pytest.mark.timeout(120)
@@ -39,12 +41,14 @@ async def test_routes_from_the_api_and_copies_the_secret_into_it(
     source: RegistryServer,
     mirror: RegistryServer,
 ) -> None:
-    secret = docker_secret("mirror-creds", "kuik-system", mirror.host)
+    secret = docker_secret(
+        "kuik-system", "mirror-creds", mirror.host, USER, PASSWORD, string_data=True
+    )
     secret["data"] = {
         k: base64.b64encode(v.encode()).decode() for k, v in secret.pop("stringData").items()
     }
     apiserver.create(secret)
-    apiserver.create(cism("to-b", mirror.host))
+    apiserver.create(mirror_set("to-b", mirror.host))
     await asyncio.to_thread(push, mirror, "m/k8s/app", "1", "k8s")
     role = chart_role("webhook")
     apiserver.grant("webhook-token", role.user, role.rules)
@@ -59,7 +63,9 @@ async def test_routes_from_the_api_and_copies_the_secret_into_it(
     try:
         assert hook.process is not None
         await asyncio.to_thread(hook.process.wait_ready)
-        _, out = await asyncio.to_thread(hook.admit, pod("apps", {"c": f"{source.host}/k8s/app:1"}))
+        _, out = await asyncio.to_thread(
+            hook.admit, user_pod("apps", {"c": f"{source.host}/k8s/app:1"})
+        )
         assert images(out) == {"c": f"{mirror.host}/m/k8s/app:1"}
         name = out["spec"]["imagePullSecrets"][0]["name"]
         copy = apiserver.get("v1", "Secret", "apps", name)

@@ -4,11 +4,9 @@ API fake, a forbidden read (403) and a missing Secret (404) both make a Pod's se
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
-from typing import Any
 
 from kuik_testing.apiserver import FakeApiServer
+from kuik_testing.objects import container, docker_secret, pod
 from kuikcore.cluster.kubernetes import KubernetesCluster
 from kuikcore.credentials import resolve_credentials
 from kuikcore.registry.auth import Credentials
@@ -17,32 +15,12 @@ from kuikcore.routing import SecretRef
 IMAGE = "registry.example:5000/team/app:1"
 
 
-def _secret(namespace: str, name: str, user: str) -> dict[str, Any]:
-    auth = base64.b64encode(f"{user}:pw".encode()).decode()
-    doc = json.dumps({"auths": {"registry.example:5000": {"auth": auth}}})
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"namespace": namespace, "name": name},
-        "type": "kubernetes.io/dockerconfigjson",
-        "data": {".dockerconfigjson": base64.b64encode(doc.encode()).decode()},
-    }
-
-
-def _pod(namespace: str, name: str, secret: str) -> dict[str, Any]:
-    return {
-        "metadata": {"namespace": namespace, "name": name},
-        "spec": {
-            "containers": [{"name": "c", "image": IMAGE}],
-            "imagePullSecrets": [{"name": secret}],
-        },
-    }
-
-
 async def test_forbidden_and_missing_secrets_then_fallback(apiserver: FakeApiServer) -> None:
-    apiserver.create(_secret("b", "pull", "bob"))
-    apiserver.create(_secret("c", "locked", "carol"))
-    apiserver.create(_secret("kuik-system", "fallback", "fallback"))
+    apiserver.create(docker_secret("b", "pull", "registry.example:5000", "bob", "pw"))
+    apiserver.create(docker_secret("c", "locked", "registry.example:5000", "carol", "pw"))
+    apiserver.create(
+        docker_secret("kuik-system", "fallback", "registry.example:5000", "fallback", "pw")
+    )
     client = apiserver.api_client()
     cluster = KubernetesCluster(client, field_manager="kuik-test", kinds=("Pod",))
     try:
@@ -51,7 +29,12 @@ async def test_forbidden_and_missing_secrets_then_fallback(apiserver: FakeApiSer
             await cluster.wait_synced()
         apiserver.fail_requests(1, 403, match="/namespaces/c/secrets/locked")
         choice = await resolve_credentials(
-            cluster, [_pod("c", "p", "locked"), _pod("a", "p", "absent")], None
+            cluster,
+            [
+                pod(container("c", IMAGE), namespace="c", name="p", pull_secrets=["locked"]),
+                pod(container("c", IMAGE), namespace="a", name="p", pull_secrets=["absent"]),
+            ],
+            None,
         )
         assert choice.chosen is None
         assert choice.unavailable is not None
@@ -63,13 +46,18 @@ async def test_forbidden_and_missing_secrets_then_fallback(apiserver: FakeApiSer
 
         choice = await resolve_credentials(
             cluster,
-            [_pod("a", "p", "absent"), _pod("b", "p", "pull")],
+            [
+                pod(container("c", IMAGE), namespace="a", name="p", pull_secrets=["absent"]),
+                pod(container("c", IMAGE), namespace="b", name="p", pull_secrets=["pull"]),
+            ],
             SecretRef("fallback", "kuik-system"),
         )
         assert choice.credentials(IMAGE) == [Credentials("bob", "pw")]
 
         choice = await resolve_credentials(
-            cluster, [_pod("a", "p", "absent")], SecretRef("fallback", "kuik-system")
+            cluster,
+            [pod(container("c", IMAGE), namespace="a", name="p", pull_secrets=["absent"])],
+            SecretRef("fallback", "kuik-system"),
         )
         assert choice.credentials(IMAGE) == [Credentials("fallback", "pw")]
         assert choice.unavailable is None

@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 import yaml
 
+from kuik_testing.objects import cisa, cism, eventually, mirror, pod, secret
 from kuikcore.api import OWNER_UID_LABEL
 from kuikcore.cluster import POD, ClusterError, EventType, ObjectKey
 from kuikcore.cluster.local import LocalCluster
 from kuikcore.cluster.open import open_cluster
-from tests.cluster.objects import cisa, cism, eventually, pod, secret
 
 CISM = "ClusterImageSetMirror"
 CISA = "ClusterImageSetAvailability"
@@ -56,16 +56,19 @@ async def opened(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
 
 async def test_directory_layout(tmp_path: Path, opened: Callable[..., Any]) -> None:
     root = tmp_path / "demo"
-    write(root / "pods.yaml", pod("team", "a", "nginx"), pod("team", "b", "redis:7"))
-    no_namespace = pod("x", "c", "busybox")
-    del no_namespace["metadata"]["namespace"]
+    write(
+        root / "pods.yaml",
+        pod("nginx", namespace="team", name="a"),
+        pod("redis:7", namespace="team", name="b"),
+    )
+    no_namespace = pod("busybox", namespace=None, name="c")
     write(
         root / "deep" / "er" / "more.yml",
         no_namespace,
         {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"}},
     )
-    (root / "mirrors.json").write_text(json.dumps(cism("all")))
-    write(root / ".hidden" / "ignored.yaml", pod("team", "hidden", "nginx"))
+    (root / "mirrors.json").write_text(json.dumps(cism("all", mirror())))
+    write(root / ".hidden" / "ignored.yaml", pod("nginx", namespace="team", name="hidden"))
     string_secret = {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -92,12 +95,16 @@ async def test_invalid_documents_reported_with_file_and_index(
     tmp_path: Path, opened: Callable[..., Any]
 ) -> None:
     root = tmp_path / "demo"
-    bad_cr = cism("bad")
+    bad_cr = cism("bad", mirror())
     bad_cr["spec"]["mirrors"] = "not-a-list"
-    unnamed = pod("team", "x", "nginx")
+    unnamed = pod("nginx", namespace="team", name="x")
     del unnamed["metadata"]["name"]
     mixed = write(
-        root / "mixed.yaml", pod("team", "ok", "nginx"), unnamed, bad_cr, pod("team", "ok", "redis")
+        root / "mixed.yaml",
+        pod("nginx", namespace="team", name="ok"),
+        unnamed,
+        bad_cr,
+        pod("redis", namespace="team", name="ok"),
     )
     broken = root / "broken.yaml"
     broken.write_text("kind: Pod\nmetadata: [unclosed\n")
@@ -121,7 +128,7 @@ async def test_invalid_documents_reported_with_file_and_index(
     assert str(mixed) in {p.source for p in cluster.problems()}
 
     broken.write_text(yaml.safe_dump(cisa("fixed")))
-    write(mixed, pod("team", "ok", "nginx"))
+    write(mixed, pod("nginx", namespace="team", name="ok"))
     await eventually(lambda: cluster.problems() == [], what="problems cleared after the fix")
     assert [r.name for r in cluster.store.resources(CISA)] == ["fixed"]
 
@@ -132,9 +139,9 @@ async def test_changes_noticed_added_edited_removed(
     root = tmp_path / "demo"
     root.mkdir()
     cluster: LocalCluster = await opened(root)
-    file = write(root / "p.yaml", pod("a", "p", "nginx"))
+    file = write(root / "p.yaml", pod("nginx", namespace="a", name="p"))
     await eventually(lambda: cluster.store.pod("a", "p") is not None)
-    write(file, pod("a", "p", "nginx:1.27"))
+    write(file, pod("nginx:1.27", namespace="a", name="p"))
     await eventually(lambda: cluster.store.pods_by_image("nginx:1.27") != [])
     file.unlink()
     await eventually(lambda: cluster.store.pods() == [])
@@ -144,7 +151,7 @@ async def test_writes_land_in_state_dir_never_in_user_files(
     tmp_path: Path, opened: Callable[..., Any]
 ) -> None:
     root = tmp_path / "demo"
-    write(root / "all.yaml", cism("m"), pod("team", "p", "nginx"))
+    write(root / "all.yaml", cism("m", mirror()), pod("nginx", namespace="team", name="p"))
     before = fingerprint(root)
     cluster: LocalCluster = await opened(root)
     await cluster.update_status(
@@ -195,7 +202,7 @@ async def test_deleting_a_user_secret_is_refused(
 
 async def test_state_dir_elsewhere(tmp_path: Path, opened: Callable[..., Any]) -> None:
     root, state = tmp_path / "demo", tmp_path / "state"
-    write(root / "m.yaml", cism("m"))
+    write(root / "m.yaml", cism("m", mirror()))
     cluster: LocalCluster = await opened(root, state_dir=state)
     await cluster.update_status(
         CISM, "", "m", lambda s: {"matchingImages": [{"image": "docker.io/library/a:1"}]}
@@ -213,7 +220,7 @@ async def test_held_deletion_survives_restart_and_recreation_starts_clean(
     tmp_path: Path, opened: Callable[..., Any]
 ) -> None:
     root = tmp_path / "demo"
-    file = write(root / "m.yaml", cism("m"))
+    file = write(root / "m.yaml", cism("m", mirror()))
     first: LocalCluster = await opened(root)
     await first.add_finalizer(CISM, "", "m", "kuik.enix.io/mirror-cleanup")
     await first.update_status(
@@ -228,7 +235,7 @@ async def test_held_deletion_survives_restart_and_recreation_starts_clean(
     await second.remove_finalizer(CISM, "", "m", "kuik.enix.io/mirror-cleanup")
     assert second.store.resource(CISM, "", "m") is None
     assert not (root / ".kuik" / "resources" / CISM / "_cluster" / "m.yaml").exists()
-    write(file, cism("m"))
+    write(file, cism("m", mirror()))
     await eventually(lambda: second.store.resource(CISM, "", "m") is not None)
     assert second.store.resource(CISM, "", "m").status.matching_images is None
 
@@ -238,7 +245,7 @@ async def test_held_deletion_survives_restart_and_recreation_starts_clean(
     )
     file.unlink()
     await eventually(lambda: second.store.resource(CISM, "", "m") is None)
-    write(file, cism("m"))
+    write(file, cism("m", mirror()))
     await eventually(lambda: second.store.resource(CISM, "", "m") is not None)
     assert second.store.resource(CISM, "", "m").status.matching_images is None
 
@@ -293,7 +300,7 @@ async def test_rereading_reports_nothing_new_and_state_writes_are_read_alone(
     tmp_path: Path, opened: Callable[..., Any]
 ) -> None:
     root = tmp_path / "demo"
-    write(root / "all.yaml", cisa("avail"), pod("a", "p", "nginx"))
+    write(root / "all.yaml", cisa("avail"), pod("nginx", namespace="a", name="p"))
     writer: LocalCluster = await opened(root)
     reader: LocalCluster = await opened(root)
     await writer.apply_secret(secret("a", "kuik-copy", labels={OWNER_UID_LABEL: "u"}, x="eA=="))
@@ -319,7 +326,7 @@ async def test_a_file_broken_mid_edit_keeps_its_objects(
     tmp_path: Path, opened: Callable[..., Any]
 ) -> None:
     root = tmp_path / "demo"
-    file = write(root / "m.yaml", cism("m"), pod("a", "p", "nginx"))
+    file = write(root / "m.yaml", cism("m", mirror()), pod("nginx", namespace="a", name="p"))
     cluster: LocalCluster = await opened(root)
     await cluster.add_finalizer(CISM, "", "m", "kuik.enix.io/mirror-cleanup")
     await cluster.update_status(

@@ -15,8 +15,8 @@ import pytest
 import yaml
 from structlog.testing import capture_logs
 
+from kuik_testing.objects import cism, mirror
 from kuikcore.cluster.local import LocalCluster
-from tests.cluster.objects import cism
 
 CISM = "ClusterImageSetMirror"
 
@@ -27,7 +27,7 @@ def unreadable_dir(tmp_path: Path) -> Path:
     root.mkdir()
     (root / "broken.yaml").write_text("kind: Pod\nmetadata: [unclosed\n")
     (root / "binary.yaml").write_bytes(b"\x00\xff\xfe\x89PNG\r\n")
-    (root / "ok.yaml").write_text(yaml.safe_dump(cism("m")))
+    (root / "ok.yaml").write_text(yaml.safe_dump(cism("m", mirror())))
     return root
 
 
@@ -35,7 +35,7 @@ def unreadable_dir(tmp_path: Path) -> Path:
 def unknown_fields_dir(tmp_path: Path) -> Path:
     root = tmp_path / "demo"
     root.mkdir()
-    doc = cism("keep", typo=1)
+    doc = cism("keep", mirror(), typo=1)
     doc["spec"]["mirrors"][0]["bogus"] = True
     (root / "m.yaml").write_text(yaml.safe_dump(doc))
     return root
@@ -67,7 +67,7 @@ async def test_unreadable_files_are_logged_once_per_change(unreadable_dir: Path)
             reasons = dict(first)
             assert reasons["broken.yaml"].startswith("invalid YAML")
             assert reasons["binary.yaml"].startswith("cannot read")
-            _touch(root / "ok.yaml", yaml.safe_dump(cism("m2")))
+            _touch(root / "ok.yaml", yaml.safe_dump(cism("m2", mirror())))
             await cluster.reload()  # another file changed: the broken ones are not news
             await cluster.reload()
             assert _unreadable(logs) == first

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import yaml
 
+from kuik_testing.objects import cisa, cism, mirror
 from kuikcore.cluster.local import LocalCluster
-from tests.cluster.objects import cisa, cism
 
 CISA = "ClusterImageSetAvailability"
 CISM = "ClusterImageSetMirror"
@@ -19,7 +19,7 @@ CISM = "ClusterImageSetMirror"
 async def test_a_process_not_watching_a_kind_keeps_its_status(tmp_path: Path) -> None:
     root = tmp_path / "cluster"
     root.mkdir()
-    (root / "crs.yaml").write_text(yaml.safe_dump_all([cisa("everything"), cism("m")]))
+    (root / "crs.yaml").write_text(yaml.safe_dump_all([cisa("everything"), cism("m", mirror())]))
     monitor = LocalCluster(root)
     webhook = LocalCluster(root, kinds=[CISM, "Secret"])
     await monitor.start()
@@ -29,7 +29,7 @@ async def test_a_process_not_watching_a_kind_keeps_its_status(tmp_path: Path) ->
         assert status_file.exists()
         await webhook.start()
         # a change in the directory makes the webhook's process re-read it
-        (root / "other.yaml").write_text(yaml.safe_dump(cism("n")))
+        (root / "other.yaml").write_text(yaml.safe_dump(cism("n", mirror())))
         for _ in range(50):
             if webhook.store.resource(CISM, "", "n") is not None:
                 break

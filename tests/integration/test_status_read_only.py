@@ -22,19 +22,20 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from kuik_testing.objects import cism, mirror
 from kuikcore.cli.status import command
 from kuikcore.cluster.local import LocalCluster
 from kuikcore.cluster.statedir import StateDir
 
 NOBODY = 65534
-MIRROR = {
-    "apiVersion": "kuik.enix.io/v1alpha1",
-    "kind": "ClusterImageSetMirror",
-    "spec": {
-        "filter": {"include": [{"image": ".*"}]},
-        "mirrors": [{"registry": "localhost:5002", "path": "/mirror"}],
-    },
+
+# the spec of every mirror here
+SPEC: dict[str, Any] = {
+    "mirrors": [mirror("localhost:5002", "/mirror")],
+    "filter": {"include": [{"image": ".*"}]},
 }
+
+
 STATUS = {
     "matchingImages": [
         {
@@ -46,20 +47,14 @@ STATUS = {
 
 
 def _overlay(name: str, **meta: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": MIRROR["apiVersion"],
-        "kind": MIRROR["kind"],
-        "metadata": {"name": name, **meta},
-        "spec": MIRROR["spec"],
-        "status": STATUS,
-    }
+    return {**cism(name, metadata=meta, **SPEC), "status": STATUS}
 
 
 def _make_tree(root: Path) -> None:
     """A live mirror with status, one deleted while holding a finalizer (a writer would mark it
     deleted) and one deleted without (a writer would drop its status file); no lock file."""
     root.mkdir()
-    (root / "mirror.yaml").write_text(yaml.safe_dump({**MIRROR, "metadata": {"name": "live"}}))
+    (root / "mirror.yaml").write_text(yaml.safe_dump(cism("live", **SPEC)))
     state = root / ".kuik" / "resources" / "ClusterImageSetMirror" / "_cluster"
     state.mkdir(parents=True)
     (state / "live.yaml").write_text(yaml.safe_dump(_overlay("live")))

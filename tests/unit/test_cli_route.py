@@ -10,6 +10,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from kuik_testing.objects import cism, container, mirror, pod
 from kuikcore.cli import main
 
 DATA = Path(__file__).parent.parent / "data" / "routing"
@@ -52,29 +53,12 @@ def write(path: Path, *docs: Any) -> Path:
     return path
 
 
-POD = {
-    "apiVersion": "v1",
-    "kind": "Pod",
-    "metadata": {"name": "p", "namespace": "default"},
-    "spec": {
-        "initContainers": [
-            {"name": "setup", "image": "busybox:1.36", "imagePullPolicy": "IfNotPresent"}
-        ],
-        "containers": [
-            {"name": "app", "image": "nginx:1.29", "imagePullPolicy": "IfNotPresent"},
-            {"name": "local", "image": "app:dev", "imagePullPolicy": "Never"},
-        ],
-    },
-}
-
-
-def cism(name: str, registry: str, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "kuik.enix.io/v1alpha1",
-        "kind": "ClusterImageSetMirror",
-        "metadata": {"name": name},
-        "spec": {"mirrors": [{"registry": registry, "path": "/m"}], **spec},
-    }
+POD = pod(
+    container("app", "nginx:1.29"),
+    container("local", "app:dev", policy="Never"),
+    init=[container("setup", "busybox:1.36")],
+    policy="IfNotPresent",
+)
 
 
 def test_init_containers_skips_and_broken_filter(tmp_path: Path) -> None:
@@ -82,12 +66,14 @@ def test_init_containers_skips_and_broken_filter(tmp_path: Path) -> None:
     cluster = tmp_path / "cluster"
     write(
         cluster / "a.yaml",
-        cism("good", "good.example", priority=-1, filter={"include": [{"image": ".*"}]}),
+        cism(
+            "good", mirror("good.example", "/m"), priority=-1, filter={"include": [{"image": ".*"}]}
+        ),
     )
     # label selectors cannot be checked by the API server: such a CR is skipped, not fatal
     write(
         cluster / "deep" / "er" / "b.yml",
-        cism("broken", "broken.example", filter={"include": [{"label": "==="}]}),
+        cism("broken", mirror("broken.example", "/m"), filter={"include": [{"label": "==="}]}),
     )
     result = run(str(pod), "--cluster", f"dir:{cluster}", "--json")
     assert result.exit_code == 0, result.output
@@ -116,7 +102,10 @@ def test_init_containers_skips_and_broken_filter(tmp_path: Path) -> None:
 def test_config_file_options(tmp_path: Path) -> None:
     pod = write(tmp_path / "pod.yaml", POD)
     cluster = tmp_path / "cluster"
-    write(cluster / "a.yaml", cism("good", "good.example", imageFilter={"include": [".*"]}))
+    write(
+        cluster / "a.yaml",
+        cism("good", mirror("good.example", "/m"), imageFilter={"include": [".*"]}),
+    )
     config = tmp_path / "config.yaml"
     config.write_text("routing:\n  rewriteOnNeverImagePullPolicy: true\n")
     result = run(str(pod), "--cluster", f"dir:{cluster}", "--config", str(config), "--json")
@@ -141,10 +130,10 @@ def test_without_cluster_only_the_original(tmp_path: Path) -> None:
 def test_invalid_cr_names_file_and_document(tmp_path: Path) -> None:
     pod = write(tmp_path / "pod.yaml", POD)
     cluster = tmp_path / "cluster"
-    bad = cism("bad", "x.example", imageFilter={"include": ["["]})
+    bad = cism("bad", mirror("x.example", "/m"), imageFilter={"include": ["["]})
     crs = write(
         cluster / "crs.yaml",
-        cism("ok", "ok.example"),
+        cism("ok", mirror("ok.example", "/m")),
         {"apiVersion": "v1", "kind": "ConfigMap"},
         bad,
     )

@@ -8,17 +8,9 @@ import pytest
 from click.testing import CliRunner
 from rich.console import Console
 
+from kuik_testing import objects
 from kuikcore.api import parse_resource
 from kuikcore.cli.status import command, find_kind, render, select
-
-
-def resource(kind: str, name: str, namespace: str | None = None, **body: Any) -> Any:
-    meta: dict[str, Any] = {"name": name}
-    if namespace:
-        meta["namespace"] = namespace
-    return parse_resource(
-        {"apiVersion": "kuik.enix.io/v1alpha1", "kind": kind, "metadata": meta, **body}
-    )
 
 
 def test_find_kind_accepts_names_plurals_and_short_names() -> None:
@@ -30,44 +22,57 @@ def test_find_kind_accepts_names_plurals_and_short_names() -> None:
 
 
 def test_select_by_name_and_namespace() -> None:
-    items = [resource("ImageSetMirror", "m", "a"), resource("ImageSetMirror", "m", "b")]
+    items = [
+        parse_resource(objects.resource("ImageSetMirror", "m", namespace="a")),
+        parse_resource(objects.resource("ImageSetMirror", "m", namespace="b")),
+    ]
     assert [r.metadata.namespace for r in select(items, "m")] == ["a", "b"]
     assert [r.metadata.namespace for r in select(items, "b/m")] == ["b"]
     assert select(items, "c/m") == []
 
 
 def test_render_mirror_and_availability_tables() -> None:
-    mirror = resource(
-        "ClusterImageSetMirror",
-        "all",
-        spec={"mirrors": [{"registry": "m.example", "path": "/m"}]},
-        status={
-            "matchingImages": [
-                {
-                    "image": "docker.io/library/nginx:1.27",
-                    "mirrors": [
-                        {
-                            "image": "m.example/m/library/nginx:1.27",
-                            "mirroredAt": "2026-11-28T12:00:00Z",
-                            "digest": "sha256:" + "a" * 64,
-                            "platforms": ["linux/amd64"],
-                        }
-                    ],
-                }
-            ]
-        },
+    mirror = parse_resource(
+        objects.resource(
+            "ClusterImageSetMirror",
+            "all",
+            spec={"mirrors": [{"registry": "m.example", "path": "/m"}]},
+            status={
+                "matchingImages": [
+                    {
+                        "image": "docker.io/library/nginx:1.27",
+                        "mirrors": [
+                            {
+                                "image": "m.example/m/library/nginx:1.27",
+                                "mirroredAt": "2026-11-28T12:00:00Z",
+                                "digest": "sha256:" + "a" * 64,
+                                "platforms": ["linux/amd64"],
+                            }
+                        ],
+                    }
+                ]
+            },
+        )
     )
-    cisa = resource(
-        "ClusterImageSetAvailability",
-        "watch",
-        status={
-            "images": [
-                {"image": "docker.io/library/redis:7", "status": "NotFound", "lastError": "gone"}
-            ]
-        },
+    cisa = parse_resource(
+        objects.resource(
+            "ClusterImageSetAvailability",
+            "watch",
+            status={
+                "images": [
+                    {
+                        "image": "docker.io/library/redis:7",
+                        "status": "NotFound",
+                        "lastError": "gone",
+                    }
+                ]
+            },
+        )
     )
     console = Console(record=True, width=300)
-    render([mirror, cisa, resource("ClusterReplicatedImageSet", "r")], console)
+    render(
+        [mirror, cisa, parse_resource(objects.resource("ClusterReplicatedImageSet", "r"))], console
+    )
     text = console.export_text()
     for expected in (
         "ClusterImageSetMirror/all",

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import base64
-import json
 from typing import Any
 
 import pytest
 
+from kuik_testing.objects import container, docker_secret, pod
 from kuikcore.cluster.interface import ClusterError
 from kuikcore.credentials import (
     FALLBACK,
@@ -26,26 +25,6 @@ from kuikcore.routing import SecretRef
 IMAGE = "registry.example:5000/team/app:1.0"
 
 
-def pod(namespace: str, name: str, *secrets: str) -> dict[str, Any]:
-    return {
-        "metadata": {"namespace": namespace, "name": name},
-        "spec": {
-            "containers": [{"name": "c", "image": IMAGE}],
-            "imagePullSecrets": [{"name": s} for s in secrets],
-        },
-    }
-
-
-def docker_secret(namespace: str, name: str, host: str, user: str, password: str) -> dict[str, Any]:
-    auth = base64.b64encode(f"{user}:{password}".encode()).decode()
-    doc = json.dumps({"auths": {host: {"auth": auth}}})
-    return {
-        "metadata": {"namespace": namespace, "name": name},
-        "type": "kubernetes.io/dockerconfigjson",
-        "data": {".dockerconfigjson": base64.b64encode(doc.encode()).decode()},
-    }
-
-
 class Secrets:
     """An in-memory SecretReader: dicts, missing ones, and ones whose read fails (RBAC)."""
 
@@ -62,7 +41,7 @@ class Secrets:
 
 
 def test_pull_secret_refs_keep_order_in_pod_namespace_without_duplicates() -> None:
-    p = pod("prod", "web", "b", "a", "b")
+    p = pod(container("c", IMAGE), namespace="prod", name="web", pull_secrets=["b", "a", "b"])
     p["spec"]["imagePullSecrets"].append({"nope": 1})
     assert pull_secret_refs(p) == (SecretRef("b", "prod"), SecretRef("a", "prod"))
     assert pull_secret_refs({"metadata": {"name": "x"}, "spec": {}}) == ()
@@ -70,11 +49,15 @@ def test_pull_secret_refs_keep_order_in_pod_namespace_without_duplicates() -> No
 
 def test_candidates_sorted_by_namespace_and_name_skip_podless_secrets_and_collapse() -> None:
     pods = [
-        pod("zeta", "a", "s1"),
-        pod("alpha", "z", "s1"),
-        pod("alpha", "b"),  # no pull secrets: says nothing about credentials
-        pod("alpha", "y", "s1"),  # same secrets as alpha/z in the same namespace: collapses
-        pod("alpha", "c", "s2", "s1"),
+        pod(container("c", IMAGE), namespace="zeta", name="a", pull_secrets=["s1"]),
+        pod(container("c", IMAGE), namespace="alpha", name="z", pull_secrets=["s1"]),
+        pod(
+            container("c", IMAGE), namespace="alpha", name="b", pull_secrets=[]
+        ),  # no pull secrets: says nothing about credentials
+        pod(
+            container("c", IMAGE), namespace="alpha", name="y", pull_secrets=["s1"]
+        ),  # same secrets as alpha/z in the same namespace: collapses
+        pod(container("c", IMAGE), namespace="alpha", name="c", pull_secrets=["s2", "s1"]),
     ]
     got = candidate_pod_secrets(pods)
     assert got == [
@@ -193,18 +176,28 @@ async def test_resolve_reads_lazily_and_applies_precedence() -> None:
         docker_secret("b", "pull", "registry.example:5000", "bob", "pw"),
         docker_secret("kuik-system", "fallback", "registry.example:5000", "fb", "fbpw"),
     )
-    pods = [pod("c", "p", "never-read"), pod("b", "p", "pull"), pod("a", "p", "missing")]
+    pods = [
+        pod(container("c", IMAGE), namespace="c", name="p", pull_secrets=["never-read"]),
+        pod(container("c", IMAGE), namespace="b", name="p", pull_secrets=["pull"]),
+        pod(container("c", IMAGE), namespace="a", name="p", pull_secrets=["missing"]),
+    ]
     choice = await resolve_credentials(reader, pods, FB)
     assert choice.credentials(IMAGE) == [Credentials("bob", "pw")]
     # a/p (missing) then b/p (readable): c/p and the fallback are never read
     assert reader.reads == ["a/missing", "b/pull"]
 
     reader.reads.clear()
-    choice = await resolve_credentials(reader, [pod("a", "p", "missing")], FB)
+    choice = await resolve_credentials(
+        reader, [pod(container("c", IMAGE), namespace="a", name="p", pull_secrets=["missing"])], FB
+    )
     assert choice.credentials(IMAGE) == [Credentials("fb", "fbpw")]
     assert reader.reads == ["a/missing", "kuik-system/fallback"]
 
-    choice = await resolve_credentials(reader, [pod("a", "p", "missing")], SecretRef("nope", "x"))
+    choice = await resolve_credentials(
+        reader,
+        [pod(container("c", IMAGE), namespace="a", name="p", pull_secrets=["missing"])],
+        SecretRef("nope", "x"),
+    )
     assert choice.chosen is None
     assert (
         choice.unavailable == "fallback credential secret x/nope not found: secret x/nope not found"

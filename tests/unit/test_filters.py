@@ -6,6 +6,8 @@ from typing import Any
 
 import pytest
 
+from kuik_testing import objects
+from kuik_testing.objects import pod
 from kuikcore.api import (
     ClusterImageSetAvailability,
     ClusterImageSetMirror,
@@ -24,16 +26,6 @@ from kuikcore.filters import (
     compile_upstream,
     parse_selector,
 )
-
-
-def pod(namespace: str = "default", labels: Any = None, annotations: Any = None) -> dict[str, Any]:
-    meta: dict[str, Any] = {"name": "p", "namespace": namespace}
-    if labels is not None:
-        meta["labels"] = labels
-    if annotations is not None:
-        meta["annotations"] = annotations
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": {"containers": []}}
-
 
 # internal/filter/include_exclude_test.go
 INCLUDE_EXCLUDE = [
@@ -141,12 +133,6 @@ POD_FILTER = [
 ]
 
 
-def _ism(filter_: dict[str, Any], namespace: str = "default", **spec: Any) -> ImageSetMirror:
-    return ImageSetMirror.model_validate(
-        {"metadata": {"name": "m", "namespace": namespace}, "spec": {"filter": filter_, **spec}}
-    )
-
-
 @pytest.mark.parametrize(
     ("dims", "labels", "annotations", "expected"),
     [case[1:] for case in POD_FILTER],
@@ -164,7 +150,9 @@ def test_pod_dimensions(
     for key, values in dims.items():
         side, dimension = field[key]
         filter_.setdefault(side, []).extend({dimension: v} for v in values)
-    compiled = compile_filter(_ism(filter_))
+    compiled = compile_filter(
+        ImageSetMirror.model_validate(objects.ism("default", "m", filter=filter_))
+    )
     assert compiled.matches_pod(pod(labels=labels, annotations=annotations)) is expected
 
 
@@ -235,20 +223,28 @@ def test_selector_errors(selector: str) -> None:
 
 
 def test_empty_image_dimension_matches_everything() -> None:
-    compiled = compile_filter(_ism({"include": [{"label": "app=foo"}]}))
+    compiled = compile_filter(
+        ImageSetMirror.model_validate(
+            objects.ism("default", "m", filter={"include": [{"label": "app=foo"}]})
+        )
+    )
     assert compiled.matches_image("docker.io/library/nginx:latest")
 
 
 def test_image_items_are_ored_and_exclude_wins() -> None:
     compiled = compile_filter(
-        _ism(
-            {
-                "include": [
-                    {"image": "docker.io/library/nginx.*"},
-                    {"image": "docker.io/library/redis.*"},
-                ],
-                "exclude": [{"image": "docker.io/library/redis:7.*"}],
-            }
+        ImageSetMirror.model_validate(
+            objects.ism(
+                "default",
+                "m",
+                filter={
+                    "include": [
+                        {"image": "docker.io/library/nginx.*"},
+                        {"image": "docker.io/library/redis.*"},
+                    ],
+                    "exclude": [{"image": "docker.io/library/redis:7.*"}],
+                },
+            )
         )
     )
     assert compiled.matches_image("docker.io/library/redis:6")
@@ -259,7 +255,13 @@ def test_image_items_are_ored_and_exclude_wins() -> None:
 
 def test_dimensions_are_anded() -> None:
     compiled = compile_filter(
-        _ism({"include": [{"label": "app=foo"}, {"annotation": "monitoring=enabled"}]})
+        ImageSetMirror.model_validate(
+            objects.ism(
+                "default",
+                "m",
+                filter={"include": [{"label": "app=foo"}, {"annotation": "monitoring=enabled"}]},
+            )
+        )
     )
     assert compiled.matches_pod(pod(labels={"app": "foo"}, annotations={"monitoring": "enabled"}))
     assert not compiled.matches_pod(pod(labels={"app": "foo"}))
@@ -273,28 +275,42 @@ def test_namespace_dimension_on_cluster_kinds() -> None:
         }
     )
     compiled = compile_filter(cism)
-    assert compiled.matches_pod(pod("allowed", {"app": "foo"}))
-    assert not compiled.matches_pod(pod("denied", {"app": "foo"}))
-    assert not compiled.matches_pod(pod("allowed", {"app": "bar"}))
+    assert compiled.matches_pod(pod(namespace="allowed", labels={"app": "foo"}))
+    assert not compiled.matches_pod(pod(namespace="denied", labels={"app": "foo"}))
+    assert not compiled.matches_pod(pod(namespace="allowed", labels={"app": "bar"}))
     excluded = compile_filter(
         ClusterImageSetMirror.model_validate(
             {"metadata": {"name": "c"}, "spec": {"filter": {"exclude": [{"namespace": "kube-.*"}]}}}
         )
     )
-    assert not excluded.matches_pod(pod("kube-system"))
-    assert not excluded.selects(pod("kube-system"), "quay.io/a/b:1")
-    assert excluded.selects(pod("apps"), "quay.io/a/b:1")
-    assert excluded.matches_pod(pod("kube"))
+    assert not excluded.matches_pod(pod(namespace="kube-system"))
+    assert not excluded.selects(pod(namespace="kube-system"), "quay.io/a/b:1")
+    assert excluded.selects(pod(namespace="apps"), "quay.io/a/b:1")
+    assert excluded.matches_pod(pod(namespace="kube"))
     # the CISM with only an exclude item selects every image
     assert excluded.matches_image("quay.io/a/b:1")
 
 
 def test_namespace_dimension_absent_on_namespaced_kinds() -> None:
-    assert compile_filter(_ism({"include": [{"label": "a"}]})).pods.namespaces is None
+    assert (
+        compile_filter(
+            ImageSetMirror.model_validate(
+                objects.ism("default", "m", filter={"include": [{"label": "a"}]})
+            )
+        ).pods.namespaces
+        is None
+    )
 
 
 def test_filter_wins_over_deprecated_image_filter() -> None:
-    ism = _ism({"include": [{"image": "nginx"}]}, imageFilter={"include": ["legacy-only"]})
+    ism = ImageSetMirror.model_validate(
+        objects.ism(
+            "default",
+            "m",
+            filter={"include": [{"image": "nginx"}]},
+            imageFilter={"include": ["legacy-only"]},
+        )
+    )
     compiled = compile_filter(ism)
     assert compiled.matches_image("nginx")
     assert not compiled.matches_image("legacy-only")
@@ -342,7 +358,7 @@ def test_replicated_sets_select_no_image_at_cr_level() -> None:
     compiled = compile_filter(ris)
     assert compiled.images is None
     assert not compiled.matches_image("docker.io/library/nginx")
-    assert compiled.matches_pod(pod("n", {"app": "foo"}))
+    assert compiled.matches_pod(pod(namespace="n", labels={"app": "foo"}))
 
 
 def test_upstream_prefix_filter() -> None:
@@ -367,7 +383,11 @@ def test_upstream_prefix_filter() -> None:
 
 
 def test_invalid_pattern_names_cr_and_item() -> None:
-    ism = _ism({"include": [{"label": "a"}, {"image": "ok"}, {"image": "["}]}, namespace="team")
+    ism = ImageSetMirror.model_validate(
+        objects.ism(
+            "team", "m", filter={"include": [{"label": "a"}, {"image": "ok"}, {"image": "["}]}
+        )
+    )
     with pytest.raises(InvalidFilter) as info:
         compile_filter(ism)
     assert info.value.resource == "ImageSetMirror/team/m"

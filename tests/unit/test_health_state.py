@@ -98,11 +98,11 @@ def test_up_after_must_be_positive() -> None:
 
 
 def test_hosts_in_use_are_the_images_origins_and_every_host_a_routing_cr_names() -> None:
+    from kuik_testing.objects import cism, mirror
     from kuikcore.api import parse_resource
     from kuikcore.health.events import hosts_in_use
-    from tests.cluster.objects import cism
 
-    crs = [parse_resource(cism("to-b", registry="mirror.example:5000"))]
+    crs = [parse_resource(cism("to-b", mirror("mirror.example:5000")))]
     images = ["nginx:1.27", "quay.io/app/x:1", "127.0.0.1:5000/a@sha256:" + "a" * 64, "Not Valid"]
     assert hosts_in_use(images, crs) == {
         "docker.io", "quay.io", "127.0.0.1:5000", "mirror.example:5000",
@@ -110,17 +110,17 @@ def test_hosts_in_use_are_the_images_origins_and_every_host_a_routing_cr_names()
 
 
 def test_a_transition_is_recorded_on_the_crs_naming_the_host_else_on_the_mirrors() -> None:
+    from kuik_testing.objects import cisa, cism, ism, mirror
     from kuikcore.api import parse_resource
     from kuikcore.cluster.interface import ObjectKey
     from kuikcore.health.events import regarded
-    from tests.cluster.objects import cisa, cism, ism
 
     crs = [
         parse_resource(doc)
         for doc in (
-            cism("b-mirror", registry="b.example"),
-            ism("team", "c-mirror", registry="c.example"),
-            cism("a-mirror", registry="b.example"),
+            cism("b-mirror", mirror("b.example")),
+            ism("team", "c-mirror", mirror("c.example")),
+            cism("a-mirror", mirror("b.example")),
             cisa("everything"),
         )
     ]

@@ -6,12 +6,12 @@ One AdmissionReview whose `operation` is a lone surrogate used to make every lat
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 
 from kuik_monitor.metrics import MonitoringCollector
+from kuik_testing.objects import body, cisa, review
 from kuik_webhook.admit import Admitter
 from kuik_webhook.chooser import Chooser
 from kuik_webhook.metrics import WebhookMetrics
@@ -43,13 +43,6 @@ def test_closed_sets_and_object_names() -> None:
         assert object_name(bad) == OTHER
 
 
-def _review(operation: Any, uid: str = "u") -> bytes:
-    request = {"uid": uid, "operation": operation, "kind": {"kind": "Pod"}}
-    return json.dumps(
-        {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request}
-    ).encode()
-
-
 async def _admitter(registry: CollectorRegistry, client: RegistryClient) -> Admitter:
     metrics = WebhookMetrics(registry)
     chooser = Chooser(client, board=None, metrics=metrics, check_timeout=1, cache_ttl=5)
@@ -70,12 +63,14 @@ async def test_a_surrogate_operation_does_not_break_metrics_and_operations_are_b
     registry = CollectorRegistry()
     async with RegistryClient() as client:
         admitter = await _admitter(registry, client)
-        answer = await admitter.handle(_review("\ud800"))
+        answer = await admitter.handle(body(review(None, operation="\ud800", uid="u")))
         assert answer.status == 200
         generate_latest(registry)  # raised UnicodeEncodeError before
         before = len(generate_latest(registry))
         for i in range(2000):  # 2,000 distinct 20 KB operations added 41 MiB
-            answer = await admitter.handle(_review(f"{i}" + "x" * 20_000, uid=f"u{i}"))
+            answer = await admitter.handle(
+                body(review(None, operation=f"{i}" + "x" * 20_000, uid=f"u{i}"))
+            )
             assert answer.status == 200
         await admitter.chooser.close()
     text = generate_latest(registry).decode()
@@ -97,23 +92,16 @@ async def test_reroute_registry_labels_are_valid_hosts_and_capped() -> None:
     assert 'from_registry="other",to_registry="mirror.local:5000"' in text
 
 
-def _cisa(name: str, images: list[str]) -> Any:
-    return parse_resource(
-        {
-            "apiVersion": "kuik.enix.io/v1alpha1",
-            "kind": "ClusterImageSetAvailability",
-            "metadata": {"name": name},
-            "status": {
-                "imageCount": len(images),
-                "images": [{"image": i, "status": "Available"} for i in images],
-            },
-        }
-    )
-
-
 def test_monitor_labels_are_bounded() -> None:
     images = [f"r{i}.example/app:1" for i in range(300)] + ["bad\ud800host/app:1"]
-    cisas = [_cisa("web", images), _cisa("Bad\ud800", ["docker.io/library/nginx:1"])]
+    cisas = [
+        parse_resource(cisa("web", images=[{"image": i, "status": "Available"} for i in images])),
+        parse_resource(
+            cisa(
+                "Bad\ud800", images=[{"image": "docker.io/library/nginx:1", "status": "Available"}]
+            )
+        ),
+    ]
     registry = CollectorRegistry()
     registry.register(MonitoringCollector(lambda: cisas, [1.0]))
     text = generate_latest(registry).decode()  # raised UnicodeEncodeError before

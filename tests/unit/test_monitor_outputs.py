@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import json
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
@@ -15,6 +14,7 @@ from kuik_monitor.events import availability_event
 from kuik_monitor.http import GROUP_BY_ERROR, go_json, status_images
 from kuik_monitor.metrics import MonitoringCollector
 from kuik_monitor.status import apply_outcomes, entry_statuses
+from kuik_testing import objects
 from kuikcore.api import AvailabilityStatus, parse_resource
 from kuikcore.cluster import EventType
 from kuikcore.cluster.events import invalid_filter_event
@@ -164,47 +164,40 @@ def test_invalid_filter_event_is_upstreams() -> None:
 # --- metrics and /status/images ----------------------------------------------------------------
 
 
-def cisa(name: str, images: list[dict[str, Any]]) -> Any:
-    return parse_resource(
-        {
-            "apiVersion": "kuik.enix.io/v1alpha1",
-            "kind": "ClusterImageSetAvailability",
-            "metadata": {"name": name},
-            "status": {"imageCount": len(images), "images": images},
-        }
-    )
-
-
 CISAS = [
-    cisa(
-        "web",
-        [
-            {
-                "image": "docker.io/library/nginx:1.27",
-                "status": "Available",
-                "original": True,
-                "lastMonitor": "2026-08-01T09:58:00Z",
-            },
-            {
-                "image": "ghcr.io/acme/app:1.0",
-                "status": "NotFound",
-                "lastError": "image not found: <x> & y",
-                "lastMonitor": "2026-08-01T09:00:00Z",
-                "unusedSince": "2026-07-30T12:00:00Z",
-            },
-            {"image": "docker.io/library/redis:7", "status": "Scheduled"},
-        ],
+    parse_resource(
+        objects.cisa(
+            "web",
+            images=[
+                {
+                    "image": "docker.io/library/nginx:1.27",
+                    "status": "Available",
+                    "original": True,
+                    "lastMonitor": "2026-08-01T09:58:00Z",
+                },
+                {
+                    "image": "ghcr.io/acme/app:1.0",
+                    "status": "NotFound",
+                    "lastError": "image not found: <x> & y",
+                    "lastMonitor": "2026-08-01T09:00:00Z",
+                    "unusedSince": "2026-07-30T12:00:00Z",
+                },
+                {"image": "docker.io/library/redis:7", "status": "Scheduled"},
+            ],
+        )
     ),
-    cisa(
-        "all",
-        [
-            {
-                "image": "docker.io/library/nginx:1.27",
-                "status": "Available",
-                "lastMonitor": "2026-08-01T09:30:00Z",
-                "unusedSince": "0001-01-01T01:00:00Z",
-            }
-        ],
+    parse_resource(
+        objects.cisa(
+            "all",
+            images=[
+                {
+                    "image": "docker.io/library/nginx:1.27",
+                    "status": "Available",
+                    "lastMonitor": "2026-08-01T09:30:00Z",
+                    "unusedSince": "0001-01-01T01:00:00Z",
+                }
+            ],
+        )
     ),
 ]
 

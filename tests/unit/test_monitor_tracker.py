@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kuik_monitor.tracker import selected_images, sync_status
+from kuik_testing.objects import cisa, pod
 from kuikcore.api import UNUSED_MARKER, parse_resource
 from kuikcore.filters import SkipRules, compile_filter
 
@@ -14,50 +14,15 @@ NOW = datetime(2026, 8, 1, 10, 0, 0, tzinfo=UTC)
 DIGEST = "sha256:" + "a" * 64
 
 
-def cisa(spec: dict[str, Any] | None = None) -> Any:
-    return parse_resource(
-        {
-            "apiVersion": "kuik.enix.io/v1alpha1",
-            "kind": "ClusterImageSetAvailability",
-            "metadata": {"name": "all"},
-            "spec": spec or {},
-        }
-    )
-
-
-def pod(
-    name: str,
-    images: list[str],
-    *,
-    namespace: str = "default",
-    init: list[str] = (),  # type: ignore[assignment]
-    ephemeral: list[str] = (),  # type: ignore[assignment]
-    originals: dict[str, str] | None = None,
-    labels: dict[str, str] | None = None,
-) -> dict[str, Any]:
-    meta: dict[str, Any] = {"name": name, "namespace": namespace, "labels": labels or {}}
-    if originals:
-        meta["annotations"] = {"kuik.enix.io/original-images": json.dumps(originals)}
-    return {
-        "metadata": meta,
-        "spec": {
-            "containers": [{"name": f"c{i}", "image": im} for i, im in enumerate(images)],
-            "initContainers": [{"name": f"i{i}", "image": im} for i, im in enumerate(init)],
-            "ephemeralContainers": [
-                {"name": f"e{i}", "image": im} for i, im in enumerate(ephemeral)
-            ],
-        },
-    }
-
-
-ALL = compile_filter(cisa({"filter": {"include": [{"image": ".*"}]}}))
+ALL = compile_filter(parse_resource(cisa("all", filter={"include": [{"image": ".*"}]})))
 
 
 def test_all_container_kinds_originals_and_digest_refs_are_selected() -> None:
     pods = [
         pod(
-            "web",
-            ["nginx:1.27", f"quay.io/app@{DIGEST}"],
+            "nginx:1.27",
+            f"quay.io/app@{DIGEST}",
+            name="web",
             init=["busybox"],
             ephemeral=["debian:12"],
             originals={"c0": "nginx:1.26"},
@@ -74,8 +39,8 @@ def test_all_container_kinds_originals_and_digest_refs_are_selected() -> None:
 
 def test_original_flag_within_pod_original_wins_across_pods_last_pod_decides() -> None:
     same = "mirror.example/library/nginx:1.27"
-    a = pod("a", [same], originals={"other": same})  # used and original in one pod
-    b = pod("b", [same])
+    a = pod(same, name="a", originals={"other": same})  # used and original in one pod
+    b = pod(same, name="b")
     assert selected_images([a], ALL) == {same: True}
     assert selected_images([a, b], ALL) == {same: False}
     assert selected_images([b, a], ALL) == {same: True}
@@ -83,19 +48,20 @@ def test_original_flag_within_pod_original_wins_across_pods_last_pod_decides() -
 
 def test_filters_and_skip_rules_select_pods_and_images() -> None:
     selection = compile_filter(
-        cisa(
-            {
-                "filter": {
+        parse_resource(
+            cisa(
+                "all",
+                filter={
                     "include": [{"image": "docker.io/.*"}, {"label": "team=a"}],
                     "exclude": [{"image": ".*:debug"}],
-                }
-            }
+                },
+            )
         )
     )
     pods = [
-        pod("in", ["nginx:1", "nginx:debug", "quay.io/x:1"], labels={"team": "a"}),
-        pod("other-team", ["redis:7"], labels={"team": "b"}),
-        pod("skipped", ["alpine:3"], labels={"team": "a", "kuik": "off"}),
+        pod("nginx:1", "nginx:debug", "quay.io/x:1", name="in", labels={"team": "a"}),
+        pod("redis:7", name="other-team", labels={"team": "b"}),
+        pod("alpine:3", name="skipped", labels={"team": "a", "kuik": "off"}),
     ]
     skip = SkipRules.parse(["kuik=off"])
     assert selected_images(pods, selection, skip) == {"docker.io/library/nginx:1": False}
@@ -124,7 +90,9 @@ def entry(image: str, status: str = "Available", **extra: Any) -> dict[str, Any]
 
 
 def test_unused_since_set_once_marker_for_never_checked_and_out_of_filter() -> None:
-    only_a = compile_filter(cisa({"filter": {"include": [{"image": "docker.io/library/a.*"}]}}))
+    only_a = compile_filter(
+        parse_resource(cisa("all", filter={"include": [{"image": "docker.io/library/a.*"}]}))
+    )
     status = {
         "images": [
             entry("docker.io/library/a:used"),

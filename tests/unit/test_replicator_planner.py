@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,8 +13,8 @@ from kuik_replicator.planner import (
     select_images,
 )
 from kuik_replicator.status import CopyOutcome, apply_outcomes
+from kuik_testing.objects import all_images, cism, ism, mirror, pod
 from kuikcore.api import (
-    ORIGINAL_IMAGES_ANNOTATION,
     UNUSED_MARKER,
     ClusterImageSetMirror,
     ImageSetMirror,
@@ -27,53 +26,7 @@ from kuikcore.mirroring import SecretName
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 NGINX = "docker.io/library/nginx:1.27"
 REDIS = "docker.io/library/redis:7"
-
-
-def cism(name: str = "m", **spec: Any) -> ClusterImageSetMirror:
-    spec.setdefault("filter", {"include": [{"image": ".*"}]})
-    spec.setdefault("mirrors", [{"registry": "mirror.example", "path": "/m"}])
-    resource = parse_resource(
-        {
-            "apiVersion": "kuik.enix.io/v1alpha1",
-            "kind": "ClusterImageSetMirror",
-            "metadata": {"name": name},
-            "spec": spec,
-        }
-    )
-    assert isinstance(resource, ClusterImageSetMirror)
-    return resource
-
-
-def ism(namespace: str, **spec: Any) -> ImageSetMirror:
-    spec.setdefault("filter", {"include": [{"image": ".*"}]})
-    resource = parse_resource(
-        {
-            "apiVersion": "kuik.enix.io/v1alpha1",
-            "kind": "ImageSetMirror",
-            "metadata": {"name": "i", "namespace": namespace},
-            "spec": spec,
-        }
-    )
-    assert isinstance(resource, ImageSetMirror)
-    return resource
-
-
-def pod(
-    *images: str,
-    namespace: str = "apps",
-    originals: dict[str, str] | None = None,
-    labels: dict[str, str] | None = None,
-    created: datetime | None = None,
-) -> dict[str, Any]:
-    meta: dict[str, Any] = {"name": "p", "namespace": namespace, "labels": labels or {}}
-    if originals:
-        meta["annotations"] = {ORIGINAL_IMAGES_ANNOTATION: json.dumps(originals)}
-    if created:
-        meta["creationTimestamp"] = created.strftime("%Y-%m-%dT%H:%M:%SZ")
-    return {
-        "metadata": meta,
-        "spec": {"containers": [{"name": f"c{i}", "image": im} for i, im in enumerate(images)]},
-    }
+MIRROR = mirror("mirror.example", "/m")  # parse_resource copies it: one dict serves all
 
 
 def plan(
@@ -91,11 +44,12 @@ def plan(
 
 
 def test_selection_matching_in_use_and_mirror_loop_prevention() -> None:
-    resource = cism()
+    resource = parse_resource(cism("m", MIRROR, filter=all_images()))
     rerouted = pod(
-        "mirror.example/m/library/nginx:1.27",  # a Pod already rerouted to the mirror
+        "mirror.example/m/library/nginx:1.27",
         "redis:7",
         originals={"c0": "nginx:1.27"},
+        namespace="apps",
     )
     sel = select_images(resource, compile_filter(resource), [rerouted], [resource], now=NOW)
     assert sel.matching == {REDIS}  # the mirror copy is never itself mirrored
@@ -103,12 +57,12 @@ def test_selection_matching_in_use_and_mirror_loop_prevention() -> None:
 
 
 def test_selection_filter_scope_skip_and_recent() -> None:
-    resource = ism("apps", filter={"include": [{"image": ".*nginx.*"}]})
+    resource = parse_resource(ism("apps", "i", filter={"include": [{"image": ".*nginx.*"}]}))
     pods = [
-        pod("nginx:1.27", created=NOW - timedelta(minutes=1)),
+        pod("nginx:1.27", created=NOW - timedelta(minutes=1), namespace="apps"),
         pod("nginx:1.28", namespace="other"),  # another namespace: not an ISM's business
-        pod("nginx:1.29", labels={"skip": "yes"}),
-        pod("redis:7"),  # filtered out
+        pod("nginx:1.29", labels={"skip": "yes"}, namespace="apps"),
+        pod("redis:7", namespace="apps"),  # filtered out
     ]
     skip = SkipRules.parse(["skip=yes"], [])
     sel = select_images(resource, compile_filter(resource), pods, [resource], skip=skip, now=NOW)
@@ -121,13 +75,10 @@ def test_selection_filter_scope_skip_and_recent() -> None:
 
 
 def test_new_images_get_one_entry_per_spec_mirror_in_spec_order() -> None:
-    resource = cism(
-        mirrors=[
-            {"registry": "b.example", "path": "/x"},
-            {"registry": "a.example", "path": "/y"},
-        ]
+    resource = parse_resource(
+        cism("m", mirror("b.example", "/x"), mirror("a.example", "/y"), filter=all_images())
     )
-    status = plan(resource, [pod("redis:7", "nginx:1.27")])
+    status = plan(resource, [pod("redis:7", "nginx:1.27", namespace="apps")])
     assert [e["image"] for e in status["matchingImages"]] == [NGINX, REDIS]
     assert [m["image"] for m in status["matchingImages"][0]["mirrors"]] == [
         "b.example/x/library/nginx:1.27",
@@ -156,12 +107,25 @@ def test_removed_mirrors_leave_status_unless_cleanup_must_delete_them() -> None:
             }
         ]
     }
-    without_cleanup = plan(cism(), [pod("nginx:1.27")], old)
+    without_cleanup = plan(
+        parse_resource(cism("m", MIRROR, filter=all_images())),
+        [pod("nginx:1.27", namespace="apps")],
+        old,
+    )
     assert [m["image"] for m in without_cleanup["matchingImages"][0]["mirrors"]] == [
         "mirror.example/m/library/nginx:1.27"
     ]
     with_cleanup = plan(
-        cism(cleanup={"enabled": True, "retention": "1h"}), [pod("nginx:1.27")], old
+        parse_resource(
+            cism(
+                "m",
+                MIRROR,
+                filter=all_images(),
+                cleanup={"enabled": True, "retention": "1h"},
+            )
+        ),
+        [pod("nginx:1.27", namespace="apps")],
+        old,
     )
     assert [m["image"] for m in with_cleanup["matchingImages"][0]["mirrors"]] == [
         "mirror.example/m/library/nginx:1.27",
@@ -170,9 +134,12 @@ def test_removed_mirrors_leave_status_unless_cleanup_must_delete_them() -> None:
 
 
 def test_unused_and_out_of_filter_entries() -> None:
-    old = plan(cism(), [pod("nginx:1.27", "redis:7")])
-    narrowed = cism(filter={"include": [{"image": ".*nginx.*"}]})
-    status = plan(narrowed, [pod("busybox:1")], old)
+    old = plan(
+        parse_resource(cism("m", MIRROR, filter=all_images())),
+        [pod("nginx:1.27", "redis:7", namespace="apps")],
+    )
+    narrowed = parse_resource(cism("m", MIRROR, filter={"include": [{"image": ".*nginx.*"}]}))
+    status = plan(narrowed, [pod("busybox:1", namespace="apps")], old)
     by_image = {e["image"]: e for e in status["matchingImages"]}
     assert by_image[NGINX]["unusedSince"] == "2026-11-28T12:00:00Z"
     assert by_image[REDIS]["unusedSince"] == UNUSED_MARKER
@@ -183,19 +150,13 @@ def test_unused_and_out_of_filter_entries() -> None:
 
 
 def test_copy_jobs_only_for_used_images_not_yet_mirrored() -> None:
-    resource = cism(
-        mirrors=[
-            {
-                "registry": "m.example",
-                "path": "/a",
-                "credentialSecret": {"name": "short", "namespace": "kuik"},
-            },
-            {
-                "registry": "m.example",
-                "path": "/a/b",
-                "credentialSecret": {"name": "long", "namespace": "kuik"},
-            },
-        ]
+    resource = parse_resource(
+        cism(
+            "m",
+            mirror("m.example", "/a", credentialSecret={"name": "short", "namespace": "kuik"}),
+            mirror("m.example", "/a/b", credentialSecret={"name": "long", "namespace": "kuik"}),
+            filter=all_images(),
+        )
     )
     status = {
         "matchingImages": [
@@ -221,15 +182,13 @@ def test_copy_jobs_only_for_used_images_not_yet_mirrored() -> None:
 
 
 def test_ism_secret_lives_in_its_namespace() -> None:
-    resource = ism(
-        "apps",
-        mirrors=[
-            {
-                "registry": "m.example",
-                "path": "/a",
-                "credentialSecret": {"name": "s", "namespace": "elsewhere"},
-            }
-        ],
+    resource = parse_resource(
+        ism(
+            "apps",
+            "i",
+            mirror("m.example", "/a", credentialSecret={"name": "s", "namespace": "elsewhere"}),
+            filter=all_images(),
+        )
     )
     assert credential_secret_for(resource, "m.example/a/x:1") == SecretName(
         namespace="apps", name="s"
@@ -253,17 +212,15 @@ def mirrored(
 
 
 def test_retention_per_mirror_override_and_next_due() -> None:
-    resource = cism(
-        cleanup={"enabled": True, "retention": "1h"},
-        mirrors=[
-            {"registry": "m.example", "path": "/cr"},
-            {
-                "registry": "m.example",
-                "path": "/own",
-                "cleanup": {"enabled": True, "retention": "10m"},
-            },
-            {"registry": "m.example", "path": "/off", "cleanup": {"enabled": False}},
-        ],
+    resource = parse_resource(
+        cism(
+            "m",
+            mirror("m.example", "/cr"),
+            mirror("m.example", "/own", cleanup={"enabled": True, "retention": "10m"}),
+            mirror("m.example", "/off", cleanup={"enabled": False}),
+            filter=all_images(),
+            cleanup={"enabled": True, "retention": "1h"},
+        )
     )
     thirty_ago = "2026-11-28T11:30:00Z"
     status = {
@@ -286,7 +243,14 @@ def test_retention_per_mirror_override_and_next_due() -> None:
 
 
 def test_removed_mirror_and_resource_deletion() -> None:
-    resource = cism(cleanup={"enabled": True, "retention": "24h"})
+    resource = parse_resource(
+        cism(
+            "m",
+            MIRROR,
+            filter=all_images(),
+            cleanup={"enabled": True, "retention": "24h"},
+        )
+    )
     status = {
         "matchingImages": [
             mirrored(NGINX, "mirror.example/m/library/nginx:1.27"),
@@ -307,11 +271,22 @@ def test_cleanup_disabled_keeps_everything() -> None:
     status = {
         "matchingImages": [mirrored(NGINX, "mirror.example/m/library/nginx:1.27", UNUSED_MARKER)]
     }
-    assert due_deletions(status, cism(), now=NOW) == ([], None)
+    assert due_deletions(
+        status,
+        parse_resource(cism("m", MIRROR, filter=all_images())),
+        now=NOW,
+    ) == ([], None)
 
 
 def test_apply_cleanup_drops_deleted_and_explains_kept() -> None:
-    resource = cism(cleanup={"enabled": True, "retention": "1s"})
+    resource = parse_resource(
+        cism(
+            "m",
+            MIRROR,
+            filter=all_images(),
+            cleanup={"enabled": True, "retention": "1s"},
+        )
+    )
     status = {
         "matchingImages": [
             mirrored(NGINX, "mirror.example/m/library/nginx:1.27", "2026-11-01T00:00:00Z"),

@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from kuik_testing import objects
+from kuik_testing.objects import cism, cris, ism, mirror, ris, upstream
 from kuikcore.api import (
     ORIGINAL_IMAGES_ANNOTATION,
     ClusterImageSetMirror,
@@ -37,89 +39,8 @@ from kuikcore.routing import (
 DATA = Path(__file__).parent.parent / "data" / "routing"
 V = "kuik.enix.io/v1alpha1"
 NGINX = "docker.io/library/nginx:1.29"
-
-
-def make_pod(
-    *images: str,
-    policy: str = "IfNotPresent",
-    namespace: str = "default",
-    labels: dict[str, str] | None = None,
-    annotations: dict[str, str] | None = None,
-    init: tuple[str, ...] = (),
-    ephemeral: tuple[str, ...] = (),
-) -> dict[str, Any]:
-    def containers(prefix: str, values: tuple[str, ...]) -> list[dict[str, Any]]:
-        return [
-            {"name": f"{prefix}{i}", "image": image, "imagePullPolicy": policy}
-            for i, image in enumerate(values)
-        ]
-
-    meta: dict[str, Any] = {"name": "p", "namespace": namespace}
-    if labels:
-        meta["labels"] = labels
-    if annotations:
-        meta["annotations"] = annotations
-    spec: dict[str, Any] = {"containers": containers("c", images)}
-    if init:
-        spec["initContainers"] = containers("i", init)
-    if ephemeral:
-        spec["ephemeralContainers"] = containers("e", ephemeral)
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}
-
-
-def cism(
-    name: str, *mirrors: dict[str, Any], priority: int = 0, **spec: Any
-) -> ClusterImageSetMirror:
-    spec.setdefault("imageFilter", {"include": [".*"]})
-    return ClusterImageSetMirror.model_validate(
-        {
-            "metadata": {"name": name},
-            "spec": {"priority": priority, "mirrors": list(mirrors), **spec},
-        }
-    )
-
-
-def ism(
-    name: str, namespace: str, *mirrors: dict[str, Any], priority: int = 0, **spec: Any
-) -> ImageSetMirror:
-    spec.setdefault("imageFilter", {"include": [".*"]})
-    return ImageSetMirror.model_validate(
-        {
-            "metadata": {"name": name, "namespace": namespace},
-            "spec": {"priority": priority, "mirrors": list(mirrors), **spec},
-        }
-    )
-
-
-def upstream(registry: str, path: str = "", discard: bool = False, **extra: Any) -> dict[str, Any]:
-    extra.setdefault("imageFilter", {"include": [".*"]})
-    return {"registry": registry, "path": path, "discardAlternative": discard, **extra}
-
-
-def cris(
-    name: str, *upstreams: dict[str, Any], priority: int = 0, **spec: Any
-) -> ClusterReplicatedImageSet:
-    return ClusterReplicatedImageSet.model_validate(
-        {
-            "metadata": {"name": name},
-            "spec": {"priority": priority, "upstreams": list(upstreams), **spec},
-        }
-    )
-
-
-def ris(
-    name: str, namespace: str, *upstreams: dict[str, Any], priority: int = 0
-) -> ReplicatedImageSet:
-    return ReplicatedImageSet.model_validate(
-        {
-            "metadata": {"name": name, "namespace": namespace},
-            "spec": {"priority": priority, "upstreams": list(upstreams)},
-        }
-    )
-
-
-def mirror(registry: str, path: str = "/mirror", priority: int = 0, **extra: Any) -> dict[str, Any]:
-    return {"registry": registry, "path": path, "priority": priority, **extra}
+# the legacy filter of every image (model_validate copies it, so one dict serves all)
+LEGACY_ALL = {"include": [".*"]}
 
 
 def images(route: PodRoute, index: int = 0) -> list[str]:
@@ -156,12 +77,29 @@ def test_documented_examples(example: str) -> None:
 
 def test_default_type_order_original_cism_ism_cris_ris() -> None:
     route = route_pod(
-        make_pod(NGINX),
+        objects.pod(NGINX, policy="IfNotPresent"),
         [
-            ris("r", "default", upstream("docker.io"), upstream("ris.example")),
-            cris("c", upstream("docker.io"), upstream("cris.example")),
-            ism("i", "default", mirror("ism.example")),
-            cism("g", mirror("cism.example")),
+            ReplicatedImageSet.model_validate(
+                ris(
+                    "default",
+                    "r",
+                    upstream("docker.io", imageFilter=LEGACY_ALL),
+                    upstream("ris.example", imageFilter=LEGACY_ALL),
+                )
+            ),
+            ClusterReplicatedImageSet.model_validate(
+                cris(
+                    "c",
+                    upstream("docker.io", imageFilter=LEGACY_ALL),
+                    upstream("cris.example", imageFilter=LEGACY_ALL),
+                )
+            ),
+            ImageSetMirror.model_validate(
+                ism("default", "i", mirror("ism.example", "/mirror"), imageFilter=LEGACY_ALL)
+            ),
+            ClusterImageSetMirror.model_validate(
+                cism("g", mirror("cism.example", "/mirror"), imageFilter=LEGACY_ALL)
+            ),
         ],
     )
     assert images(route) == [
@@ -182,12 +120,20 @@ def test_default_type_order_original_cism_ism_cris_ris() -> None:
 
 def test_cr_priority_ascending_negative_first() -> None:
     route = route_pod(
-        make_pod(NGINX),
+        objects.pod(NGINX, policy="IfNotPresent"),
         [
-            cism("p0", mirror("p0.example")),
-            cism("p5", mirror("p5.example"), priority=5),
-            cism("n10", mirror("n10.example"), priority=-10),
-            cism("n1", mirror("n1.example"), priority=-1),
+            ClusterImageSetMirror.model_validate(
+                cism("p0", mirror("p0.example", "/mirror"), imageFilter=LEGACY_ALL)
+            ),
+            ClusterImageSetMirror.model_validate(
+                cism("p5", mirror("p5.example", "/mirror"), priority=5, imageFilter=LEGACY_ALL)
+            ),
+            ClusterImageSetMirror.model_validate(
+                cism("n10", mirror("n10.example", "/mirror"), priority=-10, imageFilter=LEGACY_ALL)
+            ),
+            ClusterImageSetMirror.model_validate(
+                cism("n1", mirror("n1.example", "/mirror"), priority=-1, imageFilter=LEGACY_ALL)
+            ),
         ],
     )
     assert [i.split("/")[0] for i in images(route)] == [
@@ -201,10 +147,20 @@ def test_cr_priority_ascending_negative_first() -> None:
 
 def test_type_order_breaks_equal_cr_priority() -> None:
     route = route_pod(
-        make_pod(NGINX),
+        objects.pod(NGINX, policy="IfNotPresent"),
         [
-            ism("i", "default", mirror("ism.example"), priority=-1),
-            cism("c", mirror("cism.example"), priority=-1),
+            ImageSetMirror.model_validate(
+                ism(
+                    "default",
+                    "i",
+                    mirror("ism.example", "/mirror"),
+                    priority=-1,
+                    imageFilter=LEGACY_ALL,
+                )
+            ),
+            ClusterImageSetMirror.model_validate(
+                cism("c", mirror("cism.example", "/mirror"), priority=-1, imageFilter=LEGACY_ALL)
+            ),
         ],
     )
     assert [i.split("/")[0] for i in images(route)] == ["cism.example", "ism.example", "docker.io"]
@@ -212,14 +168,17 @@ def test_type_order_breaks_equal_cr_priority() -> None:
 
 def test_intra_priority_zero_first_then_ascending_then_declaration_order() -> None:
     route = route_pod(
-        make_pod(NGINX),
+        objects.pod(NGINX, policy="IfNotPresent"),
         [
-            cism(
-                "c",
-                mirror("prio5.example", priority=5),
-                mirror("prio1.example", priority=1),
-                mirror("first.example"),
-                mirror("second.example"),
+            ClusterImageSetMirror.model_validate(
+                cism(
+                    "c",
+                    mirror("prio5.example", "/mirror", priority=5),
+                    mirror("prio1.example", "/mirror", priority=1),
+                    mirror("first.example", "/mirror"),
+                    mirror("second.example", "/mirror"),
+                    imageFilter=LEGACY_ALL,
+                )
             )
         ],
     )
@@ -238,20 +197,22 @@ def test_intra_priority_zero_first_then_ascending_then_declaration_order() -> No
 
 
 def test_filter_image_dimension_routes_to_mirror() -> None:
-    by_filter = ism(
-        "global",
-        "default",
-        mirror("harbor.example.com"),
-        imageFilter={},
-        filter={"include": [{"image": r"docker\.io/library/nginx.*"}]},
+    by_filter = ImageSetMirror.model_validate(
+        ism(
+            "default",
+            "global",
+            mirror("harbor.example.com", "/mirror"),
+            imageFilter={},
+            filter={"include": [{"image": r"docker\.io/library/nginx.*"}]},
+        )
     )
-    assert images(route_pod(make_pod(NGINX), [by_filter])) == [
+    assert images(route_pod(objects.pod(NGINX, policy="IfNotPresent"), [by_filter])) == [
         NGINX,
         "harbor.example.com/mirror/library/nginx:1.29",
     ]
-    assert images(route_pod(make_pod("docker.io/library/redis:7"), [by_filter])) == [
-        "docker.io/library/redis:7"
-    ]
+    assert images(
+        route_pod(objects.pod("docker.io/library/redis:7", policy="IfNotPresent"), [by_filter])
+    ) == ["docker.io/library/redis:7"]
 
 
 def test_replicated_set_ignores_top_level_image_items() -> None:
@@ -261,38 +222,54 @@ def test_replicated_set_ignores_top_level_image_items() -> None:
             "metadata": {"name": "r", "namespace": "default"},
             "spec": {
                 "filter": {"include": [{"image": r"docker\.io/library/nginx.*"}]},
-                "upstreams": [upstream("docker.io"), upstream("mirror.example.com")],
+                "upstreams": [
+                    upstream("docker.io", imageFilter=LEGACY_ALL),
+                    upstream("mirror.example.com", imageFilter=LEGACY_ALL),
+                ],
             },
         }
     )
-    assert images(route_pod(make_pod("docker.io/library/redis:7"), [r])) == [
+    assert images(
+        route_pod(objects.pod("docker.io/library/redis:7", policy="IfNotPresent"), [r])
+    ) == [
         "docker.io/library/redis:7",
         "mirror.example.com/library/redis:7",
     ]
 
 
 def test_every_upstream_invalid_contributes_nothing() -> None:
-    bad = cris("r", upstream("mirror.example.com", imageFilter={"include": ["["]}))
-    route = route_pod(make_pod(NGINX), [bad])
+    bad = ClusterReplicatedImageSet.model_validate(
+        cris("r", upstream("mirror.example.com", imageFilter={"include": ["["]}))
+    )
+    route = route_pod(objects.pod(NGINX, policy="IfNotPresent"), [bad])
     assert images(route) == [NGINX]
     assert [p.field_path for p in route.problems] == ["spec.upstreams[0].imageFilter.include[0]"]
 
 
 def test_invalid_upstream_skipped_alone() -> None:
-    r = cris(
-        "r",
-        upstream("broken.example.com", imageFilter={"include": ["["]}),
-        upstream("docker.io"),
-        upstream("mirror.example.com"),
+    r = ClusterReplicatedImageSet.model_validate(
+        cris(
+            "r",
+            upstream("broken.example.com", imageFilter={"include": ["["]}),
+            upstream("docker.io", imageFilter=LEGACY_ALL),
+            upstream("mirror.example.com", imageFilter=LEGACY_ALL),
+        )
     )
-    route = route_pod(make_pod(NGINX), [r])
+    route = route_pod(objects.pod(NGINX, policy="IfNotPresent"), [r])
     assert images(route) == [NGINX, "mirror.example.com/library/nginx:1.29"]
     assert len(route.problems) == 1
 
 
 def test_invalid_image_set_mirror_skipped_and_reported() -> None:
-    bad = ism("bad", "default", mirror("harbor.example.com"), imageFilter={"include": ["["]})
-    route = route_pod(make_pod(NGINX), [bad])
+    bad = ImageSetMirror.model_validate(
+        ism(
+            "default",
+            "bad",
+            mirror("harbor.example.com", "/mirror"),
+            imageFilter={"include": ["["]},
+        )
+    )
+    route = route_pod(objects.pod(NGINX, policy="IfNotPresent"), [bad])
     assert images(route) == [NGINX]
     assert [(p.resource, p.field_path) for p in route.problems] == [
         ("ImageSetMirror/default/bad", "spec.imageFilter.include[0]")
@@ -301,17 +278,33 @@ def test_invalid_image_set_mirror_skipped_and_reported() -> None:
 
 def test_broken_regex_in_one_cr_leaves_the_others_routing() -> None:
     resources: list[Resource] = [
-        cism(
-            "a-broken",
-            mirror("broken.example"),
-            imageFilter={},
-            filter={"include": [{"image": "(("}]},
+        ClusterImageSetMirror.model_validate(
+            cism(
+                "a-broken",
+                mirror("broken.example", "/mirror"),
+                imageFilter={},
+                filter={"include": [{"image": "(("}]},
+            )
         ),
-        cism("b-good", mirror("good.example"), priority=-1),
-        cris("c-broken-selector", upstream("x.example"), filter={"include": [{"label": "==="}]}),
-        cris("d-good", upstream("docker.io"), upstream("hub-mirror.example")),
+        ClusterImageSetMirror.model_validate(
+            cism("b-good", mirror("good.example", "/mirror"), priority=-1, imageFilter=LEGACY_ALL)
+        ),
+        ClusterReplicatedImageSet.model_validate(
+            cris(
+                "c-broken-selector",
+                upstream("x.example", imageFilter=LEGACY_ALL),
+                filter={"include": [{"label": "==="}]},
+            )
+        ),
+        ClusterReplicatedImageSet.model_validate(
+            cris(
+                "d-good",
+                upstream("docker.io", imageFilter=LEGACY_ALL),
+                upstream("hub-mirror.example", imageFilter=LEGACY_ALL),
+            )
+        ),
     ]
-    route = route_pod(make_pod(NGINX, "quay.io/a/b:1"), resources)
+    route = route_pod(objects.pod(NGINX, "quay.io/a/b:1", policy="IfNotPresent"), resources)
     assert images(route, 0) == [
         "good.example/mirror/library/nginx:1.29",
         NGINX,
@@ -326,36 +319,66 @@ def test_broken_regex_in_one_cr_leaves_the_others_routing() -> None:
 
 def test_always_pins_original_first() -> None:
     route = route_pod(
-        make_pod(NGINX, policy="Always"), [cism("g", mirror("harbor.example.com"), priority=-1)]
+        objects.pod(NGINX, policy="Always"),
+        [
+            ClusterImageSetMirror.model_validate(
+                cism(
+                    "g",
+                    mirror("harbor.example.com", "/mirror"),
+                    priority=-1,
+                    imageFilter=LEGACY_ALL,
+                )
+            )
+        ],
     )
     assert images(route) == [NGINX, "harbor.example.com/mirror/library/nginx:1.29"]
 
 
 def test_always_honours_priorities_when_configured() -> None:
     options = RoutingOptions(honor_priorities_on_always_image_pull_policy=True)
-    negative = cism("g", mirror("harbor.example.com"), priority=-1)
-    route = route_pod(make_pod(NGINX, policy="Always"), [negative], options)
+    negative = ClusterImageSetMirror.model_validate(
+        cism("g", mirror("harbor.example.com", "/mirror"), priority=-1, imageFilter=LEGACY_ALL)
+    )
+    route = route_pod(objects.pod(NGINX, policy="Always"), [negative], options)
     assert images(route) == ["harbor.example.com/mirror/library/nginx:1.29", NGINX]
-    zero = cism("g", mirror("harbor.example.com"))
-    assert images(route_pod(make_pod(NGINX, policy="Always"), [zero], options))[0] == NGINX
+    zero = ClusterImageSetMirror.model_validate(
+        cism("g", mirror("harbor.example.com", "/mirror"), imageFilter=LEGACY_ALL)
+    )
+    assert images(route_pod(objects.pod(NGINX, policy="Always"), [zero], options))[0] == NGINX
 
 
 def test_if_not_present_honours_negative_priority_whatever_the_flag() -> None:
-    negative = [cism("g", mirror("harbor.example.com"), priority=-1)]
+    negative = [
+        ClusterImageSetMirror.model_validate(
+            cism("g", mirror("harbor.example.com", "/mirror"), priority=-1, imageFilter=LEGACY_ALL)
+        )
+    ]
     for options in (
         RoutingOptions(),
         RoutingOptions(honor_priorities_on_always_image_pull_policy=True),
     ):
-        assert images(route_pod(make_pod(NGINX), negative, options)) == [
+        assert images(route_pod(objects.pod(NGINX, policy="IfNotPresent"), negative, options)) == [
             "harbor.example.com/mirror/library/nginx:1.29",
             NGINX,
         ]
 
 
 def test_unset_pull_policy_defaults_like_the_api_server() -> None:
-    pod = make_pod("nginx")
+    pod = objects.pod("nginx", policy="IfNotPresent")
     del pod["spec"]["containers"][0]["imagePullPolicy"]
-    route = route_pod(pod, [cism("g", mirror("harbor.example.com"), priority=-1)])
+    route = route_pod(
+        pod,
+        [
+            ClusterImageSetMirror.model_validate(
+                cism(
+                    "g",
+                    mirror("harbor.example.com", "/mirror"),
+                    priority=-1,
+                    imageFilter=LEGACY_ALL,
+                )
+            )
+        ],
+    )
     assert (
         images(route)[0] == "docker.io/library/nginx"
     )  # :latest implied => Always => original first
@@ -377,27 +400,44 @@ def test_effective_pull_policy(image: str, policy: str) -> None:
 
 
 def test_discarded_upstream_matched_removes_original_too() -> None:
-    route = route_pod(make_pod(NGINX), [cris("r", upstream("docker.io", discard=True))])
+    route = route_pod(
+        objects.pod(NGINX, policy="IfNotPresent"),
+        [
+            ClusterReplicatedImageSet.model_validate(
+                cris("r", upstream("docker.io", discardAlternative=True, imageFilter=LEGACY_ALL))
+            )
+        ],
+    )
     assert images(route) == []
     assert route.containers[0].skipped is None
 
 
 def test_discarded_upstream_keeps_the_active_one() -> None:
-    r = cris("r", upstream("docker.io", discard=True), upstream("mirror.example.com"))
-    assert images(route_pod(make_pod("mirror.example.com/library/nginx:1.29"), [r])) == [
+    r = ClusterReplicatedImageSet.model_validate(
+        cris(
+            "r",
+            upstream("docker.io", discardAlternative=True, imageFilter=LEGACY_ALL),
+            upstream("mirror.example.com", imageFilter=LEGACY_ALL),
+        )
+    )
+    assert images(
+        route_pod(objects.pod("mirror.example.com/library/nginx:1.29", policy="IfNotPresent"), [r])
+    ) == ["mirror.example.com/library/nginx:1.29"]
+    assert images(route_pod(objects.pod(NGINX, policy="IfNotPresent"), [r])) == [
         "mirror.example.com/library/nginx:1.29"
     ]
-    assert images(route_pod(make_pod(NGINX), [r])) == ["mirror.example.com/library/nginx:1.29"]
 
 
 def test_discarded_upstream_not_matched_keeps_original() -> None:
-    r = cris(
-        "r",
-        upstream("mirror1.example.com", discard=True),
-        upstream("mirror2.example.com"),
-        upstream("docker.io"),
+    r = ClusterReplicatedImageSet.model_validate(
+        cris(
+            "r",
+            upstream("mirror1.example.com", discardAlternative=True, imageFilter=LEGACY_ALL),
+            upstream("mirror2.example.com", imageFilter=LEGACY_ALL),
+            upstream("docker.io", imageFilter=LEGACY_ALL),
+        )
     )
-    assert images(route_pod(make_pod(NGINX), [r])) == [
+    assert images(route_pod(objects.pod(NGINX, policy="IfNotPresent"), [r])) == [
         NGINX,
         "mirror2.example.com/library/nginx:1.29",
     ]
@@ -408,30 +448,54 @@ def test_discarded_upstream_not_matched_keeps_original() -> None:
 
 def test_namespaced_crs_apply_only_to_their_namespace() -> None:
     resources: list[Resource] = [
-        ism("mine", "team-a", mirror("a.example")),
-        ism("theirs", "team-b", mirror("b.example")),
-        ris("theirs", "team-b", upstream("docker.io"), upstream("rb.example")),
+        ImageSetMirror.model_validate(
+            ism("team-a", "mine", mirror("a.example", "/mirror"), imageFilter=LEGACY_ALL)
+        ),
+        ImageSetMirror.model_validate(
+            ism("team-b", "theirs", mirror("b.example", "/mirror"), imageFilter=LEGACY_ALL)
+        ),
+        ReplicatedImageSet.model_validate(
+            ris(
+                "team-b",
+                "theirs",
+                upstream("docker.io", imageFilter=LEGACY_ALL),
+                upstream("rb.example", imageFilter=LEGACY_ALL),
+            )
+        ),
     ]
-    route = route_pod(make_pod(NGINX, namespace="team-a"), resources)
+    route = route_pod(objects.pod(NGINX, namespace="team-a", policy="IfNotPresent"), resources)
     assert images(route) == [NGINX, "a.example/mirror/library/nginx:1.29"]
 
 
 def test_pod_selection_by_labels_annotations_and_namespace() -> None:
-    selective = cism(
-        "sel",
-        mirror("sel.example"),
-        imageFilter={},
-        filter={"include": [{"label": "app=api"}], "exclude": [{"namespace": "kube-.*"}]},
+    selective = ClusterImageSetMirror.model_validate(
+        cism(
+            "sel",
+            mirror("sel.example", "/mirror"),
+            imageFilter={},
+            filter={"include": [{"label": "app=api"}], "exclude": [{"namespace": "kube-.*"}]},
+        )
     )
-    assert len(images(route_pod(make_pod(NGINX, labels={"app": "api"}), [selective]))) == 2
-    assert len(images(route_pod(make_pod(NGINX, labels={"app": "web"}), [selective]))) == 1
-    kube = make_pod(NGINX, labels={"app": "api"}, namespace="kube-system")
+    api = objects.pod(NGINX, labels={"app": "api"}, policy="IfNotPresent")
+    web = objects.pod(NGINX, labels={"app": "web"}, policy="IfNotPresent")
+    assert len(images(route_pod(api, [selective]))) == 2
+    assert len(images(route_pod(web, [selective]))) == 1
+    kube = objects.pod(NGINX, labels={"app": "api"}, namespace="kube-system", policy="IfNotPresent")
     assert len(images(route_pod(kube, [selective]))) == 1
 
 
 def test_mirror_pod_skipped_with_reason() -> None:
-    pod = make_pod(NGINX, annotations={"kubernetes.io/config.mirror": "abc"})
-    route = route_pod(pod, [cism("g", mirror("m.example"), priority=-1)])
+    pod = objects.pod(
+        NGINX, annotations={"kubernetes.io/config.mirror": "abc"}, policy="IfNotPresent"
+    )
+    route = route_pod(
+        pod,
+        [
+            ClusterImageSetMirror.model_validate(
+                cism("g", mirror("m.example", "/mirror"), priority=-1, imageFilter=LEGACY_ALL)
+            )
+        ],
+    )
     assert route.skipped is not None
     assert "kubernetes.io/config.mirror" in route.skipped
     assert route.containers[0].skipped == route.skipped
@@ -440,25 +504,42 @@ def test_mirror_pod_skipped_with_reason() -> None:
 
 def test_skip_labels_and_annotations() -> None:
     options = RoutingOptions(skip=SkipRules.parse(["team in (infra)"], ["kuik/skip"]))
-    resources: list[Resource] = [cism("g", mirror("m.example"))]
-    by_label = route_pod(make_pod(NGINX, labels={"team": "infra"}), resources, options)
+    resources: list[Resource] = [
+        ClusterImageSetMirror.model_validate(
+            cism("g", mirror("m.example", "/mirror"), imageFilter=LEGACY_ALL)
+        )
+    ]
+    by_label = route_pod(
+        objects.pod(NGINX, labels={"team": "infra"}, policy="IfNotPresent"), resources, options
+    )
     assert by_label.skipped is not None
     assert "team in (infra)" in by_label.skipped
-    by_annotation = route_pod(make_pod(NGINX, annotations={"kuik/skip": ""}), resources, options)
+    by_annotation = route_pod(
+        objects.pod(NGINX, annotations={"kuik/skip": ""}, policy="IfNotPresent"), resources, options
+    )
     assert by_annotation.skipped is not None
     assert "skipAnnotations" in by_annotation.skipped
-    assert route_pod(make_pod(NGINX, labels={"team": "web"}), resources, options).skipped is None
+    assert (
+        route_pod(
+            objects.pod(NGINX, labels={"team": "web"}, policy="IfNotPresent"), resources, options
+        ).skipped
+        is None
+    )
 
 
 def test_never_pull_policy_skipped_unless_configured() -> None:
-    resources: list[Resource] = [cism("g", mirror("m.example"), priority=-1)]
-    route = route_pod(make_pod(NGINX, policy="Never"), resources)
+    resources: list[Resource] = [
+        ClusterImageSetMirror.model_validate(
+            cism("g", mirror("m.example", "/mirror"), priority=-1, imageFilter=LEGACY_ALL)
+        )
+    ]
+    route = route_pod(objects.pod(NGINX, policy="Never"), resources)
     skipped = route.containers[0].skipped
     assert skipped is not None
     assert "Never" in skipped
     assert images(route) == []
     rewritten = route_pod(
-        make_pod(NGINX, policy="Never"),
+        objects.pod(NGINX, policy="Never"),
         resources,
         RoutingOptions(rewrite_on_never_image_pull_policy=True),
     )
@@ -466,7 +547,14 @@ def test_never_pull_policy_skipped_unless_configured() -> None:
 
 
 def test_invalid_image_reference_skipped_with_reason() -> None:
-    route = route_pod(make_pod("nginx:tag with space", NGINX), [cism("g", mirror("m.example"))])
+    route = route_pod(
+        objects.pod("nginx:tag with space", NGINX, policy="IfNotPresent"),
+        [
+            ClusterImageSetMirror.model_validate(
+                cism("g", mirror("m.example", "/mirror"), imageFilter=LEGACY_ALL)
+            )
+        ],
+    )
     reason = route.containers[0].skipped
     assert reason is not None
     assert reason.startswith("invalid image reference")
@@ -475,13 +563,21 @@ def test_invalid_image_reference_skipped_with_reason() -> None:
 
 def test_already_processed_containers_skipped() -> None:
     annotation = json.dumps({"c0": "nginx:1.29", "init:i0": "busybox"})
-    pod = make_pod(
+    pod = objects.pod(
         NGINX,
         "redis:7",
         init=("busybox", "alpine"),
         annotations={ORIGINAL_IMAGES_ANNOTATION: annotation},
+        policy="IfNotPresent",
     )
-    route = route_pod(pod, [cism("g", mirror("m.example"))])
+    route = route_pod(
+        pod,
+        [
+            ClusterImageSetMirror.model_validate(
+                cism("g", mirror("m.example", "/mirror"), imageFilter=LEGACY_ALL)
+            )
+        ],
+    )
     skipped = [(c.key, c.skipped is not None) for c in route.containers]
     assert skipped == [("c0", True), ("c1", False), ("init:i0", True), ("init:i1", False)]
 
@@ -490,8 +586,15 @@ def test_already_processed_containers_skipped() -> None:
 
 
 def test_init_and_ephemeral_containers_routed_with_their_keys() -> None:
-    pod = make_pod(NGINX, init=("busybox:1.36",), ephemeral=("alpine:3",))
-    route = route_pod(pod, [cism("g", mirror("m.example"), priority=-1)])
+    pod = objects.pod(NGINX, init=("busybox:1.36",), ephemeral=("alpine:3",), policy="IfNotPresent")
+    route = route_pod(
+        pod,
+        [
+            ClusterImageSetMirror.model_validate(
+                cism("g", mirror("m.example", "/mirror"), priority=-1, imageFilter=LEGACY_ALL)
+            )
+        ],
+    )
     assert [(c.type, c.key) for c in route.containers] == [
         (ContainerType.CONTAINER, "c0"),
         (ContainerType.INIT, "init:i0"),
@@ -514,14 +617,18 @@ def test_init_and_ephemeral_containers_routed_with_their_keys() -> None:
 )
 def test_digest_pinned_images_keep_their_digest(image: str) -> None:
     resources: list[Resource] = [
-        cism("g", mirror("m.example"), priority=-1),
-        cris(
-            "hub",
-            upstream("docker.io", "/library", imageFilter={"include": ["/library/.+"]}),
-            upstream("mirror.gcr.io", "/library"),
+        ClusterImageSetMirror.model_validate(
+            cism("g", mirror("m.example", "/mirror"), priority=-1, imageFilter=LEGACY_ALL)
+        ),
+        ClusterReplicatedImageSet.model_validate(
+            cris(
+                "hub",
+                upstream("docker.io", "/library", imageFilter={"include": ["/library/.+"]}),
+                upstream("mirror.gcr.io", "/library", imageFilter=LEGACY_ALL),
+            )
         ),
     ]
-    route = route_pod(make_pod(image), resources)
+    route = route_pod(objects.pod(image, policy="IfNotPresent"), resources)
     alternatives = images(route)
     digest = image.partition("@")[2]
     assert image in alternatives
@@ -532,8 +639,15 @@ def test_digest_pinned_images_keep_their_digest(image: str) -> None:
 
 def test_no_mirror_of_a_mirror() -> None:
     # upstream Appendix B #13: two catch-all CISMs produced mirror-of-mirror candidates
-    resources: list[Resource] = [cism("a", mirror("a.example")), cism("b", mirror("b.example"))]
-    assert images(route_pod(make_pod(NGINX), resources)) == [
+    resources: list[Resource] = [
+        ClusterImageSetMirror.model_validate(
+            cism("a", mirror("a.example", "/mirror"), imageFilter=LEGACY_ALL)
+        ),
+        ClusterImageSetMirror.model_validate(
+            cism("b", mirror("b.example", "/mirror"), imageFilter=LEGACY_ALL)
+        ),
+    ]
+    assert images(route_pod(objects.pod(NGINX, policy="IfNotPresent"), resources)) == [
         NGINX,
         "a.example/mirror/library/nginx:1.29",
         "b.example/mirror/library/nginx:1.29",
@@ -541,28 +655,38 @@ def test_no_mirror_of_a_mirror() -> None:
 
 
 def test_pod_already_on_a_mirror_is_not_mirrored_again() -> None:
-    resources: list[Resource] = [cism("a", mirror("a.example"))]
-    assert images(route_pod(make_pod("a.example/mirror/library/nginx:1.29"), resources)) == [
-        "a.example/mirror/library/nginx:1.29"
+    resources: list[Resource] = [
+        ClusterImageSetMirror.model_validate(
+            cism("a", mirror("a.example", "/mirror"), imageFilter=LEGACY_ALL)
+        )
     ]
+    assert images(
+        route_pod(
+            objects.pod("a.example/mirror/library/nginx:1.29", policy="IfNotPresent"), resources
+        )
+    ) == ["a.example/mirror/library/nginx:1.29"]
 
 
 def test_mirrors_of_replicated_upstreams() -> None:
     resources: list[Resource] = [
-        cris(
-            "docker-library",
-            upstream(
-                "public.ecr.aws",
-                "/docker/library/",
-                imageFilter={"include": ["/docker/library/.+"]},
-            ),
-            upstream("docker.io", "/library/", imageFilter={"include": ["/library/[^/]+"]}),
+        ClusterReplicatedImageSet.model_validate(
+            cris(
+                "docker-library",
+                upstream(
+                    "public.ecr.aws",
+                    "/docker/library/",
+                    imageFilter={"include": ["/docker/library/.+"]},
+                ),
+                upstream("docker.io", "/library/", imageFilter={"include": ["/library/[^/]+"]}),
+            )
         ),
-        cism("g", mirror("m.example")),
+        ClusterImageSetMirror.model_validate(
+            cism("g", mirror("m.example", "/mirror"), imageFilter=LEGACY_ALL)
+        ),
     ]
     # upstream's "second pass" (#550): the mirror also copies the replicated upstream's image;
     # equal sort keys keep insertion order (upstreams first, then the original)
-    assert images(route_pod(make_pod(NGINX), resources)) == [
+    assert images(route_pod(objects.pod(NGINX, policy="IfNotPresent"), resources)) == [
         NGINX,
         "m.example/mirror/docker/library/nginx:1.29",
         "m.example/mirror/library/nginx:1.29",
@@ -571,25 +695,26 @@ def test_mirrors_of_replicated_upstreams() -> None:
 
 
 def test_credential_secrets() -> None:
+    to_c = mirror(
+        "c.example", "/mirror", credentialSecret={"name": "cs", "namespace": "kuik-system"}
+    )
+    to_i = mirror("i.example", "/mirror", credentialSecret={"name": "is", "namespace": "elsewhere"})
     resources: list[Resource] = [
-        cism(
-            "g",
-            mirror("c.example", credentialSecret={"name": "cs", "namespace": "kuik-system"}),
-            priority=-2,
-        ),
-        ism(
-            "i",
-            "team",
-            mirror("i.example", credentialSecret={"name": "is", "namespace": "elsewhere"}),
-            priority=-1,
-        ),
-        cris(
-            "r",
-            upstream("docker.io"),
-            upstream("u.example", credentialSecret={"name": "us", "namespace": "kuik-system"}),
+        ClusterImageSetMirror.model_validate(cism("g", to_c, priority=-2, imageFilter=LEGACY_ALL)),
+        ImageSetMirror.model_validate(ism("team", "i", to_i, priority=-1, imageFilter=LEGACY_ALL)),
+        ClusterReplicatedImageSet.model_validate(
+            cris(
+                "r",
+                upstream("docker.io", imageFilter=LEGACY_ALL),
+                upstream(
+                    "u.example",
+                    imageFilter=LEGACY_ALL,
+                    credentialSecret={"name": "us", "namespace": "kuik-system"},
+                ),
+            )
         ),
     ]
-    route = route_pod(make_pod(NGINX, namespace="team"), resources)
+    route = route_pod(objects.pod(NGINX, namespace="team", policy="IfNotPresent"), resources)
     secrets = {a.image.split("/")[0]: a.credential_secret for a in route.containers[0].alternatives}
     assert secrets == {
         "c.example": SecretRef("cs", "kuik-system"),
@@ -603,9 +728,16 @@ def test_credential_secrets() -> None:
 
 
 def test_resource_input_order_does_not_matter() -> None:
-    resources: list[Resource] = [cism("b", mirror("b.example")), cism("a", mirror("a.example"))]
-    forward = route_pod(make_pod(NGINX), resources)
-    backward = route_pod(make_pod(NGINX), list(reversed(resources)))
+    resources: list[Resource] = [
+        ClusterImageSetMirror.model_validate(
+            cism("b", mirror("b.example", "/mirror"), imageFilter=LEGACY_ALL)
+        ),
+        ClusterImageSetMirror.model_validate(
+            cism("a", mirror("a.example", "/mirror"), imageFilter=LEGACY_ALL)
+        ),
+    ]
+    forward = route_pod(objects.pod(NGINX, policy="IfNotPresent"), resources)
+    backward = route_pod(objects.pod(NGINX, policy="IfNotPresent"), list(reversed(resources)))
     assert (
         images(forward)
         == images(backward)
@@ -624,11 +756,12 @@ def test_pod_images_current_and_original() -> None:
     annotation = json.dumps(
         {"c0": "nginx:1.29", "init:i0": "busybox", "ephemeral:e0": "alpine", "x": "::bad"}
     )
-    pod = make_pod(
+    pod = objects.pod(
         "m.example/mirror/library/nginx:1.29",
         init=("m.example/mirror/library/busybox",),
         ephemeral=("alpine",),
         annotations={ORIGINAL_IMAGES_ANNOTATION: annotation},
+        policy="IfNotPresent",
     )
     found = [(i.image, i.container, i.type.value, i.original) for i in pod_images(pod)]
     assert found == [
@@ -644,7 +777,7 @@ def test_pod_images_current_and_original() -> None:
 
 @pytest.mark.parametrize("raw", ["not json", "[1, 2]", '{"c0": 3}'])
 def test_original_images_tolerates_garbage(raw: str) -> None:
-    pod = make_pod(NGINX, annotations={ORIGINAL_IMAGES_ANNOTATION: raw})
+    pod = objects.pod(NGINX, annotations={ORIGINAL_IMAGES_ANNOTATION: raw}, policy="IfNotPresent")
     assert original_images(pod) == {}
 
 
@@ -656,9 +789,15 @@ def test_mirror_destination_and_prefixes() -> None:
         == "registry.example.com/mirror/prometheus/prometheus:v3"
     )
     resources: list[Resource] = [
-        cism("c", mirror("c.example", "/m")),
-        ism("i", "team", mirror("i.example", "")),
-        ism("j", "other", mirror("j.example")),
+        ClusterImageSetMirror.model_validate(
+            cism("c", mirror("c.example", "/m"), imageFilter=LEGACY_ALL)
+        ),
+        ImageSetMirror.model_validate(
+            ism("team", "i", mirror("i.example", ""), imageFilter=LEGACY_ALL)
+        ),
+        ImageSetMirror.model_validate(
+            ism("other", "j", mirror("j.example", "/mirror"), imageFilter=LEGACY_ALL)
+        ),
     ]
     assert mirror_prefixes(resources) == ("c.example/m", "i.example", "j.example/mirror")
     assert mirror_prefixes(resources, "team") == ("c.example/m", "i.example")
@@ -679,6 +818,14 @@ def test_routing_options_from_config(tmp_path: Path) -> None:
     options = RoutingOptions.from_config(load_config(config, env={}))
     assert options.honor_priorities_on_always_image_pull_policy is True
     assert options.rewrite_on_never_image_pull_policy is False
-    assert options.skip.reason(make_pod(NGINX, labels={"team": "infra"})) is not None
-    assert options.skip.reason(make_pod(NGINX, annotations={"kuik/skip": "1"})) is not None
+    assert (
+        options.skip.reason(objects.pod(NGINX, labels={"team": "infra"}, policy="IfNotPresent"))
+        is not None
+    )
+    assert (
+        options.skip.reason(
+            objects.pod(NGINX, annotations={"kuik/skip": "1"}, policy="IfNotPresent")
+        )
+        is not None
+    )
     assert RoutingOptions.from_config(load_config(None, env={})) == RoutingOptions()

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kuik_testing.objects import cism, container, cris, pod, upstream
 from kuikcore.api import ClusterImageSetMirror, ClusterReplicatedImageSet, Mirror, Resource
 from kuikcore.routing import ORIGINAL, mirror_destination, route_pod
 
@@ -32,14 +31,12 @@ def cisms(draw: st.DrawFn) -> list[ClusterImageSetMirror]:
     names = draw(st.lists(st.sampled_from("abcdefgh"), min_size=0, max_size=5, unique=True))
     return [
         ClusterImageSetMirror.model_validate(
-            {
-                "metadata": {"name": name},
-                "spec": {
-                    "priority": draw(st.integers(-3, 3)),
-                    "imageFilter": {"include": [".*"]},
-                    "mirrors": draw(mirrors),
-                },
-            }
+            cism(
+                name,
+                *draw(mirrors),
+                priority=draw(st.integers(-3, 3)),
+                imageFilter={"include": [".*"]},
+            )
         )
         for name in names
     ]
@@ -50,35 +47,18 @@ def crises(draw: st.DrawFn) -> list[ClusterReplicatedImageSet]:
     names = draw(st.lists(st.sampled_from("pqrs"), min_size=0, max_size=2, unique=True))
     out = []
     for name in names:
-        upstreams: list[dict[str, Any]] = [
-            {"registry": "docker.io", "path": "", "imageFilter": {"include": [".*"]}}
-        ]
+        upstreams = [upstream("docker.io", imageFilter={"include": [".*"]})]
         for registry in draw(st.lists(st.sampled_from(["u.example", "v.example"]), max_size=2)):
             priority: int = draw(st.integers(0, 2))
             upstreams.append(
-                {
-                    "registry": registry,
-                    "path": "/u",
-                    "priority": priority,
-                    "imageFilter": {"include": [".*"]},
-                }
+                upstream(registry, "/u", priority=priority, imageFilter={"include": [".*"]})
             )
         out.append(
             ClusterReplicatedImageSet.model_validate(
-                {
-                    "metadata": {"name": name},
-                    "spec": {"priority": draw(st.integers(-2, 2)), "upstreams": upstreams},
-                }
+                cris(name, *upstreams, priority=draw(st.integers(-2, 2)))
             )
         )
     return out
-
-
-def pod(image: str, policy: str) -> dict[str, Any]:
-    return {
-        "metadata": {"name": "p", "namespace": "default"},
-        "spec": {"containers": [{"name": "c", "image": image, "imagePullPolicy": policy}]},
-    }
 
 
 @settings(max_examples=200, deadline=None)
@@ -97,7 +77,7 @@ def test_sorted_unique_and_independent_of_input_order(
     data: st.DataObject,
 ) -> None:
     resources: list[Resource] = [*mirror_sets, *replicated]
-    route = route_pod(pod(image, policy), resources)
+    route = route_pod(pod(container("c", image, policy=policy)), resources)
     alternatives = route.containers[0].alternatives
     found = [a.image for a in alternatives]
     assert len(found) == len(set(found)), "duplicates"
@@ -105,7 +85,7 @@ def test_sorted_unique_and_independent_of_input_order(
     assert ranks == sorted(ranks), "not in sort-key order"
     assert image in found
     shuffled = data.draw(st.permutations(resources))
-    assert route_pod(pod(image, policy), shuffled) == route
+    assert route_pod(pod(container("c", image, policy=policy)), shuffled) == route
     if policy == "Always":
         assert alternatives[0].source == ORIGINAL
 
@@ -115,7 +95,7 @@ def test_sorted_unique_and_independent_of_input_order(
 def test_dedup_keeps_the_best_ranked_producer(
     mirror_sets: list[ClusterImageSetMirror], image: str
 ) -> None:
-    route = route_pod(pod(image, "IfNotPresent"), list(mirror_sets))
+    route = route_pod(pod(container("c", image, policy="IfNotPresent")), list(mirror_sets))
     got = {a.image: (a.rank, a.source) for a in route.containers[0].alternatives}
     # oracle: every (CR, mirror) yields one destination; the best (rank, name) wins a collision
     expected: dict[str, tuple[tuple[int, int, int, int], str]] = {image: ((0, 0, 0, 0), ORIGINAL)}
@@ -134,7 +114,9 @@ def test_negative_priorities_before_original_others_after(
     mirror_sets: list[ClusterImageSetMirror], image: str
 ) -> None:
     alternatives = (
-        route_pod(pod(image, "IfNotPresent"), list(mirror_sets)).containers[0].alternatives
+        route_pod(pod(container("c", image, policy="IfNotPresent")), list(mirror_sets))
+        .containers[0]
+        .alternatives
     )
     position = [a.source for a in alternatives].index(ORIGINAL)
     assert all(a.rank[0] < 0 for a in alternatives[:position])

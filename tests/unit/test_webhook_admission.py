@@ -11,6 +11,8 @@ from typing import Any
 import jsonpatch
 import pytest
 
+from kuik_testing import objects
+from kuik_testing.objects import admission_review, all_images, body, cism, container, mirror, pod
 from kuik_webhook.admission import (
     AdmissionRequest,
     MalformedReview,
@@ -26,36 +28,15 @@ from kuikcore.routing import ORIGINAL, Alternative, ContainerType, RoutingOption
 
 FIXTURES = Path("/work/shared/fixtures/admissionreview")
 ANN = ORIGINAL_IMAGES_ANNOTATION
-
-
-def review(request: dict[str, Any]) -> bytes:
-    return json.dumps(
-        {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request}
-    ).encode()
-
-
-def pod(
-    containers: list[dict[str, Any]],
-    *,
-    init: list[dict[str, Any]] | None = None,
-    ephemeral: list[dict[str, Any]] | None = None,
-    annotations: dict[str, str] | None = None,
-    namespace: str | None = "apps",
-    pull_secrets: list[str] | None = None,
-) -> dict[str, Any]:
-    meta: dict[str, Any] = {"name": "p"}
-    if namespace:
-        meta["namespace"] = namespace
-    if annotations is not None:
-        meta["annotations"] = annotations
-    spec: dict[str, Any] = {"containers": containers}
-    if init:
-        spec["initContainers"] = init
-    if ephemeral:
-        spec["ephemeralContainers"] = ephemeral
-    if pull_secrets:
-        spec["imagePullSecrets"] = [{"name": n} for n in pull_secrets]
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}
+# the one CISM most tests route with (parsed once: nothing here changes it)
+MIRRORS = parse_resource(
+    cism(
+        "mirrors",
+        mirror("mirror.local:5000", "m"),
+        metadata={"uid": "uid-mirrors"},
+        filter=all_images(),
+    )
+)
 
 
 def request(
@@ -73,21 +54,6 @@ def request(
     )
 
 
-def cism(name: str = "mirrors", registry: str = "mirror.local:5000", **spec: Any) -> Resource:
-    return parse_resource(
-        {
-            "apiVersion": "kuik.enix.io/v1alpha1",
-            "kind": "ClusterImageSetMirror",
-            "metadata": {"name": name, "uid": f"uid-{name}"},
-            "spec": {
-                "filter": {"include": [{"image": ".*"}]},
-                "mirrors": [{"registry": registry, "path": "m"}],
-                **spec,
-            },
-        }
-    )
-
-
 # --- AdmissionReview -----------------------------------------------------------------------
 
 
@@ -102,8 +68,8 @@ def cism(name: str = "mirrors", registry: str = "mirror.local:5000", **spec: Any
         ),
         (b'{"apiVersion": "admission.k8s.io/v1", "kind": "Pod"}', "kind must be 'AdmissionReview'"),
         (b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}', "request is missing"),
-        (review({"operation": "CREATE"}), "request.uid is missing"),
-        (review({"uid": 5}), "request.uid is missing"),
+        (body(admission_review({"operation": "CREATE"})), "request.uid is missing"),
+        (body(admission_review({"uid": 5})), "request.uid is missing"),
     ],
 )
 def test_malformed_reviews_name_the_problem(body: bytes, message: str) -> None:
@@ -125,7 +91,7 @@ def test_real_admission_review_decodes() -> None:
     ("value", "dry"), [(False, False), (None, False), (True, True), ("yes", True)]
 )
 def test_dry_run_unless_explicitly_false(value: object, dry: bool) -> None:
-    assert decode_review(review({"uid": "x", "dryRun": value})).dry_run is dry
+    assert decode_review(body(admission_review({"uid": "x", "dryRun": value}))).dry_run is dry
 
 
 def test_response_carries_patch_and_clean_warnings() -> None:
@@ -153,14 +119,13 @@ def test_response_without_changes_has_no_patch() -> None:
 
 def test_create_records_every_container_kind_and_targets_routed_ones() -> None:
     obj = pod(
-        [
-            {"name": "web", "image": "registry.local/web:1"},
-            {"name": "never", "image": "registry.local/x:1", "imagePullPolicy": "Never"},
-        ],
-        init=[{"name": "setup", "image": "registry.local/setup:1"}],
-        ephemeral=[{"name": "debug", "image": "busybox"}],
+        container("web", "registry.local/web:1"),
+        container("never", "registry.local/x:1", policy="Never"),
+        init=[container("setup", "registry.local/setup:1")],
+        ephemeral=[container("debug", "busybox")],
+        namespace="apps",
     )
-    plan = plan_admission(request(obj), [cism()], RoutingOptions())
+    plan = plan_admission(request(obj), [MIRRORS], RoutingOptions())
     assert plan.annotation == {
         "web": "registry.local/web:1",
         "never": "registry.local/x:1",
@@ -180,31 +145,24 @@ def test_create_records_every_container_kind_and_targets_routed_ones() -> None:
 
 def test_reinvocation_changes_nothing() -> None:
     first = pod(
-        [{"name": "web", "image": "registry.local/web:1"}],
-        init=[{"name": "i", "image": "registry.local/i:1"}],
+        container("web", "registry.local/web:1"),
+        init=[container("i", "registry.local/i:1")],
+        namespace="apps",
     )
-    plan = plan_admission(request(first), [cism()], RoutingOptions())
+    plan = plan_admission(request(first), [MIRRORS], RoutingOptions())
     assert plan.annotation is not None
     patched = jsonpatch.apply_patch(first, build_patch(first, [], plan.annotation))
-    again = plan_admission(request(patched), [cism()], RoutingOptions())
+    again = plan_admission(request(patched), [MIRRORS], RoutingOptions())
     assert again.targets == ()
     assert again.annotation is None
 
 
 def test_namespace_comes_from_the_request_when_the_pod_has_none() -> None:
     ism = parse_resource(
-        {
-            "apiVersion": "kuik.enix.io/v1alpha1",
-            "kind": "ImageSetMirror",
-            "metadata": {"name": "ns-mirror", "namespace": "apps"},
-            "spec": {
-                "filter": {"include": [{"image": ".*"}]},
-                "mirrors": [{"registry": "ns.local", "path": "m"}],
-            },
-        }
+        objects.ism("apps", "ns-mirror", mirror("ns.local", "m"), filter=all_images())
     )
     plan = plan_admission(
-        request(pod([{"name": "c", "image": "a.local/x:1"}], namespace=None)),
+        request(pod(container("c", "a.local/x:1"), namespace=None)),
         [ism],
         RoutingOptions(),
     )
@@ -214,9 +172,11 @@ def test_namespace_comes_from_the_request_when_the_pod_has_none() -> None:
 
 def test_mirror_pod_and_skip_selectors_are_left_alone() -> None:
     mirror_pod = pod(
-        [{"name": "c", "image": "a.local/x:1"}], annotations={"kubernetes.io/config.mirror": "x"}
+        container("c", "a.local/x:1"),
+        annotations={"kubernetes.io/config.mirror": "x"},
+        namespace="apps",
     )
-    plan = plan_admission(request(mirror_pod), [cism()], RoutingOptions())
+    plan = plan_admission(request(mirror_pod), [MIRRORS], RoutingOptions())
     assert plan.skipped
     assert plan.annotation is None
     assert plan.targets == ()
@@ -233,12 +193,14 @@ def test_unreadable_objects_raise_not_a_pod(bad: object) -> None:
 
 def test_update_reconsiders_only_changed_images() -> None:
     old = pod(
-        [{"name": "a", "image": "mirror.local:5000/m/a:1"}, {"name": "b", "image": "b.local/b:1"}],
+        container("a", "mirror.local:5000/m/a:1"),
+        container("b", "b.local/b:1"),
         annotations={ANN: json.dumps({"a": "a.local/a:1", "b": "b.local/b:1"})},
+        namespace="apps",
     )
     new = copy.deepcopy(old)
     new["spec"]["containers"][1]["image"] = "b.local/b:2"
-    plan = plan_admission(request(new, operation="UPDATE", old=old), [cism()], RoutingOptions())
+    plan = plan_admission(request(new, operation="UPDATE", old=old), [MIRRORS], RoutingOptions())
     assert [t.slot.key for t in plan.targets] == ["b"]
     assert plan.annotation == {"a": "a.local/a:1", "b": "b.local/b:2"}
     assert plan.can_add_pull_secrets is False  # Pod updates cannot change imagePullSecrets
@@ -246,28 +208,33 @@ def test_update_reconsiders_only_changed_images() -> None:
 
 def test_update_without_changes_is_a_no_op_and_restores_a_dropped_annotation() -> None:
     old = pod(
-        [{"name": "a", "image": "mirror.local:5000/m/a:1"}],
+        container("a", "mirror.local:5000/m/a:1"),
         annotations={ANN: '{"a":"a.local/a:1"}'},
+        namespace="apps",
     )
     same = plan_admission(
-        request(copy.deepcopy(old), operation="UPDATE", old=old), [cism()], RoutingOptions()
+        request(copy.deepcopy(old), operation="UPDATE", old=old), [MIRRORS], RoutingOptions()
     )
     assert same.targets == ()
     assert same.annotation is None
     dropped = copy.deepcopy(old)
     dropped["metadata"]["annotations"] = {}
-    plan = plan_admission(request(dropped, operation="UPDATE", old=old), [cism()], RoutingOptions())
+    plan = plan_admission(
+        request(dropped, operation="UPDATE", old=old), [MIRRORS], RoutingOptions()
+    )
     assert plan.targets == ()
     assert plan.annotation == {"a": "a.local/a:1"}
 
 
 def test_ephemeral_subresource_routes_new_containers_without_annotation_or_secrets() -> None:
-    old = pod([{"name": "a", "image": "a.local/a:1"}], annotations={ANN: '{"a":"a.local/a:1"}'})
+    old = pod(
+        container("a", "a.local/a:1"), annotations={ANN: '{"a":"a.local/a:1"}'}, namespace="apps"
+    )
     new = copy.deepcopy(old)
     new["spec"]["ephemeralContainers"] = [{"name": "dbg", "image": "tools.local/dbg:1"}]
     plan = plan_admission(
         request(new, operation="UPDATE", old=old, sub="ephemeralcontainers"),
-        [cism()],
+        [MIRRORS],
         RoutingOptions(),
     )
     assert [t.slot.key for t in plan.targets] == ["ephemeral:dbg"]
@@ -303,13 +270,13 @@ def test_patch_applies_whatever_the_metadata_looks_like(metadata: dict[str, Any]
 
 
 def test_patch_appends_only_missing_pull_secrets() -> None:
-    obj = pod([{"name": "c", "image": "a"}], pull_secrets=["mine"])
+    obj = pod(container("c", "a"), pull_secrets=["mine"], namespace="apps")
     out = jsonpatch.apply_patch(obj, build_patch(obj, [], None, ["mine", "kuik-x"]))
     assert out["spec"]["imagePullSecrets"] == [{"name": "mine"}, {"name": "kuik-x"}]
 
 
 def test_annotation_is_encoded_like_go() -> None:
-    obj = pod([{"name": "c", "image": "a"}])
+    obj = pod(container("c", "a"), namespace="apps")
     ops = build_patch(obj, [], {"z": "é", "a": "<x>&"})
     value = ops[-1]["value"][ANN]
     assert value == '{"a":"\\u003cx\\u003e\\u0026","z":"é"}'
@@ -340,7 +307,7 @@ def test_copy_name_zero_pads_the_hash() -> None:
 
 
 def test_pull_secret_name_copies_only_across_namespaces() -> None:
-    owner = cism()
+    owner = MIRRORS
     same = Alternative("m/x", "ImageSetMirror/apps/x", SecretRef("creds", "apps"), owner)
     other = Alternative("m/x", owner.key, SecretRef("creds", "kuik-system"), owner)
     assert pull_secret_name(same, "apps") == "creds"
@@ -361,7 +328,7 @@ def test_copy_keeps_type_and_data_and_labels_the_owner() -> None:
         "type": "kubernetes.io/dockerconfigjson",
         "data": {".dockerconfigjson": "e30="},
     }
-    out = copy_of(source, "apps", "kuik-creds-0123456789abcdef", cism())
+    out = copy_of(source, "apps", "kuik-creds-0123456789abcdef", MIRRORS)
     assert out["metadata"] == {
         "name": "kuik-creds-0123456789abcdef",
         "namespace": "apps",
@@ -425,14 +392,14 @@ def test_route_cache_reuses_routes_of_identical_pods_until_invalidated() -> None
     from kuik_webhook.routes import RouteCache
 
     asked: list[str] = []
-    crs = [cism()]
+    crs = [MIRRORS]
 
     def resources(namespace: str) -> list[Resource]:
         asked.append(namespace)
         return crs
 
     cache = RouteCache(resources, RoutingOptions())
-    first = pod([{"name": "web", "image": "registry.local/web:1"}])
+    first = pod(container("web", "registry.local/web:1"), namespace="apps")
     twin = copy.deepcopy(first)
     twin["metadata"]["name"] = "other-replica"
     plans = [plan_admission(request(p), router=cache.route) for p in (first, twin)]
@@ -443,7 +410,16 @@ def test_route_cache_reuses_routes_of_identical_pods_until_invalidated() -> None
     labelled["metadata"]["labels"] = {"canary": "true"}  # filters may select on labels
     plan_admission(request(labelled), router=cache.route)
     assert asked == ["apps", "apps"]
-    crs[:] = [cism(registry="elsewhere.local")]
+    crs[:] = [
+        parse_resource(
+            cism(
+                "mirrors",
+                mirror("elsewhere.local", "m"),
+                metadata={"uid": "uid-mirrors"},
+                filter=all_images(),
+            )
+        )
+    ]
     cache.invalidate()  # what a CR change does
     plan = plan_admission(request(first), router=cache.route)
     assert plan.targets[0].route.alternatives[-1].image == "elsewhere.local/m/web:1"
@@ -453,14 +429,14 @@ def test_route_cache_is_bounded_in_bytes() -> None:
     """Pods carry any text: 2,048 routes of 20 KB labels each kept ~40 MiB before."""
     from kuik_webhook.routes import MAX_BYTES, MAX_KEY_BYTES, RouteCache
 
-    cache = RouteCache(lambda namespace: [cism()], RoutingOptions())
+    cache = RouteCache(lambda namespace: [MIRRORS], RoutingOptions())
     for n in range(1000):
-        big = pod([{"name": "web", "image": "registry.local/web:1"}])
+        big = pod(container("web", "registry.local/web:1"), namespace="apps")
         big["metadata"]["labels"] = {"l": f"{n}" + "x" * 20_000}
         cache.route(big, "apps")
         assert cache.bytes <= MAX_BYTES
     assert 0 < len(cache._entries) <= MAX_BYTES // 20_000
-    huge = pod([{"name": "web", "image": "registry.local/web:1"}])
+    huge = pod(container("web", "registry.local/web:1"), namespace="apps")
     huge["metadata"]["labels"] = {"l": "x" * MAX_KEY_BYTES}
     before = cache.bytes
     assert cache.route(huge, "apps").containers  # routed, not remembered
@@ -491,8 +467,8 @@ async def test_single_candidate_is_used_without_a_check() -> None:
 
 
 def test_update_without_old_object_never_adds_pull_secrets() -> None:
-    obj = pod([{"name": "a", "image": "a.local/a:1"}])
-    plan = plan_admission(request(obj, operation="UPDATE", old=None), [cism()], RoutingOptions())
+    obj = pod(container("a", "a.local/a:1"), namespace="apps")
+    plan = plan_admission(request(obj, operation="UPDATE", old=None), [MIRRORS], RoutingOptions())
     assert [t.slot.key for t in plan.targets] == ["a"]
     assert plan.can_add_pull_secrets is False
 

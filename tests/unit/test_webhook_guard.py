@@ -8,7 +8,6 @@ counted.
 from __future__ import annotations
 
 import gzip
-import json
 import zlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -17,6 +16,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry, generate_latest
 
+from kuik_testing import objects
 from kuik_webhook.admission import MAX_DEPTH, MalformedReview, decode_review
 from kuik_webhook.admit import Admitter
 from kuik_webhook.chooser import Chooser
@@ -28,16 +28,9 @@ from kuikcore.registry import RegistryClient
 from kuikcore.routing import RoutingOptions
 
 
-def review(obj: Any = None, *, operation: str = "DELETE", uid: str = "u") -> bytes:
-    request = {"uid": uid, "operation": operation, "kind": {"kind": "Pod"}, "object": obj}
-    return json.dumps(
-        {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request}
-    ).encode()
-
-
 def nested(depth: int) -> bytes:
     """A review whose `object` nests `depth` arrays (the review and request add two levels)."""
-    body = review("@")
+    body = objects.body(objects.review("@", operation="DELETE", uid="u"))
     return body.replace(b'"@"', b"[" * depth + b"]" * depth)
 
 
@@ -75,7 +68,11 @@ def test_decoding_bounds_nesting_depth(depth: int) -> None:
 
 def test_decoding_names_bad_utf8() -> None:
     with pytest.raises(MalformedReview, match="not UTF-8"):
-        decode_review(review("x").replace(b'"x"', b'"\xff\xfe"'))
+        decode_review(
+            objects.body(objects.review("x", operation="DELETE", uid="u")).replace(
+                b'"x"', b'"\xff\xfe"'
+            )
+        )
 
 
 async def test_deep_body_is_400_not_500(
@@ -92,11 +89,26 @@ async def test_deep_body_is_400_not_500(
     [
         (b"{not gzip", "gzip", 400, "body is not gzip"),
         (b"{not deflate", "deflate", 400, "deflate"),
-        (gzip.compress(review())[:-5], "gzip", 400, "not one complete gzip stream"),
+        (
+            gzip.compress(objects.body(objects.review(None, operation="DELETE", uid="u")))[:-5],
+            "gzip",
+            400,
+            "not one complete gzip stream",
+        ),
         (b"{}", "x-unknown", 400, "unsupported Content-Encoding 'x-unknown'"),
         (b"{}", "gzip, gzip", 400, "unsupported Content-Encoding"),
-        (gzip.compress(review()), "gzip", 200, None),
-        (zlib.compress(review()), "deflate", 200, None),
+        (
+            gzip.compress(objects.body(objects.review(None, operation="DELETE", uid="u"))),
+            "gzip",
+            200,
+            None,
+        ),
+        (
+            zlib.compress(objects.body(objects.review(None, operation="DELETE", uid="u"))),
+            "deflate",
+            200,
+            None,
+        ),
         (gzip.compress(b" " * (MAX_BODY + 1)), "gzip", 413, None),  # a gzip bomb: 16 MiB at most
     ],
 )
@@ -126,7 +138,9 @@ async def test_any_exception_is_an_allowed_unpatched_answer(
         raise RecursionError("a bug past the inner guard")
 
     monkeypatch.setattr(admitter.metrics, "operation", broken)
-    response = await client.post("/mutate", data=review(uid="abc"))
+    response = await client.post(
+        "/mutate", data=objects.body(objects.review(None, operation="DELETE", uid="abc"))
+    )
     assert response.status == 200
     answer = (await response.json())["response"]
     assert answer["uid"] == "abc"
@@ -138,7 +152,9 @@ async def test_any_exception_is_an_allowed_unpatched_answer(
     monkeypatch.setattr(
         "kuik_webhook.admit.decode_review", lambda body: (_ for _ in ()).throw(MemoryError())
     )
-    response = await client.post("/mutate", data=review())
+    response = await client.post(
+        "/mutate", data=objects.body(objects.review(None, operation="DELETE", uid="u"))
+    )
     assert response.status == 400  # no uid to answer for
     assert registry.get_sample_value("kube_image_keeper_webhook_handler_failures_total") == 2.0
     generate_latest(registry)

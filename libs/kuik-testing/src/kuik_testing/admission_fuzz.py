@@ -31,6 +31,7 @@ import jsonpatch
 import yaml
 from hypothesis import strategies as st
 
+from kuik_testing import objects
 from kuik_testing.ports import free_port
 from kuik_testing.processes import ServiceProcess
 from kuik_testing.registry import RegistryServer
@@ -373,28 +374,17 @@ def fuzz_webhook(root: Path) -> Iterator[tuple[ServiceProcess, int, RegistryServ
         cluster.mkdir(parents=True)
         loopback = {"include": [{"image": r"127\.0\.0\.1:\d+/.*"}]}
         docs = [
-            {
-                "apiVersion": "kuik.enix.io/v1alpha1",
-                "kind": "ClusterImageSetMirror",
-                "metadata": {"name": "m"},
-                "spec": {"filter": loopback, "mirrors": [{"registry": registry.host, "path": "m"}]},
-            },
-            {
-                "apiVersion": "kuik.enix.io/v1alpha1",
-                "kind": "ClusterReplicatedImageSet",
-                "metadata": {"name": "r"},
-                "spec": {
-                    "upstreams": [
-                        {
-                            "registry": "127.0.0.1:1",
-                            "path": "old",
-                            "discardAlternative": True,
-                            "imageFilter": {"include": [".*"]},
-                        },
-                        {"registry": registry.host, "path": "app"},
-                    ]
-                },
-            },
+            objects.cism("m", objects.mirror(registry.host, "m"), filter=loopback),
+            objects.cris(
+                "r",
+                objects.upstream(
+                    "127.0.0.1:1",
+                    "old",
+                    discardAlternative=True,
+                    imageFilter={"include": [".*"]},
+                ),
+                objects.upstream(registry.host, "app"),
+            ),
         ]
         (cluster / "crs.yaml").write_text(yaml.safe_dump_all(docs))
         config = root / "config.yaml"

@@ -1,5 +1,5 @@
 """What the demo declares and sends, as plain data: the local-mode manifests, the operator
-config shared by `make demo`, `make dev` and docker-compose, and AdmissionReviews.
+config shared by `make demo`, `make dev` and docker-compose.
 
 `examples/cluster/` and `examples/config.yaml` hold the same documents, commented, for the
 default ports (a test keeps them equal).
@@ -11,8 +11,9 @@ import base64
 import copy
 import json
 import re
-import uuid
 from typing import Any
+
+from kuik_testing import objects
 
 __all__ = [
     "CISA_NAME",
@@ -20,10 +21,9 @@ __all__ = [
     "DEMO_IMAGE",
     "MIRROR_PATH",
     "STACK_CONFIG",
-    "admission_review",
     "apply_admission",
     "cluster_manifests",
-    "pod",
+    "web_pod",
 ]
 
 CISM_NAME = "mirror-registry-a"
@@ -46,57 +46,26 @@ STACK_CONFIG: dict[str, Any] = {
 }
 
 
-def pod(name: str, image: str, namespace: str = "demo") -> dict[str, Any]:
-    """A one-container Pod as a user would write it."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "namespace": namespace, "labels": {"app": "web"}},
-        "spec": {"containers": [{"name": "web", "image": image}]},
-    }
+def web_pod(name: str, image: str, namespace: str = "demo") -> dict[str, Any]:
+    """The demo's one-container Pod, as a user would write it."""
+    return objects.pod(
+        objects.container("web", image), namespace=namespace, name=name, labels={"app": "web"}
+    )
 
 
 def cluster_manifests(registry_a: str, registry_b: str) -> dict[str, list[dict[str, Any]]]:
     """File name -> documents: a CISM copying registry A's images to B, a CISA watching every
     image in use, and one Pod running `DEMO_IMAGE` from A."""
-    mirror = {
-        "apiVersion": "kuik.enix.io/v1alpha1",
-        "kind": "ClusterImageSetMirror",
-        "metadata": {"name": CISM_NAME},
-        "spec": {
-            "filter": {"include": [{"image": re.escape(registry_a) + "/.+"}]},
-            "mirrors": [{"registry": registry_b, "path": MIRROR_PATH}],
-        },
-    }
-    availability = {
-        "apiVersion": "kuik.enix.io/v1alpha1",
-        "kind": "ClusterImageSetAvailability",
-        "metadata": {"name": CISA_NAME},
-        "spec": {"filter": {"include": [{"image": ".+"}]}},
-    }
+    mirror = objects.cism(
+        CISM_NAME,
+        objects.mirror(registry_b, MIRROR_PATH),
+        filter={"include": [{"image": re.escape(registry_a) + "/.+"}]},
+    )
+    availability = objects.cisa(CISA_NAME, filter={"include": [{"image": ".+"}]})
     return {
         "mirror.yaml": [mirror],
         "availability.yaml": [availability],
-        "pods/web-1.yaml": [pod("web-1", f"{registry_a}/{DEMO_IMAGE}")],
-    }
-
-
-def admission_review(obj: dict[str, Any], operation: str = "CREATE") -> dict[str, Any]:
-    """The `admission.k8s.io/v1` AdmissionReview an API server sends for a Pod."""
-    return {
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": str(uuid.uuid4()),
-            "kind": {"group": "", "version": "v1", "kind": "Pod"},
-            "resource": {"group": "", "version": "v1", "resource": "pods"},
-            "namespace": obj["metadata"].get("namespace", "default"),
-            "name": obj["metadata"]["name"],
-            "operation": operation,
-            "object": obj,
-            "oldObject": None,
-            "dryRun": False,
-        },
+        "pods/web-1.yaml": [web_pod("web-1", f"{registry_a}/{DEMO_IMAGE}")],
     }
 
 

@@ -24,13 +24,13 @@ from typing import Any, TextIO, TypeVar
 
 import yaml
 
+from kuik_testing import objects
 from kuik_testing.demo.manifests import (
     CISM_NAME,
     DEMO_IMAGE,
-    admission_review,
     apply_admission,
     cluster_manifests,
-    pod,
+    web_pod,
 )
 from kuik_testing.images import SyntheticImage
 
@@ -264,12 +264,10 @@ def run_scenario(target: Target, narrator: Narrator, *, timeout: float = 60.0) -
 
     title = "A new Pod asking for the same image is admitted through the webhook"
     with narrator.step(title) as done:
-        web2 = pod("web-2", image_a)
+        web2 = web_pod("web-2", image_a)
         began = time.monotonic()
         answer = json.loads(
-            _http(
-                target.webhook_url, json.dumps(admission_review(web2)).encode(), target.webhook_ca
-            )
+            _http(target.webhook_url, objects.body(objects.review(web2)), target.webhook_ca)
         )
         took = time.monotonic() - began
         stored = apply_admission(web2, answer)
