@@ -32,7 +32,7 @@ from kuik_testing.objects import all_images, cism, docker_secret, pod
 from kuik_testing.processes import ServiceProcess, bin_path
 from kuikcore.coord import connect
 from kuikcore.mirroring import report_stale_mirror
-from kuikcore.names import ORIGINAL_IMAGES_ANNOTATION, REROUTE_REASONS_ANNOTATION
+from kuikcore.names import REROUTE_REASONS_ANNOTATION
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -718,29 +718,25 @@ def test_rerouted_pods_get_one_event_per_workload_and_a_new_leader_repeats_none(
 ) -> None:
     """The webhook's annotations become a `Rerouted` Event once the Pod exists: one for the 20
     Pods of a ReplicaSet, one for a Pod on its own, none for a Pod kept on its image."""
-    originals = json.dumps({"c0": "registry.a/shop/web:1"})
-    reasons = json.dumps({"c0": "registry.a is down since 12:00:01 (probe)"})
-    annotations = {ORIGINAL_IMAGES_ANNOTATION: originals, REROUTE_REASONS_ANNOTATION: reasons}
-    owner = [
-        {
-            "apiVersion": "apps/v1",
-            "kind": "ReplicaSet",
-            "name": "web-7d9f",
-            "uid": "rs",
-            "controller": True,
-        }
-    ]
+    originals = {"c0": "registry.a/shop/web:1"}
+    reasons = {
+        REROUTE_REASONS_ANNOTATION: json.dumps({"c0": "registry.a is down since 12:00:01 (probe)"})
+    }
+    owner = {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-7d9f", "uid": "rs"}
+    mirrored = f"{registry.host}/m/shop/web:1"
     replicas = [
         pod(
-            f"web-7d9f-{n}",
-            f"{registry.host}/m/shop/web:1",
-            annotations=annotations,
-            ownerReferences=owner,
+            mirrored,
+            namespace="apps",
+            name=f"web-7d9f-{n}",
+            originals=originals,
+            annotations=reasons,
+            metadata={"ownerReferences": [{**owner, "controller": True}]},
         )
         for n in range(20)
     ]
-    alone = pod("debug", f"{registry.host}/m/shop/web:1", annotations=annotations)
-    kept = pod("kept", "registry.a/shop/web:1", annotations={ORIGINAL_IMAGES_ANNOTATION: originals})
+    alone = pod(mirrored, namespace="apps", name="debug", originals=originals, annotations=reasons)
+    kept = pod("registry.a/shop/web:1", namespace="apps", name="kept", originals=originals)
     first = env.start()
     env.write("pods.yaml", *replicas, alone, kept)
     env.wait("two Rerouted events", lambda: len(env.events("Rerouted")) == 2)

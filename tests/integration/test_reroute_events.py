@@ -23,13 +23,13 @@ from kuik_replicator.reroute_events import (
     notice_of,
     rerouted_note,
 )
+from kuik_testing.objects import eventually, pod
 from kuikcore.api import ORIGINAL_IMAGES_ANNOTATION
 from kuikcore.cluster import ObjectKey
 from kuikcore.cluster.local import LocalCluster
 from kuikcore.config import RerouteEvents as Settings
 from kuikcore.coord import Coord, connect
 from kuikcore.names import REROUTE_REASONS_ANNOTATION
-from tests.cluster.objects import eventually, pod
 
 NOW = datetime.now(UTC)
 
@@ -41,14 +41,10 @@ def rerouted(
     created: datetime = NOW,
     reason: str | None = "registry.a is down since 12:00:01 (probe)",
 ) -> dict[str, Any]:
-    annotations = {ORIGINAL_IMAGES_ANNOTATION: json.dumps({"c0": "registry.a/shop/web:1"})}
+    annotations = {}
     if reason is not None:
         annotations[REROUTE_REASONS_ANNOTATION] = json.dumps({"c0": reason})
-    metadata: dict[str, Any] = {
-        "annotations": annotations,
-        "uid": f"uid-{name}",
-        "creationTimestamp": created.strftime("%Y-%m-%dT%H:%M:%SZ"),
-    }
+    metadata: dict[str, Any] = {"uid": f"uid-{name}"}
     if owner:
         metadata["ownerReferences"] = [
             {
@@ -59,7 +55,15 @@ def rerouted(
                 "controller": True,
             }
         ]
-    return pod("shop", name, "registry.b/mirror/shop/web:1", metadata=metadata)
+    return pod(
+        "registry.b/mirror/shop/web:1",
+        namespace="shop",
+        name=name,
+        originals={"c0": "registry.a/shop/web:1"},
+        annotations=annotations,
+        created=created,
+        metadata=metadata,
+    )
 
 
 def test_notice_names_original_chosen_and_why() -> None:
@@ -97,7 +101,7 @@ def test_nothing_to_say_for_a_pod_that_was_not_rerouted() -> None:
     kept = rerouted("web-1")
     kept["spec"]["containers"][0]["image"] = "registry.a/shop/web:1"  # back on the original
     assert notice_of(kept) is None
-    assert notice_of(pod("shop", "plain", "registry.a/shop/web:1")) is None
+    assert notice_of(pod("registry.a/shop/web:1", namespace="shop", name="plain")) is None
     broken = rerouted("web-1")
     broken["metadata"]["annotations"][ORIGINAL_IMAGES_ANNOTATION] = "{not json"
     assert notice_of(broken) is None
