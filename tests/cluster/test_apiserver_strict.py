@@ -200,6 +200,28 @@ async def test_secret_type_and_immutable_secrets(apiserver: FakeApiServer) -> No
     assert code == 200  # what an immutable Secret allows: delete and create again
 
 
+async def test_secret_string_data_is_written_into_data_and_never_stored(
+    apiserver: FakeApiServer,
+) -> None:
+    """As kube-apiserver's v1 conversion: each stringData entry is base64 in data (over a data
+    entry of the same key), stringData itself is never returned; a non-string value is a 400."""
+    base = "/api/v1/namespaces/a/secrets"
+    made = secret("sd", data={"a": "YQ==", "b": "Yg=="}, stringData={"b": "two", "c": "three"})
+    code, body = await send(apiserver, "POST", base, made)
+    assert code == 201
+    assert body["data"] == {"a": "YQ==", "b": "dHdv", "c": "dGhyZWU="}
+    assert "stringData" not in body
+    code, body = await send(apiserver, "PATCH", base + "/sd", {"stringData": {"a": "uno"}})
+    assert code == 200
+    assert body["data"]["a"] == "dW5v"
+    assert "stringData" not in body
+    code, body = await send(apiserver, "GET", base + "/sd")
+    assert "stringData" not in body
+    code, body = await send(apiserver, "POST", base, secret("bad", stringData={"n": 1}))
+    assert code == 400
+    assert "Secret.stringData of type string" in body["message"]
+
+
 @pytest.mark.parametrize("verb", ["PATCH", "PUT"])
 async def test_no_new_finalizers_while_deleting(apiserver: FakeApiServer, verb: str) -> None:
     apiserver.create(cism("m", metadata={"finalizers": ["example.com/keep"]}))

@@ -5,7 +5,6 @@ the API fails here rather than as a puzzling failure in the test that uses it.""
 
 from __future__ import annotations
 
-import base64
 from datetime import UTC, datetime
 from typing import Any
 
@@ -75,10 +74,6 @@ SECRETS = {
 
 
 def _stored(obj: dict[str, Any]) -> dict[str, Any]:
-    if "stringData" in obj:  # kube-apiserver merges it into data before validating; the fake
-        plain = obj["stringData"]  # does not, so do it here
-        encoded = {k: base64.b64encode(v.encode()).decode() for k, v in plain.items()}
-        obj = {k: v for k, v in obj.items() if k != "stringData"} | {"data": encoded}
     return FakeApiServer().create(obj)
 
 

@@ -21,6 +21,7 @@ a small server of our own lets the fault switches reach into the watch streams.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import copy
 import json
@@ -188,6 +189,26 @@ def merge_patch(target: Any, patch: Any) -> Any:
         else:
             result[key] = merge_patch(result.get(key), value)
     return result
+
+
+def _merge_string_data(secret: JSON) -> None:
+    """`stringData` is write-only: kube-apiserver's v1 conversion (Convert_v1_Secret_To_core_Secret)
+    writes each entry into `data` (base64, over an entry of the same key) and never stores it."""
+    string_data = secret.pop("stringData", None)
+    if not isinstance(string_data, dict):
+        return
+    data = secret.get("data")
+    data = dict(data) if isinstance(data, dict) else {}
+    for key, value in string_data.items():
+        if not isinstance(value, str):
+            raise ApiError(
+                400,
+                "BadRequest",
+                f"json: cannot unmarshal {type(value).__name__} into Go struct field "
+                "Secret.stringData of type string",
+            )
+        data[key] = base64.b64encode(value.encode()).decode()
+    secret["data"] = data
 
 
 def _now() -> str:
@@ -551,8 +572,10 @@ class FakeApiServer:
             # names.SimpleNameGenerator: the base cut to 58 characters, then 5 random ones
             base = meta["generateName"][:58]
             meta["name"] = base + "".join(secrets.choice(_NAME_ALPHABET) for _ in range(5))
-        if rtype.plural == "secrets" and not rtype.group and not obj.get("type"):
-            obj["type"] = "Opaque"  # SetDefaults_Secret
+        if rtype.plural == "secrets" and not rtype.group:
+            _merge_string_data(obj)
+            if not obj.get("type"):
+                obj["type"] = "Opaque"  # SetDefaults_Secret
         if self.strict:
             errors = rules.validate_create(rtype.group, rtype.plural, rtype.namespaced, obj)
             if errors:
@@ -628,6 +651,8 @@ class FakeApiServer:
             else:
                 meta.pop(frozen, None)
         merged["apiVersion"], merged["kind"] = rtype.api_version, rtype.kind
+        if rtype.plural == "secrets" and not rtype.group:
+            _merge_string_data(merged)
         spec_of = {k: v for k, v in merged.items() if k not in ("metadata", "status")}
         old_spec = {k: v for k, v in old.items() if k not in ("metadata", "status")}
         meta["generation"] = old["metadata"].get("generation", 1) + (spec_of != old_spec)
