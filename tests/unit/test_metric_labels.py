@@ -12,8 +12,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, generate_latest
 
 from kuik_monitor.metrics import MonitoringCollector
-from kuik_webhook.admit import Admitter
 from kuik_webhook.chooser import Chooser
+from kuik_webhook.handler import AdmissionHandler
 from kuik_webhook.metrics import WebhookMetrics
 from kuik_webhook.secrets import SecretReader
 from kuik_webhook.stale import StaleMirrorReporter
@@ -50,12 +50,12 @@ def _review(operation: Any, uid: str = "u") -> bytes:
     ).encode()
 
 
-async def _admitter(registry: CollectorRegistry, client: RegistryClient) -> Admitter:
+async def _admitter(registry: CollectorRegistry, client: RegistryClient) -> AdmissionHandler:
     metrics = WebhookMetrics(registry)
     chooser = Chooser(client, board=None, metrics=metrics, check_timeout=1, cache_ttl=5)
     cluster: Any = object()  # operations other than CREATE/UPDATE never reach the cluster
     reporter = StaleMirrorReporter(None, "", metrics, max_concurrent=0, timeout=1)
-    return Admitter(
+    return AdmissionHandler(
         cluster,
         chooser,
         SecretReader(cluster),

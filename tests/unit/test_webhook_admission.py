@@ -1,4 +1,4 @@
-"""The webhook's pure parts: AdmissionReview in/out, the admission plan, JSONPatch, secret names."""
+"""The webhook's pure parts: AdmissionReview in/out, the Pod plan, JSONPatch, secret names."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ from typing import Any
 import jsonpatch
 import pytest
 
-from kuik_webhook.admission import (
+from kuik_webhook.chooser import Candidate, Source, Verdict, pick
+from kuik_webhook.pod_plan import NotAPod, Slot, build_patch, plan_pod
+from kuik_webhook.review import (
     AdmissionRequest,
     MalformedReview,
     decode_review,
     encode_response,
 )
-from kuik_webhook.chooser import Candidate, Source, Verdict, pick
-from kuik_webhook.plan import NotAPod, Slot, build_patch, plan_admission
 from kuik_webhook.secrets import copy_name, copy_of, pull_secret_name
 from kuikcore.api import ORIGINAL_IMAGES_ANNOTATION, AvailabilityStatus, parse_resource
 from kuikcore.api.models import Resource
@@ -160,7 +160,7 @@ def test_create_records_every_container_kind_and_targets_routed_ones() -> None:
         init=[{"name": "setup", "image": "registry.local/setup:1"}],
         ephemeral=[{"name": "debug", "image": "busybox"}],
     )
-    plan = plan_admission(request(obj), [cism()], RoutingOptions())
+    plan = plan_pod(request(obj), [cism()], RoutingOptions())
     assert plan.annotation == {
         "web": "registry.local/web:1",
         "never": "registry.local/x:1",
@@ -183,10 +183,10 @@ def test_reinvocation_changes_nothing() -> None:
         [{"name": "web", "image": "registry.local/web:1"}],
         init=[{"name": "i", "image": "registry.local/i:1"}],
     )
-    plan = plan_admission(request(first), [cism()], RoutingOptions())
+    plan = plan_pod(request(first), [cism()], RoutingOptions())
     assert plan.annotation is not None
     patched = jsonpatch.apply_patch(first, build_patch(first, [], plan.annotation))
-    again = plan_admission(request(patched), [cism()], RoutingOptions())
+    again = plan_pod(request(patched), [cism()], RoutingOptions())
     assert again.targets == ()
     assert again.annotation is None
 
@@ -203,7 +203,7 @@ def test_namespace_comes_from_the_request_when_the_pod_has_none() -> None:
             },
         }
     )
-    plan = plan_admission(
+    plan = plan_pod(
         request(pod([{"name": "c", "image": "a.local/x:1"}], namespace=None)),
         [ism],
         RoutingOptions(),
@@ -216,7 +216,7 @@ def test_mirror_pod_and_skip_selectors_are_left_alone() -> None:
     mirror_pod = pod(
         [{"name": "c", "image": "a.local/x:1"}], annotations={"kubernetes.io/config.mirror": "x"}
     )
-    plan = plan_admission(request(mirror_pod), [cism()], RoutingOptions())
+    plan = plan_pod(request(mirror_pod), [cism()], RoutingOptions())
     assert plan.skipped
     assert plan.annotation is None
     assert plan.targets == ()
@@ -228,7 +228,7 @@ def test_mirror_pod_and_skip_selectors_are_left_alone() -> None:
 )
 def test_unreadable_objects_raise_not_a_pod(bad: object) -> None:
     with pytest.raises(NotAPod):
-        plan_admission(request(bad), [], RoutingOptions())
+        plan_pod(request(bad), [], RoutingOptions())
 
 
 def test_update_reconsiders_only_changed_images() -> None:
@@ -238,7 +238,7 @@ def test_update_reconsiders_only_changed_images() -> None:
     )
     new = copy.deepcopy(old)
     new["spec"]["containers"][1]["image"] = "b.local/b:2"
-    plan = plan_admission(request(new, operation="UPDATE", old=old), [cism()], RoutingOptions())
+    plan = plan_pod(request(new, operation="UPDATE", old=old), [cism()], RoutingOptions())
     assert [t.slot.key for t in plan.targets] == ["b"]
     assert plan.annotation == {"a": "a.local/a:1", "b": "b.local/b:2"}
     assert plan.can_add_pull_secrets is False  # Pod updates cannot change imagePullSecrets
@@ -249,14 +249,14 @@ def test_update_without_changes_is_a_no_op_and_restores_a_dropped_annotation() -
         [{"name": "a", "image": "mirror.local:5000/m/a:1"}],
         annotations={ANN: '{"a":"a.local/a:1"}'},
     )
-    same = plan_admission(
+    same = plan_pod(
         request(copy.deepcopy(old), operation="UPDATE", old=old), [cism()], RoutingOptions()
     )
     assert same.targets == ()
     assert same.annotation is None
     dropped = copy.deepcopy(old)
     dropped["metadata"]["annotations"] = {}
-    plan = plan_admission(request(dropped, operation="UPDATE", old=old), [cism()], RoutingOptions())
+    plan = plan_pod(request(dropped, operation="UPDATE", old=old), [cism()], RoutingOptions())
     assert plan.targets == ()
     assert plan.annotation == {"a": "a.local/a:1"}
 
@@ -265,7 +265,7 @@ def test_ephemeral_subresource_routes_new_containers_without_annotation_or_secre
     old = pod([{"name": "a", "image": "a.local/a:1"}], annotations={ANN: '{"a":"a.local/a:1"}'})
     new = copy.deepcopy(old)
     new["spec"]["ephemeralContainers"] = [{"name": "dbg", "image": "tools.local/dbg:1"}]
-    plan = plan_admission(
+    plan = plan_pod(
         request(new, operation="UPDATE", old=old, sub="ephemeralcontainers"),
         [cism()],
         RoutingOptions(),
@@ -435,17 +435,17 @@ def test_route_cache_reuses_routes_of_identical_pods_until_invalidated() -> None
     first = pod([{"name": "web", "image": "registry.local/web:1"}])
     twin = copy.deepcopy(first)
     twin["metadata"]["name"] = "other-replica"
-    plans = [plan_admission(request(p), router=cache.route) for p in (first, twin)]
+    plans = [plan_pod(request(p), router=cache.route) for p in (first, twin)]
     assert asked == ["apps"]  # the second Pod of the "ReplicaSet" was routed from the cache
     assert plans[0].targets == plans[1].targets
-    assert plans[0].targets == plan_admission(request(first), crs, RoutingOptions()).targets
+    assert plans[0].targets == plan_pod(request(first), crs, RoutingOptions()).targets
     labelled = copy.deepcopy(first)
     labelled["metadata"]["labels"] = {"canary": "true"}  # filters may select on labels
-    plan_admission(request(labelled), router=cache.route)
+    plan_pod(request(labelled), router=cache.route)
     assert asked == ["apps", "apps"]
     crs[:] = [cism(registry="elsewhere.local")]
     cache.invalidate()  # what a CR change does
-    plan = plan_admission(request(first), router=cache.route)
+    plan = plan_pod(request(first), router=cache.route)
     assert plan.targets[0].route.alternatives[-1].image == "elsewhere.local/m/web:1"
 
 
@@ -492,7 +492,7 @@ async def test_single_candidate_is_used_without_a_check() -> None:
 
 def test_update_without_old_object_never_adds_pull_secrets() -> None:
     obj = pod([{"name": "a", "image": "a.local/a:1"}])
-    plan = plan_admission(request(obj, operation="UPDATE", old=None), [cism()], RoutingOptions())
+    plan = plan_pod(request(obj, operation="UPDATE", old=None), [cism()], RoutingOptions())
     assert [t.slot.key for t in plan.targets] == ["a"]
     assert plan.can_add_pull_secrets is False
 
@@ -550,7 +550,7 @@ async def test_decide_cached_only_when_the_cache_knows_every_candidate() -> None
 
 
 def test_response_template_renders_any_uid() -> None:
-    from kuik_webhook.admission import ResponseTemplate
+    from kuik_webhook.review import ResponseTemplate
 
     ops = [{"op": "replace", "path": "/spec/containers/0/image", "value": "é/b<&>"}]
     template = ResponseTemplate.of(patch=ops, warnings=["w"])

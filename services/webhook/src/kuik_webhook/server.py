@@ -18,7 +18,7 @@ import structlog
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
-from kuik_webhook.admit import Admitter
+from kuik_webhook.handler import AdmissionHandler
 from kuikcore.config import ListenAddress
 from kuikcore.observe import serve_app
 
@@ -109,7 +109,7 @@ class CertReloader:
             await asyncio.to_thread(self.poll)
 
 
-def build_app(admitter: Admitter) -> web.Application:
+def build_app(admitter: AdmissionHandler) -> web.Application:
     def too_large(encoding: str) -> web.Response:
         # answered, not raised: an exception's traceback would keep the 16 MiB buffer alive
         log.warning("AdmissionReview too large", limit=MAX_BODY, encoding=encoding[:40])

@@ -12,8 +12,8 @@ import contextlib
 import ctypes
 import gc
 
-from kuik_webhook.admit import Admitter
 from kuik_webhook.chooser import Chooser
+from kuik_webhook.handler import AdmissionHandler
 from kuik_webhook.metrics import WebhookMetrics
 from kuik_webhook.secrets import SecretReader
 from kuik_webhook.server import AdmissionServer, CertReloader, build_app
@@ -118,7 +118,7 @@ async def run(ctx: ServiceContext) -> None:
         max_concurrent=active.stale_mirror_cleanup.max_concurrent,
         timeout=active.stale_mirror_cleanup.timeout.total_seconds(),
     )
-    admitter = Admitter(
+    admitter = AdmissionHandler(
         cluster,
         chooser,
         SecretReader(cluster),

@@ -1,6 +1,6 @@
 """What one admission has to decide, and the JSONPatch that carries the decisions: pure.
 
-`plan_admission` turns a request into `Target`s (containers to choose an image for, with their
+`plan_pod` turns a request into `Target`s (containers to choose an image for, with their
 ordered alternatives from `kuikcore.routing.route_pod`) and the `kuik.enix.io/original-images`
 map to write. `build_patch` turns the chosen images and pull secrets into JSONPatch operations.
 
@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kuik_webhook.admission import AdmissionRequest, escape_pointer
+from kuik_webhook.review import AdmissionRequest, escape_pointer
 from kuikcore.api import ORIGINAL_IMAGES_ANNOTATION
 from kuikcore.api.models import Resource
 from kuikcore.filters import InvalidFilter
@@ -40,14 +40,14 @@ from kuikcore.routing import (
 
 __all__ = [
     "NotAPod",
-    "Plan",
+    "PodPlan",
     "Router",
     "Slot",
     "Target",
     "build_patch",
     "container_slots",
     "encode_annotation",
-    "plan_admission",
+    "plan_pod",
 ]
 
 
@@ -83,7 +83,7 @@ class Target:
 
 
 @dataclass(frozen=True, slots=True)
-class Plan:
+class PodPlan:
     namespace: str
     targets: tuple[Target, ...] = ()
     annotation: dict[str, str] | None = None
@@ -171,13 +171,13 @@ Router = Callable[[Mapping[str, Any], str], PodRoute]
 """(Pod as routing sees it, namespace) -> its route; `RouteCache.route` in the service."""
 
 
-def plan_admission(
+def plan_pod(
     request: AdmissionRequest,
     resources: Sequence[Resource] = (),
     options: RoutingOptions | None = None,
     *,
     router: Router | None = None,
-) -> Plan:
+) -> PodPlan:
     """Raises `NotAPod` when the object is not a readable Pod. Routes with `router` when given,
     else `route_pod` over `resources`."""
     pod = _check_pod(request.object)
@@ -212,7 +212,7 @@ def plan_admission(
     else:
         route = route_pod(view, resources, options or RoutingOptions())
     if route.skipped is not None:
-        return Plan(namespace, skipped=route.skipped, can_add_pull_secrets=False)
+        return PodPlan(namespace, skipped=route.skipped, can_add_pull_secrets=False)
     targets = tuple(
         Target(slot, container)
         for slot, container in zip(slots, route.containers, strict=True)
@@ -220,7 +220,7 @@ def plan_admission(
     )
     if annotation is not None and current == annotation and _has_annotation(pod):
         annotation = None  # already says exactly this
-    return Plan(namespace, targets, annotation, can_add, problems=route.problems)
+    return PodPlan(namespace, targets, annotation, can_add, problems=route.problems)
 
 
 def _has_annotation(pod: Mapping[str, Any]) -> bool:
