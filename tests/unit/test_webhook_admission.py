@@ -12,7 +12,7 @@ import jsonpatch
 import pytest
 
 from kuik_webhook.chooser import Candidate, Source, Verdict, pick
-from kuik_webhook.pod_plan import NotAPod, Slot, build_patch, plan_pod
+from kuik_webhook.pod_plan import NotAPod, build_patch, image_path, plan_pod
 from kuik_webhook.review import (
     AdmissionRequest,
     MalformedReview,
@@ -22,6 +22,7 @@ from kuik_webhook.review import (
 from kuik_webhook.secrets import copy_name, copy_of, pull_secret_name
 from kuikcore.api import ORIGINAL_IMAGES_ANNOTATION, AvailabilityStatus, parse_resource
 from kuikcore.api.models import Resource
+from kuikcore.pods import PodContainer, read_pod
 from kuikcore.routing import ORIGINAL, Alternative, ContainerType, RoutingOptions, SecretRef
 
 FIXTURES = Path("/work/shared/fixtures/admissionreview")
@@ -167,14 +168,14 @@ def test_create_records_every_container_kind_and_targets_routed_ones() -> None:
         "init:setup": "registry.local/setup:1",
         "ephemeral:debug": "busybox",
     }
-    assert [t.slot.key for t in plan.targets] == ["web", "init:setup", "ephemeral:debug"]
+    assert [t.container.key for t in plan.targets] == ["web", "init:setup", "ephemeral:debug"]
     web = plan.targets[0]
     assert [a.image for a in web.route.alternatives] == [
         "registry.local/web:1",
         "mirror.local:5000/m/web:1",
     ]
-    assert web.slot.image_path == "/spec/containers/0/image"
-    assert plan.targets[1].slot.image_path == "/spec/initContainers/0/image"
+    assert image_path(web.container) == "/spec/containers/0/image"
+    assert image_path(plan.targets[1].container) == "/spec/initContainers/0/image"
     assert plan.can_add_pull_secrets
 
 
@@ -239,7 +240,7 @@ def test_update_reconsiders_only_changed_images() -> None:
     new = copy.deepcopy(old)
     new["spec"]["containers"][1]["image"] = "b.local/b:2"
     plan = plan_pod(request(new, operation="UPDATE", old=old), [cism()], RoutingOptions())
-    assert [t.slot.key for t in plan.targets] == ["b"]
+    assert [t.container.key for t in plan.targets] == ["b"]
     assert plan.annotation == {"a": "a.local/a:1", "b": "b.local/b:2"}
     assert plan.can_add_pull_secrets is False  # Pod updates cannot change imagePullSecrets
 
@@ -270,8 +271,8 @@ def test_ephemeral_subresource_routes_new_containers_without_annotation_or_secre
         [cism()],
         RoutingOptions(),
     )
-    assert [t.slot.key for t in plan.targets] == ["ephemeral:dbg"]
-    assert plan.targets[0].slot.image_path == "/spec/ephemeralContainers/0/image"
+    assert [t.container.key for t in plan.targets] == ["ephemeral:dbg"]
+    assert image_path(plan.targets[0].container) == "/spec/ephemeralContainers/0/image"
     assert plan.annotation is None
     assert plan.can_add_pull_secrets is False
 
@@ -292,8 +293,8 @@ def test_patch_applies_whatever_the_metadata_looks_like(metadata: dict[str, Any]
     obj: dict[str, Any] = {"spec": {"containers": [{"name": "c", "image": "a"}]}}
     if metadata is not None:
         obj["metadata"] = metadata
-    slot = Slot(ContainerType.CONTAINER, 0, "c", "a")
-    ops = build_patch(obj, [(slot, "mirror.local/m/a")], {"c": "a"}, ["s1", "s1"])
+    container = PodContainer(ContainerType.CONTAINER, 0, "c", "a", None)
+    ops = build_patch(obj, [(container, "mirror.local/m/a")], {"c": "a"}, ["s1", "s1"])
     out = jsonpatch.apply_patch(obj, ops)
     assert out["spec"]["containers"][0]["image"] == "mirror.local/m/a"
     assert json.loads(out["metadata"]["annotations"][ANN]) == {"c": "a"}
@@ -457,14 +458,14 @@ def test_route_cache_is_bounded_in_bytes() -> None:
     for n in range(1000):
         big = pod([{"name": "web", "image": "registry.local/web:1"}])
         big["metadata"]["labels"] = {"l": f"{n}" + "x" * 20_000}
-        cache.route(big, "apps")
+        cache.route(read_pod(big), "apps")
         assert cache.bytes <= MAX_BYTES
     assert 0 < len(cache._entries) <= MAX_BYTES // 20_000
     huge = pod([{"name": "web", "image": "registry.local/web:1"}])
     huge["metadata"]["labels"] = {"l": "x" * MAX_KEY_BYTES}
     before = cache.bytes
-    assert cache.route(huge, "apps").containers  # routed, not remembered
-    assert cache.route(huge, "apps") is not cache.route(huge, "apps")
+    assert cache.route(read_pod(huge), "apps").containers  # routed, not remembered
+    assert cache.route(read_pod(huge), "apps") is not cache.route(read_pod(huge), "apps")
     assert cache.bytes == before
 
 
@@ -493,7 +494,7 @@ async def test_single_candidate_is_used_without_a_check() -> None:
 def test_update_without_old_object_never_adds_pull_secrets() -> None:
     obj = pod([{"name": "a", "image": "a.local/a:1"}])
     plan = plan_pod(request(obj, operation="UPDATE", old=None), [cism()], RoutingOptions())
-    assert [t.slot.key for t in plan.targets] == ["a"]
+    assert [t.container.key for t in plan.targets] == ["a"]
     assert plan.can_add_pull_secrets is False
 
 

@@ -21,7 +21,7 @@ import structlog
 from kuik_webhook.chooser import Candidate, Chooser, Decision
 from kuik_webhook.memo import AdmissionMemo, MemoKey, RememberedAdmission, Stamp
 from kuik_webhook.metrics import OPERATIONS, WebhookMetrics
-from kuik_webhook.pod_plan import NotAPod, PodPlan, Slot, Target, build_patch, plan_pod
+from kuik_webhook.pod_plan import NotAPod, PodPlan, Target, build_patch, plan_pod
 from kuik_webhook.review import (
     AdmissionRequest,
     MalformedReview,
@@ -40,6 +40,7 @@ from kuikcore.api.models import (
 )
 from kuikcore.cluster import ClusterSource
 from kuikcore.observe import HotLogger, LogLine, closed
+from kuikcore.pods import PodContainer
 from kuikcore.reference import InvalidReference, parse
 from kuikcore.registry import Credentials, InvalidDockerConfig, Keyring
 from kuikcore.routing import RoutingOptions, SecretRef
@@ -262,14 +263,14 @@ class AdmissionHandler:
             log.debug("pod skipped", pod=_pod_label(request, plan.namespace), reason=plan.skipped)
             return _Outcome(result="skipped")
         pod: Mapping[str, Any] = request.object
-        images: list[tuple[Slot, str]] = []
+        images: list[tuple[PodContainer, str]] = []
         pull_secrets: list[str] = []
         if plan.targets:
             decisions, found = await self._choose(request, plan, outcome, choose_by)
             for target, decision in zip(plan.targets, decisions, strict=True):
                 change = await self._apply(request, plan, target, decision, found, outcome)
                 if change is not None:
-                    images.append((target.slot, change[0]))
+                    images.append((target.container, change[0]))
                     if change[1] is not None:
                         pull_secrets.append(change[1])
         outcome.patch = build_patch(pod, images, plan.annotation, pull_secrets)
@@ -396,12 +397,12 @@ class AdmissionHandler:
                 except Exception as exc:
                     log.warning(
                         "pull secret copy failed, container kept",
-                        container=target.slot.key,
+                        container=target.container.key,
                         secret=secret_name,
                         error=repr(exc),
                     )
                     outcome.warnings.append(
-                        f"kuik: container {target.slot.key} not rerouted to {choice.image}: "
+                        f"kuik: container {target.container.key} not rerouted to {choice.image}: "
                         f"could not copy pull secret {secret_name}: {type(exc).__name__}"
                     )
                     return None
@@ -411,7 +412,7 @@ class AdmissionHandler:
         line = self.log.prepare(
             "rerouting image",
             pod=_pod_label(request, plan.namespace),
-            container=target.slot.key,
+            container=target.container.key,
             original=original,
             image=choice.image,
             source=choice.alternative.source,
