@@ -193,11 +193,15 @@ def effective_pull_policy(container: Mapping[str, Any]) -> str:
     policy = container.get("imagePullPolicy")
     if policy:
         return str(policy)
-    try:
-        ref = parse(str(container.get("image", "")))
-    except InvalidReference:
+    return _pull_policy(None, _parsed(str(container.get("image", ""))))
+
+
+def _pull_policy(written: object, reference: Reference | None) -> str:
+    if written:
+        return str(written)
+    if reference is None:
         return "IfNotPresent"
-    tag = ref.tag if ref.tag is not None or ref.digest is not None else "latest"
+    tag = reference.tag if reference.tag is not None or reference.digest is not None else "latest"
     return "Always" if tag == "latest" else "IfNotPresent"
 
 
@@ -227,13 +231,7 @@ class PodContainer:
     @property
     def effective_pull_policy(self) -> str:
         """As `effective_pull_policy`, from the reference already parsed."""
-        if self.pull_policy:
-            return str(self.pull_policy)
-        ref = self.reference
-        if ref is None:
-            return "IfNotPresent"
-        tag = ref.tag if ref.tag is not None or ref.digest is not None else "latest"
-        return "Always" if tag == "latest" else "IfNotPresent"
+        return _pull_policy(self.pull_policy, self.reference)
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,6 +54,7 @@ from kuikcore.pods import (
     original_images,
     pod_containers,
     pod_images,
+    read_containers,
     read_pod,
 )
 from kuikcore.reference import InvalidReference, parse
@@ -77,9 +78,11 @@ __all__ = [
     "join_path",
     "mirror_destination",
     "mirror_prefixes",
+    "normalised_image",
     "original_images",
     "pod_containers",
     "pod_images",
+    "read_containers",
     "read_pod",
     "route_pod",
     "route_view",
