@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, cast
 
@@ -222,11 +222,11 @@ class PodContainer:
     """`imagePullPolicy` as written."""
     reference: Reference | None = None
     """The image parsed, once (None when it does not parse, or when not asked for)."""
-    key: str = field(init=False, compare=False)
-    """Its key in `kuik.enix.io/original-images`."""
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "key", annotation_key(self.type, self.name))
+    @property
+    def key(self) -> str:
+        """Its key in `kuik.enix.io/original-images`."""
+        return annotation_key(self.type, self.name)
 
     @property
     def effective_pull_policy(self) -> str:
@@ -258,8 +258,8 @@ def read_containers(
     out: list[PodContainer] = []
     for container_type, spec_field in SPEC_FIELDS.items():
         for index, container in enumerate(spec.get(spec_field) or ()):
-            if not isinstance(container, Mapping):
-                continue
+            if not (type(container) is dict or isinstance(container, Mapping)):
+                continue  # (the dict test first: isinstance of an ABC is slow on the hot path)
             image = container.get("image")
             reference = _parsed(image) if parse_images else None
             out.append(
