@@ -195,8 +195,13 @@ def split_registry(image: str) -> tuple[str, str]:
 
 def mirror_destination(mirror: Mirror, image: str) -> str:
     """Where `mirror` keeps `image`: `path.Join(registry, path, <image without its host>)`."""
-    _, repository = split_registry(image)
-    return join_path(mirror.registry, mirror.path, repository)
+    return _mirror_of(mirror, str(parse(image)))
+
+
+def _mirror_of(mirror: Mirror, normalised: str) -> str:
+    """`mirror_destination` of an image already in normal form (routing's candidates): no
+    second parse."""
+    return join_path(mirror.registry, mirror.path, normalised.partition("/")[2])
 
 
 def in_scope(resource: Resource, namespace: str) -> bool:
@@ -367,7 +372,7 @@ def _alternatives(
             for i, mirror in enumerate(spec.mirrors):
                 candidates.append(
                     _Candidate(
-                        mirror_destination(mirror, candidate.image),
+                        _mirror_of(mirror, candidate.image),  # candidates are normalised
                         resource.key,
                         _secret(mirror.credential_secret, resource),
                         resource,
