@@ -50,7 +50,7 @@ def _review(operation: Any, uid: str = "u") -> bytes:
     ).encode()
 
 
-async def _admitter(registry: CollectorRegistry, client: RegistryClient) -> AdmissionHandler:
+async def _handler(registry: CollectorRegistry, client: RegistryClient) -> AdmissionHandler:
     metrics = WebhookMetrics(registry)
     chooser = Chooser(client, board=None, metrics=metrics, check_timeout=1, cache_ttl=5)
     cluster: Any = object()  # operations other than CREATE/UPDATE never reach the cluster
@@ -69,15 +69,15 @@ async def _admitter(registry: CollectorRegistry, client: RegistryClient) -> Admi
 async def test_a_surrogate_operation_does_not_break_metrics_and_operations_are_bounded() -> None:
     registry = CollectorRegistry()
     async with RegistryClient() as client:
-        admitter = await _admitter(registry, client)
-        answer = await admitter.handle(_review("\ud800"))
+        handler = await _handler(registry, client)
+        answer = await handler.handle(_review("\ud800"))
         assert answer.status == 200
         generate_latest(registry)  # raised UnicodeEncodeError before
         before = len(generate_latest(registry))
         for i in range(2000):  # 2,000 distinct 20 KB operations added 41 MiB
-            answer = await admitter.handle(_review(f"{i}" + "x" * 20_000, uid=f"u{i}"))
+            answer = await handler.handle(_review(f"{i}" + "x" * 20_000, uid=f"u{i}"))
             assert answer.status == 200
-        await admitter.chooser.close()
+        await handler.chooser.close()
     text = generate_latest(registry).decode()
     assert len(text) - before < 200
     assert 'operation="other",result="skipped"} 2001.0' in text
@@ -86,11 +86,11 @@ async def test_a_surrogate_operation_does_not_break_metrics_and_operations_are_b
 async def test_reroute_registry_labels_are_valid_hosts_and_capped() -> None:
     registry = CollectorRegistry()
     async with RegistryClient() as client:
-        admitter = await _admitter(registry, client)
-        admitter._reroute_counter("bad\ud800/app:1", "mirror.local:5000/app:1").inc()
+        handler = await _handler(registry, client)
+        handler._reroute_counter("bad\ud800/app:1", "mirror.local:5000/app:1").inc()
         for i in range(500):
-            admitter._reroute_counter(f"r{i}.example/app:1", "mirror.local:5000/app:1").inc()
-        await admitter.chooser.close()
+            handler._reroute_counter(f"r{i}.example/app:1", "mirror.local:5000/app:1").inc()
+        await handler.chooser.close()
     text = generate_latest(registry).decode()
     rows = [line for line in text.splitlines() if line.startswith("kube_image_keeper_webhook_rer")]
     assert len(rows) <= 2 * (64 + 1) + 2  # _total and _created per child: 64 hosts and `other`

@@ -52,7 +52,7 @@ async def setup() -> AsyncIterator[
             registry_client, board=None, metrics=metrics, check_timeout=1, cache_ttl=5
         )
         cluster: Any = object()  # DELETE reviews never reach the cluster
-        admitter = AdmissionHandler(
+        handler = AdmissionHandler(
             cluster,
             chooser,
             SecretReader(cluster),
@@ -61,8 +61,8 @@ async def setup() -> AsyncIterator[
             RoutingOptions(),
             deadline=1.0,
         )
-        async with TestClient(TestServer(build_app(admitter))) as client:
-            yield admitter, client, registry
+        async with TestClient(TestServer(build_app(handler))) as client:
+            yield handler, client, registry
         await chooser.close()
 
 
@@ -122,12 +122,12 @@ async def test_any_exception_is_an_allowed_unpatched_answer(
     setup: tuple[AdmissionHandler, TestClient[Any, Any], CollectorRegistry],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    admitter, client, registry = setup
+    handler, client, registry = setup
 
     def broken(operation: str) -> str:
         raise RecursionError("a bug past the inner guard")
 
-    monkeypatch.setattr(admitter.metrics, "operation", broken)
+    monkeypatch.setattr(handler.metrics, "operation", broken)
     response = await client.post("/mutate", data=review(uid="abc"))
     assert response.status == 200
     answer = (await response.json())["response"]
