@@ -396,7 +396,7 @@ def run(rounds: int = ROUNDS) -> dict[str, Any]:
         "kuik_vs_floor_throughput": round(ratio, 3),
         # the throughput ratio an idle machine would show, if the server CPU is the limit
         "kuik_vs_floor_cpu_per_request": round(cpu_ratio, 3),
-        # inside Admitter.handle (kuik and outage runs together): what is not queueing
+        # inside AdmissionHandler.handle (kuik and outage runs together): what is not queueing
         "kuik_handler_latency": handler,
         **before,
         "targets": {

@@ -12,8 +12,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from kuik_monitor.metrics import MonitoringCollector
 from kuik_testing.objects import body, cisa, review
-from kuik_webhook.admit import Admitter
 from kuik_webhook.chooser import Chooser
+from kuik_webhook.handler import AdmissionHandler
 from kuik_webhook.metrics import WebhookMetrics
 from kuik_webhook.secrets import SecretReader
 from kuik_webhook.stale import StaleMirrorReporter
@@ -43,12 +43,12 @@ def test_closed_sets_and_object_names() -> None:
         assert object_name(bad) == OTHER
 
 
-async def _admitter(registry: CollectorRegistry, client: RegistryClient) -> Admitter:
+async def _handler(registry: CollectorRegistry, client: RegistryClient) -> AdmissionHandler:
     metrics = WebhookMetrics(registry)
     chooser = Chooser(client, board=None, metrics=metrics, check_timeout=1, cache_ttl=5)
     cluster: Any = object()  # operations other than CREATE/UPDATE never reach the cluster
     reporter = StaleMirrorReporter(None, "", metrics, max_concurrent=0, timeout=1)
-    return Admitter(
+    return AdmissionHandler(
         cluster,
         chooser,
         SecretReader(cluster),
@@ -62,17 +62,17 @@ async def _admitter(registry: CollectorRegistry, client: RegistryClient) -> Admi
 async def test_a_surrogate_operation_does_not_break_metrics_and_operations_are_bounded() -> None:
     registry = CollectorRegistry()
     async with RegistryClient() as client:
-        admitter = await _admitter(registry, client)
-        answer = await admitter.handle(body(review(None, operation="\ud800", uid="u")))
+        handler = await _handler(registry, client)
+        answer = await handler.handle(body(review(None, operation="\ud800", uid="u")))
         assert answer.status == 200
         generate_latest(registry)  # raised UnicodeEncodeError before
         before = len(generate_latest(registry))
         for i in range(2000):  # 2,000 distinct 20 KB operations added 41 MiB
-            answer = await admitter.handle(
+            answer = await handler.handle(
                 body(review(None, operation=f"{i}" + "x" * 20_000, uid=f"u{i}"))
             )
             assert answer.status == 200
-        await admitter.chooser.close()
+        await handler.chooser.close()
     text = generate_latest(registry).decode()
     assert len(text) - before < 200
     assert 'operation="other",result="skipped"} 2001.0' in text
@@ -81,11 +81,11 @@ async def test_a_surrogate_operation_does_not_break_metrics_and_operations_are_b
 async def test_reroute_registry_labels_are_valid_hosts_and_capped() -> None:
     registry = CollectorRegistry()
     async with RegistryClient() as client:
-        admitter = await _admitter(registry, client)
-        admitter._reroute_counter("bad\ud800/app:1", "mirror.local:5000/app:1").inc()
+        handler = await _handler(registry, client)
+        handler._reroute_counter("bad\ud800/app:1", "mirror.local:5000/app:1").inc()
         for i in range(500):
-            admitter._reroute_counter(f"r{i}.example/app:1", "mirror.local:5000/app:1").inc()
-        await admitter.chooser.close()
+            handler._reroute_counter(f"r{i}.example/app:1", "mirror.local:5000/app:1").inc()
+        await handler.chooser.close()
     text = generate_latest(registry).decode()
     rows = [line for line in text.splitlines() if line.startswith("kube_image_keeper_webhook_rer")]
     assert len(rows) <= 2 * (64 + 1) + 2  # _total and _created per child: 64 hosts and `other`

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +32,13 @@ from kuikcore.routing import (
     is_under_mirror_prefix,
     mirror_destination,
     mirror_prefixes,
+    normalised_image,
     original_images,
     pod_images,
+    read_containers,
+    read_pod,
     route_pod,
+    route_view,
 )
 
 DATA = Path(__file__).parent.parent / "data" / "routing"
@@ -829,3 +834,43 @@ def test_routing_options_from_config(tmp_path: Path) -> None:
         is not None
     )
     assert RoutingOptions.from_config(load_config(None, env={})) == RoutingOptions()
+
+
+@pytest.mark.parametrize(
+    "container",
+    [
+        {"name": "a", "image": "nginx"},
+        {"name": "a", "image": "nginx:latest"},
+        {"name": "a", "image": "nginx:1.27"},
+        {"name": "a", "image": "nginx@sha256:" + "a" * 64},
+        {"name": "a", "image": "nginx:1.27", "imagePullPolicy": "Never"},
+        {"name": "a", "image": "Not A Reference"},
+    ],
+)
+def test_one_reading_of_a_container_agrees_with_the_mapping_readers(
+    container: dict[str, Any],
+) -> None:
+    """`read_containers` parses each image once; what it gives routing must be what the readers
+    of the API dict give (pull policy default, normal form)."""
+    (read,) = read_containers({"spec": {"containers": [container]}})
+    assert read.effective_pull_policy == effective_pull_policy(container)
+    normal = None if read.reference is None else str(read.reference)
+    assert normal == normalised_image(container["image"])
+
+
+def test_route_view_skips_the_processed_keys_it_is_handed() -> None:
+    """The webhook hands routing the keys to skip instead of an annotation to decode again."""
+    pod = objects.pod(NGINX, policy="IfNotPresent")
+    crs = [
+        ClusterImageSetMirror.model_validate(
+            cism("g", mirror("cism.example", "/mirror"), imageFilter=LEGACY_ALL)
+        )
+    ]
+    view = read_pod(pod)
+    routed = route_view(view, crs)
+    assert routed == route_pod(pod, crs)
+    assert len(routed.containers[0].alternatives) == 2
+    skipped = route_view(replace(view, processed={"c0": NGINX}), crs)
+    assert skipped.containers[0].skipped is not None
+    assert "already processed" in skipped.containers[0].skipped
+    assert not skipped.containers[0].alternatives

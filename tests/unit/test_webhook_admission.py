@@ -1,4 +1,4 @@
-"""The webhook's pure parts: AdmissionReview in/out, the admission plan, JSONPatch, secret names."""
+"""The webhook's pure parts: AdmissionReview in/out, the Pod plan, JSONPatch, secret names."""
 
 from __future__ import annotations
 
@@ -13,17 +13,18 @@ import pytest
 
 from kuik_testing import objects
 from kuik_testing.objects import admission_review, all_images, body, cism, container, mirror, pod
-from kuik_webhook.admission import (
+from kuik_webhook.chooser import Candidate, Source, Verdict, pick
+from kuik_webhook.pod_plan import NotAPod, build_patch, image_path, plan_pod
+from kuik_webhook.review import (
     AdmissionRequest,
     MalformedReview,
     decode_review,
     encode_response,
 )
-from kuik_webhook.chooser import Candidate, Source, Verdict, pick
-from kuik_webhook.plan import NotAPod, Slot, build_patch, plan_admission
 from kuik_webhook.secrets import copy_name, copy_of, pull_secret_name
 from kuikcore.api import ORIGINAL_IMAGES_ANNOTATION, AvailabilityStatus, parse_resource
 from kuikcore.api.models import Resource
+from kuikcore.pods import PodContainer, read_pod
 from kuikcore.routing import ORIGINAL, Alternative, ContainerType, RoutingOptions, SecretRef
 
 FIXTURES = Path("/work/shared/fixtures/admissionreview")
@@ -125,21 +126,21 @@ def test_create_records_every_container_kind_and_targets_routed_ones() -> None:
         ephemeral=[container("debug", "busybox")],
         namespace="apps",
     )
-    plan = plan_admission(request(obj), [MIRRORS], RoutingOptions())
+    plan = plan_pod(request(obj), [MIRRORS], RoutingOptions())
     assert plan.annotation == {
         "web": "registry.local/web:1",
         "never": "registry.local/x:1",
         "init:setup": "registry.local/setup:1",
         "ephemeral:debug": "busybox",
     }
-    assert [t.slot.key for t in plan.targets] == ["web", "init:setup", "ephemeral:debug"]
+    assert [t.container.key for t in plan.targets] == ["web", "init:setup", "ephemeral:debug"]
     web = plan.targets[0]
     assert [a.image for a in web.route.alternatives] == [
         "registry.local/web:1",
         "mirror.local:5000/m/web:1",
     ]
-    assert web.slot.image_path == "/spec/containers/0/image"
-    assert plan.targets[1].slot.image_path == "/spec/initContainers/0/image"
+    assert image_path(web.container) == "/spec/containers/0/image"
+    assert image_path(plan.targets[1].container) == "/spec/initContainers/0/image"
     assert plan.can_add_pull_secrets
 
 
@@ -149,10 +150,10 @@ def test_reinvocation_changes_nothing() -> None:
         init=[container("i", "registry.local/i:1")],
         namespace="apps",
     )
-    plan = plan_admission(request(first), [MIRRORS], RoutingOptions())
+    plan = plan_pod(request(first), [MIRRORS], RoutingOptions())
     assert plan.annotation is not None
     patched = jsonpatch.apply_patch(first, build_patch(first, [], plan.annotation))
-    again = plan_admission(request(patched), [MIRRORS], RoutingOptions())
+    again = plan_pod(request(patched), [MIRRORS], RoutingOptions())
     assert again.targets == ()
     assert again.annotation is None
 
@@ -161,7 +162,7 @@ def test_namespace_comes_from_the_request_when_the_pod_has_none() -> None:
     ism = parse_resource(
         objects.ism("apps", "ns-mirror", mirror("ns.local", "m"), filter=all_images())
     )
-    plan = plan_admission(
+    plan = plan_pod(
         request(pod(container("c", "a.local/x:1"), namespace=None)),
         [ism],
         RoutingOptions(),
@@ -176,7 +177,7 @@ def test_mirror_pod_and_skip_selectors_are_left_alone() -> None:
         annotations={"kubernetes.io/config.mirror": "x"},
         namespace="apps",
     )
-    plan = plan_admission(request(mirror_pod), [MIRRORS], RoutingOptions())
+    plan = plan_pod(request(mirror_pod), [MIRRORS], RoutingOptions())
     assert plan.skipped
     assert plan.annotation is None
     assert plan.targets == ()
@@ -188,7 +189,7 @@ def test_mirror_pod_and_skip_selectors_are_left_alone() -> None:
 )
 def test_unreadable_objects_raise_not_a_pod(bad: object) -> None:
     with pytest.raises(NotAPod):
-        plan_admission(request(bad), [], RoutingOptions())
+        plan_pod(request(bad), [], RoutingOptions())
 
 
 def test_update_reconsiders_only_changed_images() -> None:
@@ -200,8 +201,8 @@ def test_update_reconsiders_only_changed_images() -> None:
     )
     new = copy.deepcopy(old)
     new["spec"]["containers"][1]["image"] = "b.local/b:2"
-    plan = plan_admission(request(new, operation="UPDATE", old=old), [MIRRORS], RoutingOptions())
-    assert [t.slot.key for t in plan.targets] == ["b"]
+    plan = plan_pod(request(new, operation="UPDATE", old=old), [MIRRORS], RoutingOptions())
+    assert [t.container.key for t in plan.targets] == ["b"]
     assert plan.annotation == {"a": "a.local/a:1", "b": "b.local/b:2"}
     assert plan.can_add_pull_secrets is False  # Pod updates cannot change imagePullSecrets
 
@@ -212,16 +213,14 @@ def test_update_without_changes_is_a_no_op_and_restores_a_dropped_annotation() -
         annotations={ANN: '{"a":"a.local/a:1"}'},
         namespace="apps",
     )
-    same = plan_admission(
+    same = plan_pod(
         request(copy.deepcopy(old), operation="UPDATE", old=old), [MIRRORS], RoutingOptions()
     )
     assert same.targets == ()
     assert same.annotation is None
     dropped = copy.deepcopy(old)
     dropped["metadata"]["annotations"] = {}
-    plan = plan_admission(
-        request(dropped, operation="UPDATE", old=old), [MIRRORS], RoutingOptions()
-    )
+    plan = plan_pod(request(dropped, operation="UPDATE", old=old), [MIRRORS], RoutingOptions())
     assert plan.targets == ()
     assert plan.annotation == {"a": "a.local/a:1"}
 
@@ -232,13 +231,13 @@ def test_ephemeral_subresource_routes_new_containers_without_annotation_or_secre
     )
     new = copy.deepcopy(old)
     new["spec"]["ephemeralContainers"] = [{"name": "dbg", "image": "tools.local/dbg:1"}]
-    plan = plan_admission(
+    plan = plan_pod(
         request(new, operation="UPDATE", old=old, sub="ephemeralcontainers"),
         [MIRRORS],
         RoutingOptions(),
     )
-    assert [t.slot.key for t in plan.targets] == ["ephemeral:dbg"]
-    assert plan.targets[0].slot.image_path == "/spec/ephemeralContainers/0/image"
+    assert [t.container.key for t in plan.targets] == ["ephemeral:dbg"]
+    assert image_path(plan.targets[0].container) == "/spec/ephemeralContainers/0/image"
     assert plan.annotation is None
     assert plan.can_add_pull_secrets is False
 
@@ -259,8 +258,8 @@ def test_patch_applies_whatever_the_metadata_looks_like(metadata: dict[str, Any]
     obj: dict[str, Any] = {"spec": {"containers": [{"name": "c", "image": "a"}]}}
     if metadata is not None:
         obj["metadata"] = metadata
-    slot = Slot(ContainerType.CONTAINER, 0, "c", "a")
-    ops = build_patch(obj, [(slot, "mirror.local/m/a")], {"c": "a"}, ["s1", "s1"])
+    container = PodContainer(ContainerType.CONTAINER, 0, "c", "a", None)
+    ops = build_patch(obj, [(container, "mirror.local/m/a")], {"c": "a"}, ["s1", "s1"])
     out = jsonpatch.apply_patch(obj, ops)
     assert out["spec"]["containers"][0]["image"] == "mirror.local/m/a"
     assert json.loads(out["metadata"]["annotations"][ANN]) == {"c": "a"}
@@ -402,13 +401,13 @@ def test_route_cache_reuses_routes_of_identical_pods_until_invalidated() -> None
     first = pod(container("web", "registry.local/web:1"), namespace="apps")
     twin = copy.deepcopy(first)
     twin["metadata"]["name"] = "other-replica"
-    plans = [plan_admission(request(p), router=cache.route) for p in (first, twin)]
+    plans = [plan_pod(request(p), router=cache.route) for p in (first, twin)]
     assert asked == ["apps"]  # the second Pod of the "ReplicaSet" was routed from the cache
     assert plans[0].targets == plans[1].targets
-    assert plans[0].targets == plan_admission(request(first), crs, RoutingOptions()).targets
+    assert plans[0].targets == plan_pod(request(first), crs, RoutingOptions()).targets
     labelled = copy.deepcopy(first)
     labelled["metadata"]["labels"] = {"canary": "true"}  # filters may select on labels
-    plan_admission(request(labelled), router=cache.route)
+    plan_pod(request(labelled), router=cache.route)
     assert asked == ["apps", "apps"]
     crs[:] = [
         parse_resource(
@@ -421,7 +420,7 @@ def test_route_cache_reuses_routes_of_identical_pods_until_invalidated() -> None
         )
     ]
     cache.invalidate()  # what a CR change does
-    plan = plan_admission(request(first), router=cache.route)
+    plan = plan_pod(request(first), router=cache.route)
     assert plan.targets[0].route.alternatives[-1].image == "elsewhere.local/m/web:1"
 
 
@@ -433,14 +432,14 @@ def test_route_cache_is_bounded_in_bytes() -> None:
     for n in range(1000):
         big = pod(container("web", "registry.local/web:1"), namespace="apps")
         big["metadata"]["labels"] = {"l": f"{n}" + "x" * 20_000}
-        cache.route(big, "apps")
+        cache.route(read_pod(big), "apps")
         assert cache.bytes <= MAX_BYTES
     assert 0 < len(cache._entries) <= MAX_BYTES // 20_000
     huge = pod(container("web", "registry.local/web:1"), namespace="apps")
     huge["metadata"]["labels"] = {"l": "x" * MAX_KEY_BYTES}
     before = cache.bytes
-    assert cache.route(huge, "apps").containers  # routed, not remembered
-    assert cache.route(huge, "apps") is not cache.route(huge, "apps")
+    assert cache.route(read_pod(huge), "apps").containers  # routed, not remembered
+    assert cache.route(read_pod(huge), "apps") is not cache.route(read_pod(huge), "apps")
     assert cache.bytes == before
 
 
@@ -468,8 +467,8 @@ async def test_single_candidate_is_used_without_a_check() -> None:
 
 def test_update_without_old_object_never_adds_pull_secrets() -> None:
     obj = pod(container("a", "a.local/a:1"), namespace="apps")
-    plan = plan_admission(request(obj, operation="UPDATE", old=None), [MIRRORS], RoutingOptions())
-    assert [t.slot.key for t in plan.targets] == ["a"]
+    plan = plan_pod(request(obj, operation="UPDATE", old=None), [MIRRORS], RoutingOptions())
+    assert [t.container.key for t in plan.targets] == ["a"]
     assert plan.can_add_pull_secrets is False
 
 
@@ -526,7 +525,7 @@ async def test_decide_cached_only_when_the_cache_knows_every_candidate() -> None
 
 
 def test_response_template_renders_any_uid() -> None:
-    from kuik_webhook.admission import ResponseTemplate
+    from kuik_webhook.review import ResponseTemplate
 
     ops = [{"op": "replace", "path": "/spec/containers/0/image", "value": "é/b<&>"}]
     template = ResponseTemplate.of(patch=ops, warnings=["w"])

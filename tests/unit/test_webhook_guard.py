@@ -17,10 +17,10 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry, generate_latest
 
 from kuik_testing import objects
-from kuik_webhook.admission import MAX_DEPTH, MalformedReview, decode_review
-from kuik_webhook.admit import Admitter
 from kuik_webhook.chooser import Chooser
+from kuik_webhook.handler import AdmissionHandler
 from kuik_webhook.metrics import WebhookMetrics
+from kuik_webhook.review import MAX_DEPTH, MalformedReview, decode_review
 from kuik_webhook.secrets import SecretReader
 from kuik_webhook.server import MAX_BODY, build_app
 from kuik_webhook.stale import StaleMirrorReporter
@@ -35,7 +35,9 @@ def nested(depth: int) -> bytes:
 
 
 @pytest.fixture
-async def setup() -> AsyncIterator[tuple[Admitter, TestClient[Any, Any], CollectorRegistry]]:
+async def setup() -> AsyncIterator[
+    tuple[AdmissionHandler, TestClient[Any, Any], CollectorRegistry]
+]:
     registry = CollectorRegistry()
     metrics = WebhookMetrics(registry)
     async with RegistryClient() as registry_client:
@@ -43,7 +45,7 @@ async def setup() -> AsyncIterator[tuple[Admitter, TestClient[Any, Any], Collect
             registry_client, board=None, metrics=metrics, check_timeout=1, cache_ttl=5
         )
         cluster: Any = object()  # DELETE reviews never reach the cluster
-        admitter = Admitter(
+        handler = AdmissionHandler(
             cluster,
             chooser,
             SecretReader(cluster),
@@ -52,8 +54,8 @@ async def setup() -> AsyncIterator[tuple[Admitter, TestClient[Any, Any], Collect
             RoutingOptions(),
             deadline=1.0,
         )
-        async with TestClient(TestServer(build_app(admitter))) as client:
-            yield admitter, client, registry
+        async with TestClient(TestServer(build_app(handler))) as client:
+            yield handler, client, registry
         await chooser.close()
 
 
@@ -76,7 +78,7 @@ def test_decoding_names_bad_utf8() -> None:
 
 
 async def test_deep_body_is_400_not_500(
-    setup: tuple[Admitter, TestClient[Any, Any], CollectorRegistry],
+    setup: tuple[AdmissionHandler, TestClient[Any, Any], CollectorRegistry],
 ) -> None:
     _, client, _ = setup
     response = await client.post("/mutate", data=nested(5_000))
@@ -113,7 +115,7 @@ async def test_deep_body_is_400_not_500(
     ],
 )
 async def test_content_encodings(
-    setup: tuple[Admitter, TestClient[Any, Any], CollectorRegistry],
+    setup: tuple[AdmissionHandler, TestClient[Any, Any], CollectorRegistry],
     payload: bytes,
     encoding: str,
     status: int,
@@ -129,15 +131,15 @@ async def test_content_encodings(
 
 
 async def test_any_exception_is_an_allowed_unpatched_answer(
-    setup: tuple[Admitter, TestClient[Any, Any], CollectorRegistry],
+    setup: tuple[AdmissionHandler, TestClient[Any, Any], CollectorRegistry],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    admitter, client, registry = setup
+    handler, client, registry = setup
 
     def broken(operation: str) -> str:
         raise RecursionError("a bug past the inner guard")
 
-    monkeypatch.setattr(admitter.metrics, "operation", broken)
+    monkeypatch.setattr(handler.metrics, "operation", broken)
     response = await client.post(
         "/mutate", data=objects.body(objects.review(None, operation="DELETE", uid="abc"))
     )
@@ -150,7 +152,7 @@ async def test_any_exception_is_an_allowed_unpatched_answer(
     assert registry.get_sample_value("kube_image_keeper_webhook_handler_failures_total") == 1.0
 
     monkeypatch.setattr(
-        "kuik_webhook.admit.decode_review", lambda body: (_ for _ in ()).throw(MemoryError())
+        "kuik_webhook.handler.decode_review", lambda body: (_ for _ in ()).throw(MemoryError())
     )
     response = await client.post(
         "/mutate", data=objects.body(objects.review(None, operation="DELETE", uid="u"))

@@ -50,7 +50,7 @@ __all__ = [
 ]
 
 MAX_BODY = 16 * 1024 * 1024  # kuik_webhook.server.MAX_BODY
-MAX_DEPTH = 254  # kuik_webhook.admission.MAX_DEPTH
+MAX_DEPTH = 254  # kuik_webhook.review.MAX_DEPTH
 
 
 @dataclass(frozen=True)

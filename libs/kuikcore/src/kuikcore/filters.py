@@ -29,7 +29,7 @@ from kuikcore.api.models import (
     Resource,
 )
 from kuikcore.patterns import MATCH_ALL, InvalidPattern, PatternSet, compile_pattern
-from kuikcore.pods import pod_annotations, pod_labels, pod_namespace
+from kuikcore.pods import PodView, pod_annotations, pod_labels, pod_namespace
 from kuikcore.selectors import InvalidSelector, Operator, Requirement, Selector, parse_selector
 
 __all__ = [
@@ -86,13 +86,20 @@ class PodSelector:
     namespaces: PatternSet | None = None
 
     def matches(self, pod: Mapping[str, Any]) -> bool:
-        if not _selectors_match(self.include_labels, self.exclude_labels, pod_labels(pod)):
+        return self._matches(pod_labels(pod), pod_annotations(pod), pod_namespace(pod))
+
+    def matches_view(self, view: PodView) -> bool:
+        """`matches` over a Pod already read (routing's `PodView`)."""
+        return self._matches(view.labels, view.annotations, view.namespace)
+
+    def _matches(
+        self, labels: Mapping[str, Any], annotations: Mapping[str, Any], namespace: str
+    ) -> bool:
+        if not _selectors_match(self.include_labels, self.exclude_labels, labels):
             return False
-        if not _selectors_match(
-            self.include_annotations, self.exclude_annotations, pod_annotations(pod)
-        ):
+        if not _selectors_match(self.include_annotations, self.exclude_annotations, annotations):
             return False
-        return self.namespaces is None or self.namespaces.match(pod_namespace(pod))
+        return self.namespaces is None or self.namespaces.match(namespace)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,11 +121,18 @@ class SkipRules:
 
     def reason(self, pod: Mapping[str, Any]) -> str | None:
         """Why the pod is skipped, or None."""
+        return self._reason(pod_labels(pod), pod_annotations(pod))
+
+    def reason_view(self, view: PodView) -> str | None:
+        """`reason` for a Pod already read (routing's `PodView`)."""
+        return self._reason(view.labels, view.annotations)
+
+    def _reason(self, labels: Mapping[str, Any], annotations: Mapping[str, Any]) -> str | None:
         for selector in self.labels:
-            if selector.matches(pod_labels(pod)):
+            if selector.matches(labels):
                 return f"pod labels match skipLabels selector {selector.text!r}"
         for selector in self.annotations:
-            if selector.matches(pod_annotations(pod)):
+            if selector.matches(annotations):
                 return f"pod annotations match skipAnnotations selector {selector.text!r}"
         return None
 
@@ -139,6 +153,9 @@ class ResourceFilter:
 
     def matches_pod(self, pod: Mapping[str, Any]) -> bool:
         return self.pods.matches(pod)
+
+    def matches_view(self, view: PodView) -> bool:
+        return self.pods.matches_view(view)
 
     def matches_image(self, image: str) -> bool:
         """`image` is a normalised reference (`docker.io/library/nginx:1.27`)."""

@@ -9,17 +9,20 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 from kuikcore.names import ORIGINAL_IMAGES_ANNOTATION, REROUTE_REASONS_ANNOTATION
-from kuikcore.reference import InvalidReference, parse
+from kuikcore.reference import InvalidReference, Reference, parse
 
 __all__ = [
     "SPEC_FIELDS",
     "ContainerType",
+    "PodContainer",
     "PodImage",
+    "PodView",
     "ReroutedContainer",
     "annotation_key",
+    "decode_string_map",
     "effective_pull_policy",
     "normalised_image",
     "original_images",
@@ -28,6 +31,8 @@ __all__ = [
     "pod_images",
     "pod_labels",
     "pod_namespace",
+    "read_containers",
+    "read_pod",
     "reroute_reasons",
     "rerouted_containers",
 ]
@@ -115,11 +120,16 @@ def rerouted_containers(pod: Mapping[str, Any]) -> list[ReroutedContainer]:
 
 
 def _string_map(pod: Mapping[str, Any], annotation: str) -> dict[str, str]:
-    raw = pod_annotations(pod).get(annotation)
+    return decode_string_map(pod_annotations(pod).get(annotation))
+
+
+def decode_string_map(raw: object) -> dict[str, str]:
+    """A JSON-object annotation value (`kuik.enix.io/original-images`, `reroute-reasons`)
+    decoded; anything but a JSON object reads as empty (as upstream)."""
     if not raw:
         return {}
     try:
-        data = json.loads(raw)
+        data = json.loads(cast(str, raw))  # a non-string fails as before: TypeError
     except ValueError:
         return {}
     if not isinstance(data, dict):
@@ -165,10 +175,15 @@ def pod_images(pod: Mapping[str, Any], *, include_originals: bool = True) -> lis
 
 def normalised_image(image: object) -> str | None:
     """The normal form of an image reference, or None when it does not parse."""
+    reference = _parsed(image)
+    return None if reference is None else str(reference)
+
+
+def _parsed(image: object) -> Reference | None:
     if not isinstance(image, str):
         return None
     try:
-        return str(parse(image))
+        return parse(image)
     except InvalidReference:
         return None
 
@@ -178,9 +193,94 @@ def effective_pull_policy(container: Mapping[str, Any]) -> str:
     policy = container.get("imagePullPolicy")
     if policy:
         return str(policy)
-    try:
-        ref = parse(str(container.get("image", "")))
-    except InvalidReference:
+    return _pull_policy(None, _parsed(str(container.get("image", ""))))
+
+
+def _pull_policy(written: object, reference: Reference | None) -> str:
+    if written:
+        return str(written)
+    if reference is None:
         return "IfNotPresent"
-    tag = ref.tag if ref.tag is not None or ref.digest is not None else "latest"
+    tag = reference.tag if reference.tag is not None or reference.digest is not None else "latest"
     return "Always" if tag == "latest" else "IfNotPresent"
+
+
+# --- one reading of a Pod -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PodContainer:
+    """One container as read from a Pod: where it sits and what it asks for."""
+
+    type: ContainerType
+    index: int
+    """Its position in its spec list (`spec.<SPEC_FIELDS[type]>[index]`)."""
+    name: str
+    image: object
+    """`image` as written (None when absent; any JSON value)."""
+    pull_policy: object
+    """`imagePullPolicy` as written."""
+    reference: Reference | None = None
+    """The image parsed, once (None when it does not parse, or when not asked for)."""
+
+    @property
+    def key(self) -> str:
+        """Its key in `kuik.enix.io/original-images`."""
+        return annotation_key(self.type, self.name)
+
+    @property
+    def effective_pull_policy(self) -> str:
+        """As `effective_pull_policy`, from the reference already parsed."""
+        return _pull_policy(self.pull_policy, self.reference)
+
+
+@dataclass(frozen=True, slots=True)
+class PodView:
+    """A Pod read once, for routing: namespace, labels, annotations, containers, and the keys
+    of the containers already processed (listed in `kuik.enix.io/original-images`).
+
+    The webhook builds its own (namespace from the request, the keys it decided to skip);
+    `read_pod` reads one from a Pod as it is."""
+
+    namespace: str
+    labels: Mapping[str, Any]
+    annotations: Mapping[str, Any]
+    containers: tuple[PodContainer, ...]
+    processed: Mapping[str, str]
+
+
+def read_containers(
+    pod: Mapping[str, Any], *, parse_images: bool = True
+) -> tuple[PodContainer, ...]:
+    """Regular, then init, then ephemeral containers, in spec order, each image parsed once
+    (unless `parse_images` is false: the images are then only compared)."""
+    spec = pod.get("spec") or {}
+    out: list[PodContainer] = []
+    for container_type, spec_field in SPEC_FIELDS.items():
+        for index, container in enumerate(spec.get(spec_field) or ()):
+            if not (type(container) is dict or isinstance(container, Mapping)):
+                continue  # (the dict test first: isinstance of an ABC is slow on the hot path)
+            image = container.get("image")
+            reference = _parsed(image) if parse_images else None
+            out.append(
+                PodContainer(
+                    container_type,
+                    index,
+                    str(container.get("name", "")),
+                    image,
+                    container.get("imagePullPolicy"),
+                    reference,
+                )
+            )
+    return tuple(out)
+
+
+def read_pod(pod: Mapping[str, Any]) -> PodView:
+    """The Pod as it is: its namespace (`default` when unset) and recorded originals."""
+    return PodView(
+        pod_namespace(pod),
+        pod_labels(pod),
+        pod_annotations(pod),
+        read_containers(pod),
+        original_images(pod),
+    )

@@ -41,19 +41,21 @@ from kuikcore.filters import (
     UpstreamFilter,
     compile_filter,
     compile_upstream,
-    pod_annotations,
-    pod_namespace,
 )
 from kuikcore.names import CONFIG_MIRROR_ANNOTATION, ORIGINAL_IMAGES_ANNOTATION
 from kuikcore.pods import (
     ContainerType,
+    PodContainer,
     PodImage,
+    PodView,
     annotation_key,
     effective_pull_policy,
     normalised_image,
     original_images,
     pod_containers,
     pod_images,
+    read_containers,
+    read_pod,
 )
 from kuikcore.reference import InvalidReference, parse
 
@@ -62,8 +64,10 @@ __all__ = [
     "Alternative",
     "ContainerRoute",
     "ContainerType",
+    "PodContainer",
     "PodImage",
     "PodRoute",
+    "PodView",
     "RoutingOptions",
     "SecretRef",
     "TypeOrder",
@@ -74,10 +78,14 @@ __all__ = [
     "join_path",
     "mirror_destination",
     "mirror_prefixes",
+    "normalised_image",
     "original_images",
     "pod_containers",
     "pod_images",
+    "read_containers",
+    "read_pod",
     "route_pod",
+    "route_view",
     "split_registry",
 ]
 
@@ -187,8 +195,13 @@ def split_registry(image: str) -> tuple[str, str]:
 
 def mirror_destination(mirror: Mirror, image: str) -> str:
     """Where `mirror` keeps `image`: `path.Join(registry, path, <image without its host>)`."""
-    _, repository = split_registry(image)
-    return join_path(mirror.registry, mirror.path, repository)
+    return _mirror_of(mirror, str(parse(image)))
+
+
+def _mirror_of(mirror: Mirror, normalised: str) -> str:
+    """`mirror_destination` of an image already in normal form (routing's candidates): no
+    second parse."""
+    return join_path(mirror.registry, mirror.path, normalised.partition("/")[2])
 
 
 def in_scope(resource: Resource, namespace: str) -> bool:
@@ -256,8 +269,8 @@ def _sorted(resources: Iterable[Resource], kind: type[Resource]) -> list[Resourc
     return sorted(chosen, key=lambda r: (r.metadata.namespace or "", r.metadata.name))
 
 
-def _scope(pod: Mapping[str, Any], resources: Sequence[Resource]) -> _Scope:
-    namespace = pod_namespace(pod)
+def _scope(view: PodView, resources: Sequence[Resource]) -> _Scope:
+    namespace = view.namespace
     problems: list[InvalidFilter] = []
     in_namespace = [r for r in resources if in_scope(r, namespace)]
 
@@ -267,7 +280,7 @@ def _scope(pod: Mapping[str, Any], resources: Sequence[Resource]) -> _Scope:
         except InvalidFilter as exc:
             problems.append(exc)
             return None
-        return compiled if compiled.matches_pod(pod) else None
+        return compiled if compiled.matches_view(view) else None
 
     replicated = []
     for kind in (ClusterReplicatedImageSet, ReplicatedImageSet):
@@ -359,7 +372,7 @@ def _alternatives(
             for i, mirror in enumerate(spec.mirrors):
                 candidates.append(
                     _Candidate(
-                        mirror_destination(mirror, candidate.image),
+                        _mirror_of(mirror, candidate.image),  # candidates are normalised
                         resource.key,
                         _secret(mirror.credential_secret, resource),
                         resource,
@@ -388,13 +401,13 @@ def _alternatives(
     return tuple(out)
 
 
-def _pod_skip_reason(pod: Mapping[str, Any], options: RoutingOptions) -> str | None:
-    if CONFIG_MIRROR_ANNOTATION in pod_annotations(pod):
+def _pod_skip_reason(view: PodView, options: RoutingOptions) -> str | None:
+    if CONFIG_MIRROR_ANNOTATION in view.annotations:
         return (
             f"mirror pod (annotation {CONFIG_MIRROR_ANNOTATION}): "
             "the kubelet owns it and rejects changes"
         )
-    return options.skip.reason(pod)
+    return options.skip.reason_view(view)
 
 
 def route_pod(
@@ -407,43 +420,51 @@ def route_pod(
     Namespaced CRs of other namespaces and ClusterImageSetAvailabilities are ignored, so the
     caller may pass everything it has. CRs are taken in (namespace, name) order per kind.
     """
+    return route_view(read_pod(pod), resources, options)
+
+
+def route_view(
+    view: PodView,
+    resources: Sequence[Resource],
+    options: RoutingOptions | None = None,
+) -> PodRoute:
+    """`route_pod` of a Pod already read: its containers in `view.containers` order, one
+    `ContainerRoute` each; those listed in `view.processed` are skipped."""
     options = options or RoutingOptions()
     resources = [r for r in resources if not isinstance(r, ClusterImageSetAvailability)]
-    containers = pod_containers(pod)
-    pod_reason = _pod_skip_reason(pod, options)
+    pod_reason = _pod_skip_reason(view, options)
     if pod_reason is not None:
         return PodRoute(
             tuple(
-                ContainerRoute(
-                    str(c.get("name", "")), t, str(c.get("image", "")), skipped=pod_reason
-                )
-                for t, c in containers
+                ContainerRoute(c.name, c.type, _written(c.image), skipped=pod_reason)
+                for c in view.containers
             ),
             skipped=pod_reason,
         )
-    scope = _scope(pod, resources)
-    recorded = original_images(pod)
+    scope = _scope(view, resources)
     routes = []
-    for container_type, container in containers:
-        name = str(container.get("name", ""))
-        image = container.get("image")
-        route = ContainerRoute(name, container_type, str(image or ""))
+    for container in view.containers:
+        written = _written(container.image)
         reason = None
-        normalised = normalised_image(image)
-        policy = effective_pull_policy(container)
-        if annotation_key(container_type, name) in recorded:
+        policy = container.effective_pull_policy
+        if container.key in view.processed:
             reason = f"already processed: listed in {ORIGINAL_IMAGES_ANNOTATION}"
-        elif normalised is None:
-            reason = _invalid_image_reason(image)
+        elif container.reference is None:
+            reason = _invalid_image_reason(container.image)
         elif policy == "Never" and not options.rewrite_on_never_image_pull_policy:
             reason = "imagePullPolicy is Never (routing.rewriteOnNeverImagePullPolicy is false)"
         if reason is not None:
-            routes.append(ContainerRoute(name, container_type, route.image, skipped=reason))
+            routes.append(ContainerRoute(container.name, container.type, written, skipped=reason))
             continue
-        assert normalised is not None
-        alternatives = _alternatives(normalised, policy, scope, options)
-        routes.append(ContainerRoute(name, container_type, route.image, alternatives))
+        assert container.reference is not None
+        alternatives = _alternatives(str(container.reference), policy, scope, options)
+        routes.append(ContainerRoute(container.name, container.type, written, alternatives))
     return PodRoute(tuple(routes), problems=tuple(scope.problems))
+
+
+def _written(image: object) -> str:
+    """The image as written, as text (empty when absent or empty)."""
+    return str(image or "")
 
 
 def _invalid_image_reason(image: object) -> str:

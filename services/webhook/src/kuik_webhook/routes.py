@@ -1,10 +1,10 @@
 """Routing results reused across admissions: the Pods of one ReplicaSet route identically.
 
-`kuikcore.routing.route_pod` compiles every CR's filters and builds every candidate (~0.4 ms for
-a 4-container Pod over a few CRs): more than everything else an admission does once the
-availability caches are warm. Its result depends only on the Pod's namespace, labels,
-annotations and containers (name, image, pull policy, kind) and on the CRs, so it is cached
-under exactly that key plus a generation number that any change to a routing CR bumps.
+`kuikcore.routing.route_view` compiles every CR's filters and builds every candidate (~0.4 ms
+for a 4-container Pod over a few CRs): more than everything else an admission does once the
+availability caches are warm. Its result depends only on the Pod as the plan read it (namespace,
+labels, annotations, containers: name, image, pull policy, kind) and on the CRs, so it is
+cached under exactly that key plus a generation number that any change to a routing CR bumps.
 
 The cache is bounded in entries and in bytes (the strings its keys hold, which the routes
 repeat): a Pod carries any text the API server lets through, and 2,048 Pods with 20 KB labels or
@@ -16,11 +16,10 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from typing import Any
 
 from kuikcore.api.models import Resource
-from kuikcore.pods import pod_containers
-from kuikcore.routing import PodRoute, RoutingOptions, route_pod
+from kuikcore.pods import PodView
+from kuikcore.routing import PodRoute, RoutingOptions, route_view
 
 __all__ = ["MAX_BYTES", "MAX_KEY_BYTES", "RouteCache", "route_key"]
 
@@ -34,29 +33,18 @@ def _frozen(mapping: object) -> Hashable:
     return tuple(sorted((str(k), repr(v)) for k, v in mapping.items()))
 
 
-def route_key(pod: Mapping[str, Any]) -> Hashable:
-    """Everything `route_pod` reads from a Pod, hashable."""
-    metadata = pod.get("metadata")
-    meta = metadata if isinstance(metadata, Mapping) else {}
+def route_key(view: PodView) -> Hashable:
+    """Everything `route_view` reads from a Pod, hashable (`processed` is what the annotations
+    already say: the webhook writes it there for routing to see)."""
     containers = tuple(
-        (
-            kind.value,
-            repr(c.get("name")),
-            repr(c.get("image")),
-            repr(c.get("imagePullPolicy")),
-        )
-        for kind, c in pod_containers(pod)
+        (c.type.value, c.name, repr(c.image), repr(c.pull_policy)) for c in view.containers
     )
-    return (
-        repr(meta.get("namespace")),
-        _frozen(meta.get("labels")),
-        _frozen(meta.get("annotations")),
-        containers,
-    )
+    return (view.namespace, _frozen(view.labels), _frozen(view.annotations), containers)
 
 
 class RouteCache:
-    """`route(pod)` = `route_pod(pod, resources(namespace), options)`, memoised (LRU).
+    """`route(view, namespace)` = `route_view(view, resources(namespace), options)`, memoised
+    (LRU).
 
     Call `invalidate()` whenever a routing CR changes (the service subscribes it to the
     cluster's change feed)."""
@@ -84,8 +72,8 @@ class RouteCache:
         self._entries.clear()
         self.bytes = 0
 
-    def route(self, pod: Mapping[str, Any], namespace: str) -> PodRoute:
-        key = (self.generation, route_key(pod))
+    def route(self, view: PodView, namespace: str) -> PodRoute:
+        key = (self.generation, namespace, route_key(view))
         found = self._entries.get(key)
         if found is not None:
             self._entries.move_to_end(key)
@@ -93,7 +81,7 @@ class RouteCache:
             return found[0]
         self.misses += 1
         generation = self.generation
-        route = route_pod(pod, self._resources(namespace), self.options)
+        route = route_view(view, self._resources(namespace), self.options)
         size = _text_bytes(key)
         if generation == self.generation and size <= MAX_KEY_BYTES:  # not invalidated meanwhile
             self._entries[key] = (route, size)

@@ -18,7 +18,7 @@ import structlog
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
-from kuik_webhook.admit import Admitter
+from kuik_webhook.handler import AdmissionHandler
 from kuikcore.config import ListenAddress
 from kuikcore.observe import serve_app
 
@@ -109,7 +109,7 @@ class CertReloader:
             await asyncio.to_thread(self.poll)
 
 
-def build_app(admitter: Admitter) -> web.Application:
+def build_app(handler: AdmissionHandler) -> web.Application:
     def too_large(encoding: str) -> web.Response:
         # answered, not raised: an exception's traceback would keep the 16 MiB buffer alive
         log.warning("AdmissionReview too large", limit=MAX_BODY, encoding=encoding[:40])
@@ -126,7 +126,7 @@ def build_app(admitter: Admitter) -> web.Application:
         except web.HTTPRequestEntityTooLarge:  # a chunked body that grew past the limit
             return too_large(encoding)
         except RequestPayloadError as exc:
-            answer = admitter.malformed(" ".join(str(exc).split()))
+            answer = handler.malformed(" ".join(str(exc).split()))
         else:
             try:
                 if len(raw) > _IN_THREAD and encoding not in ("", "identity"):
@@ -136,10 +136,10 @@ def build_app(admitter: Admitter) -> web.Application:
             except _TooLarge:
                 return too_large(encoding)
             except _Undecodable as exc:
-                answer = admitter.malformed(" ".join(str(exc).split()))
+                answer = handler.malformed(" ".join(str(exc).split()))
             else:
                 del raw
-                answer = await admitter.handle(body)
+                answer = await handler.handle(body)
         return web.Response(body=answer.body, status=answer.status, content_type="application/json")
 
     # Bodies are inflated by `_inflate`, which answers every bad encoding with a logged 400.

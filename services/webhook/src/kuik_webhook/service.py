@@ -12,8 +12,8 @@ import contextlib
 import ctypes
 import gc
 
-from kuik_webhook.admit import Admitter
 from kuik_webhook.chooser import Chooser
+from kuik_webhook.handler import AdmissionHandler
 from kuik_webhook.metrics import WebhookMetrics
 from kuik_webhook.secrets import SecretReader
 from kuik_webhook.server import AdmissionServer, CertReloader, build_app
@@ -118,7 +118,7 @@ async def run(ctx: ServiceContext) -> None:
         max_concurrent=active.stale_mirror_cleanup.max_concurrent,
         timeout=active.stale_mirror_cleanup.timeout.total_seconds(),
     )
-    admitter = Admitter(
+    handler = AdmissionHandler(
         cluster,
         chooser,
         SecretReader(cluster),
@@ -131,7 +131,7 @@ async def run(ctx: ServiceContext) -> None:
 
     def on_change(change: Change) -> None:
         if change.key.kind in routing_kinds:
-            admitter.routes.invalidate()
+            handler.routes.invalidate()
 
     unsubscribe = cluster.subscribe(on_change)
     reloader = None
@@ -142,7 +142,7 @@ async def run(ctx: ServiceContext) -> None:
             "no serving certificate (webhook.tlsCert/tlsKey): plain HTTP, for local use only; "
             "the Kubernetes API server only calls webhooks over HTTPS"
         )
-    server = AdmissionServer(build_app(admitter))
+    server = AdmissionServer(build_app(handler))
     tasks: list[asyncio.Task[None]] = []
     try:
         await cluster.start()
@@ -177,7 +177,7 @@ async def run(ctx: ServiceContext) -> None:
         await stop_tasks(*tasks)
         with contextlib.suppress(Exception):
             await server.stop()
-        admitter.log.flush()  # the last batched `rerouting image` lines
+        handler.log.flush()  # the last batched `rerouting image` lines
         await reporter.close()
         await chooser.close()
         await health.close()

@@ -1,6 +1,6 @@
 """What one admission has to decide, and the JSONPatch that carries the decisions: pure.
 
-`plan_admission` turns a request into `Target`s (containers to choose an image for, with their
+`plan_pod` turns a request into `Target`s (containers to choose an image for, with their
 ordered alternatives from `kuikcore.routing.route_pod`) and the `kuik.enix.io/original-images`
 map to write. `build_patch` turns the chosen images and pull secrets into JSONPatch operations.
 
@@ -23,31 +23,31 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kuik_webhook.admission import AdmissionRequest, escape_pointer
+from kuik_webhook.review import AdmissionRequest, escape_pointer
 from kuikcore.api import ORIGINAL_IMAGES_ANNOTATION
 from kuikcore.api.models import Resource
 from kuikcore.filters import InvalidFilter
-from kuikcore.pods import SPEC_FIELDS
-from kuikcore.routing import (
-    ContainerRoute,
-    ContainerType,
-    PodRoute,
-    RoutingOptions,
-    annotation_key,
+from kuikcore.pods import (
+    SPEC_FIELDS,
+    PodContainer,
+    PodView,
+    decode_string_map,
     original_images,
-    route_pod,
+    pod_annotations,
+    pod_labels,
+    read_containers,
 )
+from kuikcore.routing import ContainerRoute, PodRoute, RoutingOptions, route_view
 
 __all__ = [
     "NotAPod",
-    "Plan",
+    "PodPlan",
     "Router",
-    "Slot",
     "Target",
     "build_patch",
-    "container_slots",
     "encode_annotation",
-    "plan_admission",
+    "image_path",
+    "plan_pod",
 ]
 
 
@@ -55,35 +55,26 @@ class NotAPod(ValueError):
     """The request's object cannot be read as a Pod (admitted unchanged, with a warning)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Slot:
-    """Where one container sits in the Pod: its kind, its index in that list, its name and image."""
+def image_path(container: PodContainer) -> str:
+    """The JSON pointer of a container's image."""
+    return f"/spec/{SPEC_FIELDS[container.type]}/{container.index}/image"
 
-    type: ContainerType
-    index: int
-    name: str
-    image: str | None
-    key: str = field(init=False, compare=False)
-    """Its key in `kuik.enix.io/original-images`."""
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "key", annotation_key(self.type, self.name))
-
-    @property
-    def image_path(self) -> str:
-        return f"/spec/{SPEC_FIELDS[self.type]}/{self.index}/image"
+def _image_text(container: PodContainer) -> str | None:
+    image = container.image
+    return image if isinstance(image, str) else None
 
 
 @dataclass(frozen=True, slots=True)
 class Target:
     """A container whose image is chosen at this admission."""
 
-    slot: Slot
+    container: PodContainer
     route: ContainerRoute
 
 
 @dataclass(frozen=True, slots=True)
-class Plan:
+class PodPlan:
     namespace: str
     targets: tuple[Target, ...] = ()
     annotation: dict[str, str] | None = None
@@ -91,30 +82,6 @@ class Plan:
     can_add_pull_secrets: bool = True
     skipped: str | None = None
     problems: tuple[InvalidFilter, ...] = field(default=(), repr=False)
-
-
-def container_slots(pod: Mapping[str, Any]) -> list[Slot]:
-    """Regular, init, then ephemeral containers (the order of `kuikcore.routing.pod_containers`)."""
-    spec = pod.get("spec")
-    if not isinstance(spec, Mapping):
-        return []
-    slots = []
-    for container_type, spec_field in SPEC_FIELDS.items():
-        containers = spec.get(spec_field)
-        if not isinstance(containers, list):
-            continue
-        for index, container in enumerate(containers):
-            if isinstance(container, Mapping):
-                image = container.get("image")
-                slots.append(
-                    Slot(
-                        container_type,
-                        index,
-                        str(container.get("name", "")),
-                        image if isinstance(image, str) else None,
-                    )
-                )
-    return slots
 
 
 def _check_pod(obj: object) -> Mapping[str, Any]:
@@ -132,16 +99,6 @@ def _check_pod(obj: object) -> Mapping[str, Any]:
     return obj
 
 
-def _metadata(pod: Mapping[str, Any]) -> Mapping[str, Any]:
-    metadata = pod.get("metadata")
-    return metadata if isinstance(metadata, Mapping) else {}
-
-
-def _annotations(pod: Mapping[str, Any]) -> Mapping[str, Any]:
-    annotations = _metadata(pod).get("annotations")
-    return annotations if isinstance(annotations, Mapping) else {}
-
-
 _GO_ESCAPES = str.maketrans(
     {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
 )
@@ -154,88 +111,95 @@ def encode_annotation(recorded: Mapping[str, str]) -> str:
     return text.translate(_GO_ESCAPES)
 
 
-def _routing_view(
-    pod: Mapping[str, Any], namespace: str, recorded: dict[str, str]
-) -> dict[str, Any]:
-    """The Pod as routing should see it: namespace filled in, annotation = what to skip."""
-    metadata = dict(_metadata(pod))
-    metadata["namespace"] = namespace
-    metadata["annotations"] = {
-        **{str(k): v for k, v in _annotations(pod).items()},
-        ORIGINAL_IMAGES_ANNOTATION: encode_annotation(recorded),
-    }
-    return {**pod, "metadata": metadata}
+Router = Callable[[PodView, str], PodRoute]
+"""(the Pod as routing sees it, the namespace its CRs are read from) -> its route;
+`RouteCache.route` in the service."""
 
 
-Router = Callable[[Mapping[str, Any], str], PodRoute]
-"""(Pod as routing sees it, namespace) -> its route; `RouteCache.route` in the service."""
-
-
-def plan_admission(
+def plan_pod(
     request: AdmissionRequest,
     resources: Sequence[Resource] = (),
     options: RoutingOptions | None = None,
     *,
     router: Router | None = None,
-) -> Plan:
+) -> PodPlan:
     """Raises `NotAPod` when the object is not a readable Pod. Routes with `router` when given,
-    else `route_pod` over `resources`."""
+    else `route_view` over `resources`.
+
+    The Pod is read once (`read_containers`: each image parsed once, the annotations once) and
+    routing is handed that reading, with the keys to skip, instead of a Pod to read again."""
     pod = _check_pod(request.object)
-    namespace = str(_metadata(pod).get("namespace") or request.namespace or "")
-    slots = container_slots(pod)
-    current = original_images(pod)
+    metadata = pod.get("metadata") or {}
+    annotations = pod_annotations(pod)
+    namespace = str(metadata.get("namespace") or request.namespace or "")
+    containers = read_containers(pod)
+    has_annotation = ORIGINAL_IMAGES_ANNOTATION in annotations
+    current = decode_string_map(annotations.get(ORIGINAL_IMAGES_ANNOTATION))
     old = request.old_object
     if request.operation == "UPDATE" and isinstance(old, Mapping):
-        has_annotation = ORIGINAL_IMAGES_ANNOTATION in _annotations(pod)
         base = current if has_annotation else original_images(old)
-        before = {slot.key: slot.image for slot in container_slots(old)}
-        changed = {s.key for s in slots if s.key not in before or before[s.key] != s.image}
+        before = {c.key: _image_text(c) for c in read_containers(old, parse_images=False)}
+        changed = {
+            c.key for c in containers if c.key not in before or before[c.key] != _image_text(c)
+        }
         skip = {k: v for k, v in base.items() if k not in changed}
-        for slot in slots:
-            if slot.key not in changed and slot.key not in skip:
-                skip[slot.key] = slot.image or ""
+        for c in containers:
+            if c.key not in changed and c.key not in skip:
+                skip[c.key] = _image_text(c) or ""
         record = {k: v for k, v in base.items() if k not in changed}
-        record.update({s.key: s.image for s in slots if s.key in changed and s.image is not None})
         can_add = False
     else:
-        changed = {s.key for s in slots if s.key not in current}
+        changed = {c.key for c in containers if c.key not in current}
         skip = dict(current)
         record = dict(current)
-        record.update({s.key: s.image for s in slots if s.key in changed and s.image is not None})
         can_add = request.operation != "UPDATE"  # an UPDATE without oldObject still cannot
+    for c in containers:
+        image = _image_text(c)
+        if c.key in changed and image is not None:
+            record[c.key] = image
     annotation: dict[str, str] | None = record
     if request.is_ephemeral_containers:
         annotation, can_add = None, False
-    view = _routing_view(pod, namespace, skip)
+    # Routing sees the annotation saying what to skip, as the Pod will once admitted (CR and
+    # skipAnnotations selectors read it), and `processed` is that same map.
+    view = PodView(
+        namespace or "default",
+        pod_labels(pod),
+        {
+            **{str(k): v for k, v in annotations.items()},
+            ORIGINAL_IMAGES_ANNOTATION: encode_annotation(skip),
+        },
+        containers,
+        skip,
+    )
     if router is not None:
         route = router(view, namespace)
     else:
-        route = route_pod(view, resources, options or RoutingOptions())
+        route = route_view(view, resources, options or RoutingOptions())
     if route.skipped is not None:
-        return Plan(namespace, skipped=route.skipped, can_add_pull_secrets=False)
+        return PodPlan(namespace, skipped=route.skipped, can_add_pull_secrets=False)
     targets = tuple(
-        Target(slot, container)
-        for slot, container in zip(slots, route.containers, strict=True)
-        if container.skipped is None and container.alternatives and slot.key in changed
+        Target(container, container_route)
+        for container, container_route in zip(containers, route.containers, strict=True)
+        if container_route.skipped is None
+        and container_route.alternatives
+        and container.key in changed
     )
-    if annotation is not None and current == annotation and _has_annotation(pod):
+    if annotation is not None and current == annotation and has_annotation:
         annotation = None  # already says exactly this
-    return Plan(namespace, targets, annotation, can_add, problems=route.problems)
-
-
-def _has_annotation(pod: Mapping[str, Any]) -> bool:
-    return ORIGINAL_IMAGES_ANNOTATION in _annotations(pod)
+    return PodPlan(namespace, targets, annotation, can_add, problems=route.problems)
 
 
 def build_patch(
     pod: Mapping[str, Any],
-    images: Sequence[tuple[Slot, str]],
+    images: Sequence[tuple[PodContainer, str]],
     annotation: Mapping[str, str] | None,
     pull_secrets: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
     """JSONPatch operations: new images, the annotation, pull secrets not yet listed."""
     ops: list[dict[str, Any]] = [
-        {"op": "replace", "path": slot.image_path, "value": image} for slot, image in images
+        {"op": "replace", "path": image_path(container), "value": image}
+        for container, image in images
     ]
     if annotation is not None:
         value = encode_annotation(annotation)

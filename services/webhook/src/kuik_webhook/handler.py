@@ -12,23 +12,22 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 import structlog
 
-from kuik_webhook.admission import (
+from kuik_webhook.chooser import Candidate, Chooser, Decision
+from kuik_webhook.memo import AdmissionMemo, MemoKey, RememberedAdmission, Stamp
+from kuik_webhook.metrics import OPERATIONS, WebhookMetrics
+from kuik_webhook.pod_plan import NotAPod, PodPlan, Target, build_patch, plan_pod
+from kuik_webhook.review import (
     AdmissionRequest,
     MalformedReview,
     ResponseTemplate,
     decode_review,
 )
-from kuik_webhook.chooser import Candidate, Chooser, Decision
-from kuik_webhook.metrics import OPERATIONS, WebhookMetrics
-from kuik_webhook.plan import NotAPod, Plan, Slot, Target, build_patch, plan_admission
 from kuik_webhook.routes import RouteCache
 from kuik_webhook.secrets import SecretReader, pull_secret_name
 from kuik_webhook.stale import StaleMirror, StaleMirrorReporter, stale_mirror_job
@@ -41,17 +40,16 @@ from kuikcore.api.models import (
 )
 from kuikcore.cluster import ClusterSource
 from kuikcore.observe import HotLogger, LogLine, closed
+from kuikcore.pods import PodContainer
 from kuikcore.reference import InvalidReference, parse
 from kuikcore.registry import Credentials, InvalidDockerConfig, Keyring
 from kuikcore.routing import RoutingOptions, SecretRef
 
-__all__ = ["Admitter", "Answer", "NotReady"]
+__all__ = ["AdmissionHandler", "Answer", "NotReady"]
 
 log = structlog.get_logger("kuik.webhook")
 
 _RESERVE = 0.3  # seconds kept after the choice for secret copies and the answer
-_MAX_MEMO = 1024  # identical admissions remembered (distinct Pod shapes within a cache TTL)
-_MAX_MEMO_BYTES = 16 * 1024 * 1024  # and the Pods they key on, in encoded bytes at most
 _MAX_CHILDREN = 4096  # metric children kept at hand, per metric
 _OPERATIONS = frozenset({"CREATE", "UPDATE"})
 _SUB_RESOURCES = frozenset({"", "ephemeralcontainers"})
@@ -81,30 +79,11 @@ class _Outcome:
     warnings: list[str] = field(default_factory=list)
     result: str = "unchanged"
     template: ResponseTemplate | None = None
-    # What an identical admission repeats (see `_Memo`), and until when it may.
+    # What an identical admission repeats (see `kuik_webhook.memo`), and until when it may.
     memo_until: float | None = None
     lines: list[LogLine] = field(default_factory=list)
     reroutes: list[Any] = field(default_factory=list)
     stale_jobs: list[StaleMirror] = field(default_factory=list)
-
-
-@dataclass(frozen=True, slots=True)
-class _Memo:
-    """An admission's outcome, for the admissions with the same request apart from the uid.
-
-    Only admissions that read nothing (no Secret, no board, no check: every verdict in the
-    process's cache) are kept, until the first verdict used expires; any new verdict in the
-    cache or any routing CR change drops them all. What they did beyond the answer is repeated
-    on every reuse: the reroute log lines and metrics, the stale-mirror reports, the warnings
-    about bad CRs."""
-
-    template: ResponseTemplate
-    result: str
-    valid_until: float
-    problems: tuple[str, ...]
-    lines: tuple[LogLine, ...]
-    reroutes: tuple[Any, ...]
-    stale_jobs: tuple[StaleMirror, ...]
 
 
 def _pod_label(request: AdmissionRequest, namespace: str) -> str:
@@ -122,7 +101,9 @@ def _registry(image: str) -> str:
         return ""
 
 
-class Admitter:
+class AdmissionHandler:
+    """Answers AdmissionReviews: the decision engine behind `/mutate`."""
+
     def __init__(
         self,
         cluster: ClusterSource,
@@ -142,9 +123,7 @@ class Admitter:
         self.options = options
         self.deadline = deadline
         self.routes = RouteCache(self.resources, options)
-        self._memo: OrderedDict[tuple[Any, ...], _Memo] = OrderedDict()
-        self._memo_stamp: tuple[int, tuple[int, int]] = (-1, (-1, -1))
-        self._memo_bytes = 0
+        self.memo = AdmissionMemo()
         self._admissions: dict[tuple[str, str], Any] = {}
         self._reroutes: dict[tuple[str, str], Any] = {}
         # The line per rerouted container is written on every such admission: the light path.
@@ -177,8 +156,12 @@ class Admitter:
     async def _handle(self, request: AdmissionRequest, started: float) -> Answer:
         operation = self.metrics.operation(request.operation)
         # An identical admission answered from memory needs no deadline: nothing to wait for.
-        key = self._memo_key(request) if self._routable(request) and self.cluster.synced else None
-        memo = self._memo.get(key) if key is not None else None
+        key = (
+            self.memo.key(request, self._stamp())
+            if self._routable(request) and self.cluster.synced
+            else None
+        )
+        memo = self.memo.get(key)
         if memo is not None and memo.valid_until > time.monotonic():
             outcome = self._replay(memo, request)
         else:
@@ -261,7 +244,7 @@ class Admitter:
         )
 
     async def _admit(
-        self, request: AdmissionRequest, choose_by: float, key: tuple[Any, ...] | None
+        self, request: AdmissionRequest, choose_by: float, key: MemoKey | None
     ) -> _Outcome:
         """The whole decision; `key` is the request's memory key (None: not to be remembered)."""
         if not self._routable(request):
@@ -272,7 +255,7 @@ class Admitter:
             namespace = str(obj["metadata"].get("namespace") or namespace)
         if not self.cluster.synced:
             raise NotReady("kuik's cache of image routing resources is not ready yet")
-        plan = plan_admission(request, router=self.routes.route)
+        plan = plan_pod(request, router=self.routes.route)
         outcome = _Outcome()
         for problem in plan.problems:
             log.warning("routing resource skipped", error=str(problem))
@@ -280,14 +263,14 @@ class Admitter:
             log.debug("pod skipped", pod=_pod_label(request, plan.namespace), reason=plan.skipped)
             return _Outcome(result="skipped")
         pod: Mapping[str, Any] = request.object
-        images: list[tuple[Slot, str]] = []
+        images: list[tuple[PodContainer, str]] = []
         pull_secrets: list[str] = []
         if plan.targets:
             decisions, found = await self._choose(request, plan, outcome, choose_by)
             for target, decision in zip(plan.targets, decisions, strict=True):
                 change = await self._apply(request, plan, target, decision, found, outcome)
                 if change is not None:
-                    images.append((target.slot, change[0]))
+                    images.append((target.container, change[0]))
                     if change[1] is not None:
                         pull_secrets.append(change[1])
         outcome.patch = build_patch(pod, images, plan.annotation, pull_secrets)
@@ -299,35 +282,12 @@ class Admitter:
 
     # --- identical admissions ------------------------------------------------------------------
 
-    def _memo_key(self, request: AdmissionRequest) -> tuple[Any, ...] | None:
-        """Everything an admission reads from its request except the uid (None: not kept)."""
-        stamp = (self.routes.generation, self.chooser.version)
-        if stamp != self._memo_stamp:  # a CR changed or a verdict arrived: start again
-            self._memo.clear()
-            self._memo_bytes = 0
-            self._memo_stamp = stamp
-        try:
-            obj = orjson.dumps(request.object)
-            old = None if request.old_object is None else orjson.dumps(request.old_object)
-        except TypeError:  # what orjson cannot encode (stdlib-decoded oddities): not kept
-            return None
-        return (
-            request.operation,
-            request.sub_resource,
-            request.dry_run,
-            request.namespace,
-            request.name,
-            obj,
-            old,
-        )
+    def _stamp(self) -> Stamp:
+        return (self.routes.generation, self.chooser.version)
 
-    def _remember(self, key: tuple[Any, ...], plan: Plan, outcome: _Outcome) -> None:
+    def _remember(self, key: MemoKey, plan: PodPlan, outcome: _Outcome) -> None:
         assert outcome.template is not None
-        if (self.routes.generation, self.chooser.version) != self._memo_stamp:
-            return  # something changed while this admission ran: not an answer to keep
-        if self._memo.pop(key, None) is not None:  # an expired one, replaced
-            self._memo_bytes -= _key_bytes(key)
-        self._memo[key] = _Memo(
+        entry = RememberedAdmission(
             outcome.template,
             outcome.result,
             outcome.memo_until if outcome.memo_until is not None else float("inf"),
@@ -336,12 +296,9 @@ class Admitter:
             tuple(outcome.reroutes),
             tuple(outcome.stale_jobs),
         )
-        self._memo_bytes += _key_bytes(key)
-        while len(self._memo) > _MAX_MEMO or self._memo_bytes > _MAX_MEMO_BYTES:
-            oldest, _ = self._memo.popitem(last=False)
-            self._memo_bytes -= _key_bytes(oldest)
+        self.memo.remember(key, entry, self._stamp())
 
-    def _replay(self, memo: _Memo, request: AdmissionRequest) -> _Outcome:
+    def _replay(self, memo: RememberedAdmission, request: AdmissionRequest) -> _Outcome:
         for problem in memo.problems:
             log.warning("routing resource skipped", error=problem)
         if not request.dry_run:
@@ -353,7 +310,7 @@ class Admitter:
         return _Outcome(result=memo.result, template=memo.template)
 
     async def _choose(
-        self, request: AdmissionRequest, plan: Plan, outcome: _Outcome, choose_by: float
+        self, request: AdmissionRequest, plan: PodPlan, outcome: _Outcome, choose_by: float
     ) -> tuple[list[Decision], dict[SecretRef, dict[str, Any]]]:
         pod = request.object
         listed = [
@@ -416,7 +373,7 @@ class Admitter:
     async def _apply(
         self,
         request: AdmissionRequest,
-        plan: Plan,
+        plan: PodPlan,
         target: Target,
         decision: Decision,
         found: Mapping[SecretRef, Mapping[str, Any]],
@@ -440,12 +397,12 @@ class Admitter:
                 except Exception as exc:
                     log.warning(
                         "pull secret copy failed, container kept",
-                        container=target.slot.key,
+                        container=target.container.key,
                         secret=secret_name,
                         error=repr(exc),
                     )
                     outcome.warnings.append(
-                        f"kuik: container {target.slot.key} not rerouted to {choice.image}: "
+                        f"kuik: container {target.container.key} not rerouted to {choice.image}: "
                         f"could not copy pull secret {secret_name}: {type(exc).__name__}"
                     )
                     return None
@@ -455,7 +412,7 @@ class Admitter:
         line = self.log.prepare(
             "rerouting image",
             pod=_pod_label(request, plan.namespace),
-            container=target.slot.key,
+            container=target.container.key,
             original=original,
             image=choice.image,
             source=choice.alternative.source,
@@ -491,11 +448,6 @@ class Admitter:
             if job is not None:
                 self.reporter.report(job)
                 outcome.stale_jobs.append(job)
-
-
-def _key_bytes(key: tuple[Any, ...]) -> int:
-    """The size of the encoded object and oldObject a memory key holds."""
-    return sum(len(part) for part in key if isinstance(part, bytes))
 
 
 def _lookup(keyring: Keyring | None, image: str) -> tuple[Credentials, ...]:
