@@ -14,6 +14,7 @@ import pytest
 from kuik_testing import objects
 from kuik_testing.objects import admission_review, all_images, body, cism, container, mirror, pod
 from kuik_webhook.chooser import Candidate, Source, Verdict, pick
+from kuik_webhook.handler import reroute_reason
 from kuik_webhook.pod_plan import NotAPod, build_patch, image_path, plan_pod
 from kuik_webhook.review import (
     AdmissionRequest,
@@ -24,11 +25,13 @@ from kuik_webhook.review import (
 from kuik_webhook.secrets import copy_name, copy_of, pull_secret_name
 from kuikcore.api import ORIGINAL_IMAGES_ANNOTATION, AvailabilityStatus, parse_resource
 from kuikcore.api.models import Resource
+from kuikcore.names import REROUTE_REASONS_ANNOTATION
 from kuikcore.pods import PodContainer, read_pod
 from kuikcore.routing import ORIGINAL, Alternative, ContainerType, RoutingOptions, SecretRef
 
 FIXTURES = Path("/work/shared/fixtures/admissionreview")
 ANN = ORIGINAL_IMAGES_ANNOTATION
+REASONS = REROUTE_REASONS_ANNOTATION
 # the one CISM most tests route with (parsed once: nothing here changes it)
 MIRRORS = parse_resource(
     cism(
@@ -280,6 +283,60 @@ def test_annotation_is_encoded_like_go() -> None:
     value = ops[-1]["value"][ANN]
     assert value == '{"a":"\\u003cx\\u003e\\u0026","z":"é"}'
     assert json.loads(value) == {"z": "é", "a": "<x>&"}
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        None,
+        {"name": "p"},
+        {"name": "p", "annotations": {"other": "1"}},
+        {"annotations": {ANN: '{"b":"x"}', REASONS: '{"b":"older","gone":"stale"}'}},
+    ],
+)
+def test_reasons_written_beside_the_originals_and_merged(metadata: dict[str, Any] | None) -> None:
+    """The why of each reroute, for the replicator's Rerouted Event: what the Pod said before
+    is kept for containers still recorded, the new reasons win."""
+    obj: dict[str, Any] = {"spec": {"containers": [{"name": "c", "image": "a"}]}}
+    if metadata is not None:
+        obj["metadata"] = metadata
+    container = PodContainer(ContainerType.CONTAINER, 0, "c", "a", None)
+    recorded = {"c": "a", "b": "x"}
+    ops = build_patch(obj, [(container, "m/a")], recorded, [], {"c": "NotFound (check)"})
+    out = jsonpatch.apply_patch(obj, ops)
+    reasons = json.loads(out["metadata"]["annotations"][REASONS])
+    expected = {"c": "NotFound (check)"}
+    if metadata and REASONS in (metadata.get("annotations") or {}):
+        expected["b"] = "older"  # kept; "gone" is no recorded container any more
+    assert reasons == expected
+    assert json.loads(out["metadata"]["annotations"][ANN]) == recorded
+
+
+def test_no_reasons_annotation_without_a_reroute() -> None:
+    obj = pod(container("c", "a"), namespace="apps")
+    out = jsonpatch.apply_patch(obj, build_patch(obj, [], {"c": "a"}, [], {}))
+    assert REASONS not in out["metadata"]["annotations"]
+    # nor where metadata cannot be written (the ephemeral containers subresource)
+    assert build_patch(obj, [], None, [], {"c": "why"}) == []
+
+
+def _candidate(image: str, source: str) -> Candidate:
+    return Candidate(Alternative(image=image, source=source))
+
+
+def test_reroute_reason_says_why_the_original_was_left() -> None:
+    original = "registry.a/x:1"
+    rejected = [
+        {"image": original, "reason": "Unreachable: registry.a is down since 12:00 (probe)"}
+    ]
+    chosen = _candidate("registry.b/m/x:1", "ClusterImageSetMirror/m")
+    assert reroute_reason(original, rejected, chosen) == rejected[0]["reason"]
+    # a CR ranking before the original: the original was never in the way
+    assert (
+        reroute_reason(original, [], chosen) == "ClusterImageSetMirror/m ranks before the original"
+    )
+    long = [{"image": original, "reason": "x" * 1000}]
+    assert len(reroute_reason(original, long, chosen)) == 256
 
 
 # --- pull secrets -------------------------------------------------------------------------

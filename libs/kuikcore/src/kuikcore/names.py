@@ -15,6 +15,7 @@ __all__ = [
     "CONFIG_MIRROR_ANNOTATION",
     "GROUP",
     "MIRROR_CLEANUP_FINALIZER",
+    "MODE_LABEL",
     "ORIGINAL_IMAGES_ANNOTATION",
     "OWNER_GROUP_LABEL",
     "OWNER_KIND_LABEL",
@@ -39,6 +40,8 @@ ORIGINAL_IMAGES_ANNOTATION = "kuik.enix.io/original-images"
 # kuik: why each rerouted container was rerouted, same keys, short texts (the `Rerouted` Event's
 # "why"; the webhook knows it at admission, the replicator writes the Event once the Pod exists).
 REROUTE_REASONS_ANNOTATION = "kuik.enix.io/reroute-reasons"
+# kuik: Namespace label overriding the webhook's `webhook.mode` (`enforce` or `audit`).
+MODE_LABEL = "kuik.enix.io/mode"
 # Static (mirror) pods carry this annotation; kuik never touches them.
 CONFIG_MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +39,7 @@ from kuikcore.api.models import (
     Resource,
 )
 from kuikcore.cluster import ClusterSource
+from kuikcore.mode import Mode, ModeChoice, mode_for
 from kuikcore.observe import HotLogger, LogLine, closed
 from kuikcore.pods import PodContainer
 from kuikcore.reference import InvalidReference, parse
@@ -86,6 +87,25 @@ class _Outcome:
     stale_jobs: list[StaleMirror] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class _Change:
+    image: str
+    pull_secret: str | None
+    reason: str
+
+
+_REASON_LIMIT = 256
+
+
+def reroute_reason(original: str, rejected: Sequence[Mapping[str, str]], choice: Candidate) -> str:
+    """Why a container left its original image, in a few words for the Pod's
+    `kuik.enix.io/reroute-reasons` annotation (and the `Rerouted` Event the replicator writes)."""
+    why = next((r["reason"] for r in rejected if r.get("image") == original), None)
+    if why is None:  # the original was never in the way: a routing CR ranks before it
+        why = f"{choice.alternative.source} ranks before the original"
+    return why if len(why) <= _REASON_LIMIT else why[: _REASON_LIMIT - 3] + "..."
+
+
 def _pod_label(request: AdmissionRequest, namespace: str) -> str:
     obj = request.object if isinstance(request.object, Mapping) else {}
     found = obj.get("metadata")
@@ -114,8 +134,13 @@ class AdmissionHandler:
         options: RoutingOptions,
         *,
         deadline: float,
+        mode: Mode = Mode.ENFORCE,
+        namespace_labels: Callable[[str], Mapping[str, str] | None] | None = None,
     ) -> None:
         self.cluster = cluster
+        self.mode = mode
+        self.namespace_labels = namespace_labels or (lambda _namespace: None)
+        self._mode_problems: set[str] = set()
         self.chooser = chooser
         self.secrets = secrets
         self.reporter = reporter
@@ -155,10 +180,11 @@ class AdmissionHandler:
 
     async def _handle(self, request: AdmissionRequest, started: float) -> Answer:
         operation = self.metrics.operation(request.operation)
+        audit = self._mode(request).mode is Mode.AUDIT
         # An identical admission answered from memory needs no deadline: nothing to wait for.
         key = (
             self.memo.key(request, self._stamp())
-            if self._routable(request) and self.cluster.synced
+            if self._routable(request) and self.cluster.synced and not audit
             else None
         )
         memo = self.memo.get(key)
@@ -168,7 +194,10 @@ class AdmissionHandler:
             try:
                 async with asyncio.timeout(self.deadline):
                     outcome = await self._admit(
-                        request, started + max(self.deadline - _RESERVE, self.deadline / 2), key
+                        request,
+                        started + max(self.deadline - _RESERVE, self.deadline / 2),
+                        key,
+                        audit=audit,
                     )
             except Exception as exc:
                 outcome = self._failed(request, exc, started)
@@ -226,6 +255,21 @@ class AdmissionHandler:
 
     # --- the admission ----------------------------------------------------------------------
 
+    def _mode(self, request: AdmissionRequest) -> ModeChoice:
+        """This request's mode: its Namespace's label, else the config's."""
+        choice = mode_for(self.mode, self.namespace_labels(request.namespace))
+        if choice.problem is not None and len(self._mode_problems) < _MAX_CHILDREN:
+            said = f"{request.namespace}\0{choice.problem}"
+            if said not in self._mode_problems:  # once per namespace and value, not per Pod
+                self._mode_problems.add(said)
+                log.warning(
+                    "namespace mode label ignored",
+                    namespace=request.namespace,
+                    error=choice.problem,
+                    mode=choice.mode.value,
+                )
+        return choice
+
     def resources(self, namespace: str) -> list[Resource]:
         """The routing CRs that may apply to a Pod of `namespace`."""
         store = self.cluster.store
@@ -244,9 +288,17 @@ class AdmissionHandler:
         )
 
     async def _admit(
-        self, request: AdmissionRequest, choose_by: float, key: MemoKey | None
+        self,
+        request: AdmissionRequest,
+        choose_by: float,
+        key: MemoKey | None,
+        *,
+        audit: bool = False,
     ) -> _Outcome:
-        """The whole decision; `key` is the request's memory key (None: not to be remembered)."""
+        """The whole decision; `key` is the request's memory key (None: not to be remembered).
+
+        In audit mode the decision is the same, but nothing leaves it but a log line per
+        container it would reroute and a count: no patch, no pull-secret copy, no report."""
         if not self._routable(request):
             return _Outcome(result="skipped")  # not a Pod write kuik routes: leave it alone
         namespace = request.namespace
@@ -265,16 +317,24 @@ class AdmissionHandler:
         pod: Mapping[str, Any] = request.object
         images: list[tuple[PodContainer, str]] = []
         pull_secrets: list[str] = []
+        reasons: dict[str, str] = {}
         if plan.targets:
             decisions, found = await self._choose(request, plan, outcome, choose_by)
             for target, decision in zip(plan.targets, decisions, strict=True):
-                change = await self._apply(request, plan, target, decision, found, outcome)
+                change = await self._apply(
+                    request, plan, target, decision, found, outcome, audit=audit
+                )
                 if change is not None:
-                    images.append((target.container, change[0]))
-                    if change[1] is not None:
-                        pull_secrets.append(change[1])
-        outcome.patch = build_patch(pod, images, plan.annotation, pull_secrets)
-        outcome.result = "rerouted" if images else "unchanged"
+                    images.append((target.container, change.image))
+                    reasons[target.container.key] = change.reason
+                    if change.pull_secret is not None:
+                        pull_secrets.append(change.pull_secret)
+        result = "rerouted" if images else "unchanged"
+        if audit:
+            self.metrics.audit_decisions.labels(result=result).inc()
+            return _Outcome(result="audited", warnings=outcome.warnings)
+        outcome.patch = build_patch(pod, images, plan.annotation, pull_secrets, reasons)
+        outcome.result = result
         if key is not None and (outcome.memo_until is not None or not plan.targets):
             outcome.template = ResponseTemplate.of(patch=outcome.patch, warnings=outcome.warnings)
             self._remember(key, plan, outcome)
@@ -378,9 +438,13 @@ class AdmissionHandler:
         decision: Decision,
         found: Mapping[SecretRef, Mapping[str, Any]],
         outcome: _Outcome,
-    ) -> tuple[str, str | None] | None:
-        """(new image, pull secret to list) for a rerouted container, else None."""
-        if not request.dry_run:
+        *,
+        audit: bool = False,
+    ) -> _Change | None:
+        """The change for a rerouted container, else None. Nothing is written in the cluster
+        for a dry run or in audit mode."""
+        quiet = request.dry_run or audit
+        if not quiet:
             self._report_stale(decision, outcome)
         choice = decision.choice
         if choice is None or choice.is_original:
@@ -391,7 +455,7 @@ class AdmissionHandler:
         if secret_name is not None and ref is not None and ref.namespace != plan.namespace:
             if owner is None:  # pragma: no cover - routing gives every CR alternative its owner
                 return None
-            if not request.dry_run:
+            if not quiet:
                 try:
                     await self.secrets.ensure_copy(found[ref], plan.namespace, secret_name, owner)
                 except Exception as exc:
@@ -407,23 +471,27 @@ class AdmissionHandler:
                     )
                     return None
         original = target.route.image
+        rejected = decision.rejected()
+        fields: dict[str, Any] = {
+            "pod": _pod_label(request, plan.namespace),
+            "container": target.container.key,
+            "original": original,
+            "image": choice.image,
+            "source": choice.alternative.source,
+            "reason": decision.reason,
+            "rejected": rejected,
+            "dry_run": request.dry_run,
+        }
+        if audit:  # said, never done: no reroute counted, no line to replay
+            self.log.write(self.log.prepare("would reroute image", **fields, mode="audit"))
+            return _Change(choice.image, secret_name, "")
         counter = self._reroute_counter(original, choice.image)
         counter.inc()
-        line = self.log.prepare(
-            "rerouting image",
-            pod=_pod_label(request, plan.namespace),
-            container=target.container.key,
-            original=original,
-            image=choice.image,
-            source=choice.alternative.source,
-            reason=decision.reason,
-            rejected=decision.rejected(),
-            dry_run=request.dry_run,
-        )
+        line = self.log.prepare("rerouting image", **fields)
         self.log.write(line)
         outcome.lines.append(line)
         outcome.reroutes.append(counter)
-        return choice.image, secret_name
+        return _Change(choice.image, secret_name, reroute_reason(original, rejected, choice))
 
     def _reroute_counter(self, original: str, image: str) -> Any:
         """The `reroutes_total` child for these two images' registries (parsing costs)."""

@@ -8,11 +8,12 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from kuikcore.observe import NAMESPACE, HostLabels, closed
 
-__all__ = ["OPERATIONS", "RESULTS", "WebhookMetrics"]
+__all__ = ["AUDIT_RESULTS", "OPERATIONS", "RESULTS", "WebhookMetrics"]
 
 OPERATIONS = frozenset({"CREATE", "UPDATE", "DELETE", "CONNECT"})
 """The AdmissionReview operations; any other `operation` text is counted as `other`."""
-RESULTS = frozenset({"rerouted", "unchanged", "skipped", "error", "malformed"})
+RESULTS = frozenset({"rerouted", "unchanged", "skipped", "error", "malformed", "audited"})
+AUDIT_RESULTS = frozenset({"rerouted", "unchanged"})
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 _CHECK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
@@ -24,7 +25,9 @@ class WebhookMetrics:
 
     `result` of an admission: `rerouted` (at least one image changed), `unchanged` (looked at,
     nothing to change, annotation aside), `skipped` (not ours: mirror pod, skip selectors, not a
-    Pod), `error` (an internal error: admitted unchanged with a warning), `malformed` (HTTP 400).
+    Pod), `error` (an internal error: admitted unchanged with a warning), `malformed` (HTTP 400),
+    `audited` (audit mode: decided, not patched; `audit_decisions_total{result}` says what the
+    decision was: `rerouted` or `unchanged`).
 
     Label values from input are bounded (`kuikcore.observe.labels`): `operation` is one of
     `OPERATIONS`, `unknown` (malformed body) or `other`; registry hosts go through `hosts`.
@@ -64,6 +67,13 @@ class WebhookMetrics:
             "handler_failures", "Admissions the handler failed on, answered allowed and unpatched.",
             **common,
         )  # fmt: skip
+        self.audit_decisions = Counter(
+            "audit_decisions", "Admissions decided in audit mode (nothing patched), by what "
+            "enforce mode would have done.",
+            labelnames=("result",), **common,
+        )  # fmt: skip
+        for result in AUDIT_RESULTS:
+            self.audit_decisions.labels(result=result)
         self.hosts = HostLabels()
         self.stale_mirror_reports = Counter(
             "stale_mirror_reports", "Mirrors found missing at admission and reported, by outcome.",

@@ -27,6 +27,7 @@ from kuik_webhook.review import AdmissionRequest, escape_pointer
 from kuikcore.api import ORIGINAL_IMAGES_ANNOTATION
 from kuikcore.api.models import Resource
 from kuikcore.filters import InvalidFilter
+from kuikcore.names import REROUTE_REASONS_ANNOTATION
 from kuikcore.pods import (
     SPEC_FIELDS,
     PodContainer,
@@ -36,6 +37,7 @@ from kuikcore.pods import (
     pod_annotations,
     pod_labels,
     read_containers,
+    reroute_reasons,
 )
 from kuikcore.routing import ContainerRoute, PodRoute, RoutingOptions, route_view
 
@@ -195,38 +197,37 @@ def build_patch(
     images: Sequence[tuple[PodContainer, str]],
     annotation: Mapping[str, str] | None,
     pull_secrets: Sequence[str] = (),
+    reasons: Mapping[str, str] | None = None,
 ) -> list[dict[str, Any]]:
-    """JSONPatch operations: new images, the annotation, pull secrets not yet listed."""
+    """JSONPatch operations: new images, the annotations, pull secrets not yet listed.
+
+    `reasons` (container key -> why it was rerouted) joins what the Pod already says in
+    `kuik.enix.io/reroute-reasons`; it is written only with the original-images annotation
+    (where metadata can be written at all)."""
     ops: list[dict[str, Any]] = [
         {"op": "replace", "path": image_path(container), "value": image}
         for container, image in images
     ]
     if annotation is not None:
-        value = encode_annotation(annotation)
+        written = {ORIGINAL_IMAGES_ANNOTATION: encode_annotation(annotation)}
+        if reasons:
+            merged = {**reroute_reasons(pod), **reasons}
+            written[REROUTE_REASONS_ANNOTATION] = encode_annotation(
+                {k: v for k, v in merged.items() if k in annotation}
+            )
         metadata = pod.get("metadata")
         if not isinstance(metadata, Mapping):
-            ops.append(
-                {
-                    "op": "add",
-                    "path": "/metadata",
-                    "value": {"annotations": {ORIGINAL_IMAGES_ANNOTATION: value}},
-                }
-            )
+            ops.append({"op": "add", "path": "/metadata", "value": {"annotations": written}})
         elif not isinstance(metadata.get("annotations"), Mapping):
-            ops.append(
-                {
-                    "op": "add",
-                    "path": "/metadata/annotations",
-                    "value": {ORIGINAL_IMAGES_ANNOTATION: value},
-                }
-            )
+            ops.append({"op": "add", "path": "/metadata/annotations", "value": written})
         else:
-            ops.append(
+            ops.extend(
                 {
                     "op": "add",
-                    "path": "/metadata/annotations/" + escape_pointer(ORIGINAL_IMAGES_ANNOTATION),
+                    "path": "/metadata/annotations/" + escape_pointer(name),
                     "value": value,
                 }
+                for name, value in written.items()
             )
     spec = pod.get("spec")
     listed = spec.get("imagePullSecrets") if isinstance(spec, Mapping) else None

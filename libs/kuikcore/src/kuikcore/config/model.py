@@ -28,6 +28,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from kuikcore.duration import format_duration, parse_duration
+from kuikcore.mode import Mode
 from kuikcore.selectors import InvalidSelector, parse_selector
 
 __all__ = [
@@ -526,6 +527,9 @@ class Webhook(_Model):
     deadline: PositiveDuration = timedelta(seconds=3)
     # How long the webhook trusts its own availability results (upstream: 1s, no credentials).
     cache_ttl: PositiveDuration = Field(default=timedelta(seconds=5), alias="cacheTTL")
+    # kuik: `audit` decides for every Pod and patches none (logged and counted); a Namespace
+    # label `kuik.enix.io/mode` overrides it per namespace (kuikcore.mode).
+    mode: Mode = Mode.ENFORCE
 
     @model_validator(mode="after")
     def _pair(self) -> Webhook:
