@@ -82,6 +82,7 @@ class PrometheusServer(ServerProcess):
         }
 
     def start(self) -> PrometheusServer:
+        self.workdir.mkdir(parents=True, exist_ok=True)
         config = self.workdir / "prometheus.yml"
         config.write_text(yaml.safe_dump(self.config(), sort_keys=False))
         log = (self.workdir / "prometheus.log").open("wb")
