@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests, benchmarks and demo run for real:
-# redis-server, docker-registry (distribution v2) and skopeo (benchmark baseline).
+# redis-server, docker-registry (distribution v2), skopeo (benchmark baseline) and prometheus
+# (the server and promtool, for the chart's alerts and dashboard tests).
 # With --docker (make install-docker, which make test runs): docker.io (dockerd, containerd,
 # runc, client), mmdebstrap and docker-compose (1.29), for the image and compose tests; large,
 # so only the targets that build images ask for them. With --bench (make bench): wrk.
@@ -12,8 +13,9 @@ declare -A binary_of=(
   [redis-server]=redis-server
   [docker-registry]=docker-registry
   [skopeo]=skopeo
+  [prometheus]=promtool
 )
-services=(docker-registry redis-server)
+services=(docker-registry redis-server prometheus)
 if [ "${1:-}" = "--docker" ]; then
   binary_of=(
     [docker.io]=dockerd
@@ -40,8 +42,8 @@ echo "kuik: installing Debian packages: ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-# The packages start a registry, a redis or a system dockerd (bridge, iptables) of their own;
-# tests start their own on private ports and sockets.
+# The packages start a registry, a redis, a prometheus or a system dockerd (bridge, iptables)
+# of their own; tests start their own on private ports and sockets.
 for svc in "${services[@]+"${services[@]}"}"; do
   (command -v service >/dev/null && service "$svc" stop >/dev/null 2>&1) || true
 done
