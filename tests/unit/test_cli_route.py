@@ -27,14 +27,17 @@ def test_documented_examples_as_json(example: str) -> None:
     )
     assert result.exit_code == 0, result.output
     expected = json.loads((DATA / example / "expected.json").read_text())
-    assert json.loads(result.stdout) == expected
+    document = json.loads(result.stdout)
+    assert document.pop("mode") == {"mode": "enforce", "source": "config webhook.mode"}
+    assert document == expected
 
 
 def test_text_output_lists_alternatives_and_sources() -> None:
     example = DATA / "team-and-global-mirror"
     result = run(str(example / "pod.yaml"), "--cluster", f"dir:{example / 'cluster'}")
     assert result.exit_code == 0, result.output
-    lines = result.stdout.splitlines()
+    mode, *lines = result.stdout.splitlines()
+    assert mode == "mode: enforce (config webhook.mode): the webhook patches the Pod"
     assert lines[0] == "container api: docker-registry.example.com/my-app/api:v2"
     assert lines[1].split() == [
         "1.",
@@ -187,3 +190,57 @@ def test_missing_cluster_directory(tmp_path: Path) -> None:
     result = run(str(write(tmp_path / "pod.yaml", POD)), "--cluster", f"dir:{tmp_path / 'missing'}")
     assert result.exit_code == 2
     assert "no such file or directory" in result.stderr
+
+
+def namespace(name: str, **labels: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}
+
+
+@pytest.mark.parametrize(
+    ("config_mode", "labels", "expected"),
+    [
+        (None, {}, ("enforce", "config webhook.mode")),
+        ("audit", {}, ("audit", "config webhook.mode")),
+        (
+            None,
+            {"kuik.enix.io/mode": "audit"},
+            ("audit", "namespace label kuik.enix.io/mode=audit"),
+        ),
+        (
+            "audit",
+            {"kuik.enix.io/mode": "enforce"},
+            ("enforce", "namespace label kuik.enix.io/mode=enforce"),
+        ),
+    ],
+)
+def test_the_mode_the_webhook_would_use(
+    tmp_path: Path, config_mode: str | None, labels: dict[str, str], expected: tuple[str, str]
+) -> None:
+    pod_file = write(tmp_path / "pod.yaml", pod("nginx:1.29", namespace="shop"))
+    cluster = tmp_path / "cluster"
+    write(
+        cluster / "ns.yaml",
+        namespace("shop", **labels),
+        namespace("other", **{"kuik.enix.io/mode": "audit"}),
+    )
+    args = [str(pod_file), "--cluster", f"dir:{cluster}"]
+    if config_mode is not None:
+        config = write(tmp_path / "config.yaml", {"webhook": {"mode": config_mode}})
+        args += ["--config", str(config)]
+    result = run(*args, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["mode"] == {"mode": expected[0], "source": expected[1]}
+    text = run(*args)
+    assert text.stdout.splitlines()[0].startswith(f"mode: {expected[0]} ({expected[1]})")
+
+
+def test_a_mode_label_that_is_no_mode_is_warned_about(tmp_path: Path) -> None:
+    pod_file = write(tmp_path / "pod.yaml", pod("nginx:1.29", namespace="shop"))
+    cluster = tmp_path / "cluster"
+    write(cluster / "ns.yaml", namespace("shop", **{"kuik.enix.io/mode": "dry-run"}))
+    result = run(str(pod_file), "--cluster", f"dir:{cluster}")
+    assert result.exit_code == 0, result.output
+    assert (
+        "namespace label kuik.enix.io/mode='dry-run' is not one of enforce, audit" in result.stderr
+    )
+    assert result.stdout.startswith("mode: enforce (config webhook.mode)")

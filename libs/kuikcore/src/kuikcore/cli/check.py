@@ -261,7 +261,11 @@ def chosen_index(results: list[CheckResult | None]) -> int | None:
 
 
 def print_checked_route(
-    route: Any, results: list[list[CheckResult | None]], health: Health, as_json: bool
+    route: Any,
+    results: list[list[CheckResult | None]],
+    health: Health,
+    as_json: bool,
+    mode: dict[str, str] | None = None,
 ) -> None:
     """Each alternative with its status; the first Available is what the webhook picks."""
     if as_json:
@@ -276,6 +280,8 @@ def print_checked_route(
             doc["chosen"] = None if chosen is None else doc["alternatives"][chosen]["image"]
             containers.append(doc)
         doc = {"containers": containers, "registries": _health_rows(health)}
+        if mode is not None:
+            doc = {"mode": mode, **doc}
         click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
         return
     for container, checks in zip(route.containers, results, strict=True):

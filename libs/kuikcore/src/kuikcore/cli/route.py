@@ -10,13 +10,18 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from kuikcore.api import GROUP, InvalidResource, Resource, parse_resource
 from kuikcore.manifests import InvalidManifest, Manifest, read_manifests
+from kuikcore.mode import Mode, ModeChoice, mode_for
+from kuikcore.pods import pod_namespace
 from kuikcore.routing import PodRoute, RoutingOptions, route_pod
+
+if TYPE_CHECKING:
+    from kuikcore.config import Config
 
 __all__ = ["command", "load_resources"]
 
@@ -67,12 +72,35 @@ def _cluster_resources(cluster: str | None) -> list[Resource]:
     return load_resources(read_manifests(location))
 
 
-def _options(config_path: Path | None) -> RoutingOptions:
+def _config(config_path: Path | None) -> Config | None:
     if config_path is None:
-        return RoutingOptions()
+        return None
     from kuikcore.config import load_config  # only when asked: keeps `kuik route` light
 
-    return RoutingOptions.from_config(load_config(config_path))
+    return load_config(config_path)
+
+
+def _namespace_labels(cluster: str | None, namespace: str) -> dict[str, str] | None:
+    """The Pod's Namespace labels from the `--cluster` manifests (None: no such document)."""
+    if cluster is None:
+        return None
+    for manifest in read_manifests(cluster.partition(":")[2]):
+        obj = manifest.obj
+        meta = obj.get("metadata") or {}
+        if obj.get("kind") == "Namespace" and meta.get("name") == namespace:
+            labels = meta.get("labels") or {}
+            return {str(k): str(v) for k, v in labels.items()}
+    return None
+
+
+def _mode(pod: dict[str, Any], cluster: str | None, config: Config | None) -> ModeChoice:
+    default = config.webhook.mode if config is not None else Mode.ENFORCE
+    return mode_for(default, _namespace_labels(cluster, pod_namespace(pod)))
+
+
+def _mode_line(choice: ModeChoice) -> str:
+    what = "patches the Pod" if choice.mode is Mode.ENFORCE else "patches nothing, logs and counts"
+    return f"mode: {choice.mode.value} ({choice.source}): the webhook {what}"
 
 
 def _print_text(route: PodRoute) -> None:
@@ -125,20 +153,28 @@ def command(
     try:
         pod = _load_pod(pod_file)
         resources = _cluster_resources(cluster)
-        options = _options(config_path)
+        config = _config(config_path)
+        options = RoutingOptions.from_config(config) if config else RoutingOptions()
+        mode = _mode(pod, cluster, config)
     except (InvalidManifest, ValueError) as exc:
         _fail(str(exc))
     route = route_pod(pod, resources, options)
     for problem in route.problems:
         click.echo(f"warning: skipping {problem}", err=True)
+    if mode.problem is not None:
+        click.echo(f"warning: {mode.problem}", err=True)
+    mode_doc = {"mode": mode.mode.value, "source": mode.source}
     if check:  # registry access lives with `kuik check` (kuikcore.cli.check)
         from kuikcore.cli.check import check_route, print_checked_route
 
         results, health = check_route(route, pod, cluster=cluster, config_path=config_path)
-        print_checked_route(route, results, health, as_json)
+        if not as_json:
+            click.echo(_mode_line(mode))
+        print_checked_route(route, results, health, as_json, mode_doc)
         return
     if as_json:
-        document = {"containers": [c.to_dict() for c in route.containers]}
+        document = {"mode": mode_doc, "containers": [c.to_dict() for c in route.containers]}
         click.echo(json.dumps(document, indent=2, ensure_ascii=False))
     else:
+        click.echo(_mode_line(mode))
         _print_text(route)
