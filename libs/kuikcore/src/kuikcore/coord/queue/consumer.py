@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Delivery", "Worker"]
 
-log = structlog.get_logger(__name__)
+# one logger name for the whole queue, as before it was split into modules
+log = structlog.get_logger("kuikcore.coord.queue")
 
 
 @dataclass(eq=False)

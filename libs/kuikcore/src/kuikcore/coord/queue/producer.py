@@ -32,7 +32,8 @@ from kuikcore.coord.queue.model import (
 
 __all__ = ["JobQueue"]
 
-log = structlog.get_logger(__name__)
+# one logger name for the whole queue, as before it was split into modules
+log = structlog.get_logger("kuikcore.coord.queue")
 
 _T = TypeVar("_T")
 
