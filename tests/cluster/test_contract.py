@@ -478,6 +478,43 @@ async def test_secrets_only_kuik_copies_cached_others_on_demand(world: World) ->
     await eventually(lambda: cluster.store.secrets_by_owner("u2") == [])
 
 
+async def test_both_backends_apply_the_same_secret(tmp_path: Path) -> None:
+    """Was: the local backend defaulted a copy's missing type to Opaque and its missing data
+    to empty, the Kubernetes backend kept the old ones: the same copy differed by backend.
+    Both now send `documents.secret_body`; this holds them to it, step by step."""
+    labels = {OWNER_UID_LABEL: "u1"}
+    bare = secret("apps", "kuik-bare", labels=labels)
+    del bare["type"], bare["data"]
+    typed = secret("apps", "kuik-typed", labels=labels, **{".dockerconfigjson": "e30="})
+    typed["type"] = "kubernetes.io/dockerconfigjson"
+    typed["metadata"]["annotations"] = {"note": "copied"}
+    untyped = copy.deepcopy(typed)  # the same copy given again without type or data
+    del untyped["type"], untyped["data"]
+    steps = [bare, typed, untyped]
+    server = await FakeApiServer().start()
+    worlds: list[KubernetesWorld | LocalWorld] = [KubernetesWorld(server)]
+    (tmp_path / "manifests").mkdir()
+    worlds.append(LocalWorld(tmp_path / "manifests"))
+    try:
+        clusters = [await world.open() for world in worlds]
+        for step in steps:
+            name = step["metadata"]["name"]
+            stored = [view(await c.apply_secret(copy.deepcopy(step))) for c in clusters]
+            assert stored[0] == stored[1], name
+
+            def cached_as_stored(name: str = name, wanted: JSON = stored[0]) -> bool:
+                cached = [c.store.secret("apps", name) for c in clusters]
+                return all(s is not None and view(s) == wanted for s in cached)
+
+            await eventually(cached_as_stored, what=f"{name} in both stores")
+        assert stored[0]["type"] == "Opaque"  # the last step: no type is Opaque, as on the server
+        assert stored[0].get("data") in (None, {})
+    finally:
+        for world in worlds:
+            await world.close()
+        await server.stop()
+
+
 async def test_invalid_resource_reported_without_stopping(world: World) -> None:
     bad = cism("bad", mirror())
     bad["spec"]["priority"] = "urgent"

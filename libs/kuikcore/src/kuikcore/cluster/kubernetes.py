@@ -27,6 +27,7 @@ import structlog
 
 from kuikcore.api import OWNER_UID_LABEL, parse_resource
 from kuikcore.cluster.bounded import BOUNDED_LISTS, DEFAULT_BUDGET, Overflow, bound_status
+from kuikcore.cluster.documents import secret_body
 from kuikcore.cluster.events import EventDeduplicator, build_event, regards
 from kuikcore.cluster.informer import Informer, InformerSettings, ListFunction
 from kuikcore.cluster.interface import (
@@ -44,7 +45,12 @@ from kuikcore.cluster.interface import (
 from kuikcore.cluster.k8sclient import k8s, k8s_config
 from kuikcore.cluster.kinds import ALL_KINDS, WatchedKind, watched_kind
 from kuikcore.cluster.kubeconfig import CredentialRefresher
-from kuikcore.cluster.patch import finalizers_after, merge_patch_between, status_after
+from kuikcore.cluster.patch import (
+    FinalizerEdit,
+    FinalizerWrites,
+    merge_patch_between,
+    status_after,
+)
 from kuikcore.cluster.store import Store
 
 __all__ = ["KubernetesCluster", "api_client_from_environment"]
@@ -104,7 +110,7 @@ async def api_client_from_environment() -> k8s.ApiClient:
     return _PlainJsonApiClient(configuration)
 
 
-class KubernetesCluster:
+class KubernetesCluster(FinalizerWrites):
     """`ClusterSource` over a Kubernetes API server (see module docstring)."""
 
     def __init__(
@@ -344,25 +350,14 @@ class KubernetesCluster:
         # stored version's models for unchanged status entries, the omitted entries put back
         return self._store.parse(kind, result)
 
-    async def _set_finalizer(
-        self, kind: str, namespace: str, name: str, finalizer: str, present: bool
-    ) -> bool:
-        changed = False
-
+    async def _write_finalizers(
+        self, kind: str, namespace: str, name: str, edit: FinalizerEdit
+    ) -> None:
         def change(current: JSON) -> JSON | None:
-            nonlocal changed
-            finalizers = finalizers_after(current["metadata"], finalizer, present)
-            changed = finalizers is not None
+            finalizers = edit(current["metadata"])
             return None if finalizers is None else {"metadata": {"finalizers": finalizers or None}}
 
         await self._read_modify_write(kind, namespace, name, change, status=False)
-        return changed
-
-    async def add_finalizer(self, kind: str, namespace: str, name: str, finalizer: str) -> bool:
-        return await self._set_finalizer(kind, namespace, name, finalizer, True)
-
-    async def remove_finalizer(self, kind: str, namespace: str, name: str, finalizer: str) -> bool:
-        return await self._set_finalizer(kind, namespace, name, finalizer, False)
 
     # ------------------------------------------------------------------ Secrets
 
@@ -396,22 +391,9 @@ class KubernetesCluster:
         return secret
 
     async def apply_secret(self, secret: JSON) -> JSON:
-        meta = secret.get("metadata") or {}
-        namespace, name = meta.get("namespace"), meta.get("name")
-        if not namespace or not name:
-            raise ValueError("apply_secret: metadata.namespace and metadata.name are required")
+        body = secret_body(secret)
+        namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
         self._secret_cache.pop((namespace, name), None)
-        body: JSON = {
-            "apiVersion": "v1",
-            "kind": SECRET,
-            "metadata": {"name": name, "namespace": namespace},
-        }
-        for field in ("labels", "annotations"):
-            if meta.get(field):
-                body["metadata"][field] = dict(meta[field])
-        for field in ("type", "data"):
-            if field in secret:
-                body[field] = secret[field]
         what = f"Secret {namespace}/{name}"
         # the informer's copy first (kuik's copies are the labelled Secrets it watches): an
         # admission that finds it up to date writes nothing
@@ -568,21 +550,23 @@ def _transient(error: _ApiError) -> bool:
 
 
 def _secret_after(current: JSON, body: JSON) -> JSON | None:
-    """`current` with the type, data, labels and annotations `body` sets; None when they are
-    already so."""
+    """`current` with the type, data, labels and annotations `body` (a `secret_body`) sets;
+    None when they are already so. The server omits empty data and defaults the type, so
+    those compare as the body's defaults."""
     wanted = copy.deepcopy(current)
     wanted["metadata"].update(body["metadata"])
-    for field in ("type", "data"):
-        if field in body:
-            wanted[field] = body[field]
+    if (current.get("type") or "Opaque") != body["type"]:
+        wanted["type"] = body["type"]
+    if (current.get("data") or {}) != body["data"]:
+        wanted["data"] = body["data"]
     return None if wanted == current else wanted
 
 
 def _must_recreate(current: JSON, body: JSON) -> bool:
     """ValidateSecretUpdate: `type` is immutable, so is an `immutable: true` Secret's data."""
-    if (current.get("type") or "Opaque") != (body.get("type") or current.get("type") or "Opaque"):
+    if (current.get("type") or "Opaque") != body["type"]:
         return True
-    return bool(current.get("immutable")) and "data" in body and body["data"] != current.get("data")
+    return bool(current.get("immutable")) and body["data"] != (current.get("data") or {})
 
 
 def _uid_of(obj: Any) -> str | None:

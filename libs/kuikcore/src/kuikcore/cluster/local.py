@@ -24,13 +24,9 @@ finalizer is removed.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import copy
 import hashlib
-import json
 import socket
-import uuid
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,8 +36,21 @@ from typing import Any
 import structlog
 import watchfiles
 
-from kuikcore.api import OWNER_UID_LABEL, parse_resource
+from kuikcore.api import parse_resource
 from kuikcore.api.prune import prune_unknown_fields
+from kuikcore.cluster.documents import (
+    ManifestDoc,
+    compose_pod,
+    compose_resource,
+    compose_secret,
+    held_deletion,
+    kuik_owned,
+    manifest_key,
+    object_uid,
+    secret_body,
+    stamp_overlay,
+    timestamp,
+)
 from kuikcore.cluster.events import EventDeduplicator, build_event, regards
 from kuikcore.cluster.interface import (
     POD,
@@ -55,116 +64,25 @@ from kuikcore.cluster.interface import (
     StatusMutator,
 )
 from kuikcore.cluster.kinds import ALL_KINDS, watched_kind
-from kuikcore.cluster.patch import finalizers_after, json_copy, status_after
+from kuikcore.cluster.patch import FinalizerEdit, FinalizerWrites, status_after
 from kuikcore.cluster.statedir import CLUSTER_SCOPE_DIR, StateDir
 from kuikcore.cluster.store import Store
 from kuikcore.manifests import InvalidManifest, Manifest, manifest_files, read_manifests
 
-__all__ = ["DEFAULT_STATE_DIR", "LocalCluster", "compose_resource"]
+__all__ = ["DEFAULT_STATE_DIR", "LocalCluster"]
 
 log = structlog.get_logger("kuikcore.cluster")
 
 JSON = dict[str, Any]
 DEFAULT_STATE_DIR = ".kuik"
-_UID_NAMESPACE = uuid.UUID("6f0d5c1e-7c3a-4d0e-9a57-6b75696b2e6c")  # fixed: uids stable everywhere
-_DEFAULT_PHASE = "Running"
-
-
-def _timestamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _uid(key: ObjectKey) -> str:
-    return str(uuid.uuid5(_UID_NAMESPACE, f"{key.kind}/{key.namespace}/{key.name}"))
-
-
-def _with_version(obj: JSON) -> JSON:
-    meta = obj["metadata"]
-    meta.pop("resourceVersion", None)
-    digest = hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
-    meta["resourceVersion"] = digest[:16]
-    return obj
-
-
-@dataclass(frozen=True, slots=True)
-class _Doc:
-    raw: JSON
-    file: str
-    index: int
-    mtime: str
 
 
 @dataclass
 class _Snapshot:
-    docs: dict[ObjectKey, _Doc] = field(default_factory=dict)
+    docs: dict[ObjectKey, ManifestDoc] = field(default_factory=dict)
     problems: list[InvalidDocument] = field(default_factory=list)
     overlays: dict[ObjectKey, JSON] = field(default_factory=dict)
     state_secrets: dict[tuple[str, str], JSON] = field(default_factory=dict)
-
-
-def _base(doc: _Doc, key: ObjectKey) -> JSON:
-    obj = copy.deepcopy(doc.raw)
-    meta = obj.setdefault("metadata", {})
-    if key.namespace:
-        meta["namespace"] = key.namespace
-    else:
-        meta.pop("namespace", None)
-    meta["uid"] = _uid(key)
-    meta.setdefault("creationTimestamp", doc.mtime)
-    for server_owned in ("resourceVersion", "generation", "deletionTimestamp", "managedFields"):
-        meta.pop(server_owned, None)
-    return obj
-
-
-def compose_pod(doc: _Doc, key: ObjectKey) -> JSON:
-    obj = _base(doc, key)
-    found = obj.get("status")
-    status: JSON = found if isinstance(found, dict) else {}
-    obj["status"] = {**status, "phase": status.get("phase") or _DEFAULT_PHASE}
-    return _with_version(obj)
-
-
-def compose_secret(raw: JSON, key: ObjectKey, mtime: str) -> JSON:
-    obj = _base(_Doc(raw, "", 0, mtime), key)
-    string_data = obj.pop("stringData", None) or {}
-    data = dict(obj.get("data") or {})
-    for name, value in string_data.items():
-        data[name] = base64.b64encode(str(value).encode()).decode()
-    obj["data"] = data
-    obj.setdefault("type", "Opaque")
-    return _with_version(obj)
-
-
-def compose_resource(key: ObjectKey, doc: _Doc | None, overlay: JSON | None) -> JSON | None:
-    """A kuik resource as the store shows it: the user's document with kuik's writes merged
-    over it (status, finalizers), or the deletion-pending remains when the document is gone."""
-    overlay = overlay or {}
-    overlay_meta = overlay.get("metadata") or {}
-    finalizers = list(overlay_meta.get("finalizers") or [])
-    if doc is None:
-        if not finalizers or "spec" not in overlay:
-            return None
-        info = watched_kind(key.kind)
-        meta: JSON = {"name": key.name, "uid": _uid(key)}
-        if key.namespace:
-            meta["namespace"] = key.namespace
-        if overlay_meta.get("creationTimestamp"):
-            meta["creationTimestamp"] = overlay_meta["creationTimestamp"]
-        obj: JSON = {"apiVersion": info.api_version, "kind": key.kind, "metadata": meta}
-        obj["spec"] = copy.deepcopy(overlay["spec"])
-        meta["deletionTimestamp"] = overlay_meta.get("deletionTimestamp") or _timestamp(
-            datetime.now(UTC)
-        )
-    else:
-        obj = _base(doc, key)
-        obj.pop("status", None)  # status comes only from what kuik wrote, as with a real CRD
-    if finalizers:
-        obj["metadata"]["finalizers"] = finalizers
-    else:
-        obj["metadata"].pop("finalizers", None)
-    if overlay.get("status"):
-        obj["status"] = json_copy(overlay["status"])
-    return _with_version(obj)
 
 
 def _pruned(manifest: Manifest) -> Manifest:
@@ -184,7 +102,7 @@ def _pruned(manifest: Manifest) -> Manifest:
     return Manifest(manifest.file, manifest.index, obj)
 
 
-class LocalCluster:
+class LocalCluster(FinalizerWrites):
     """`ClusterSource` over a directory of manifests (see module docstring)."""
 
     def __init__(
@@ -363,7 +281,7 @@ class LocalCluster:
             stat = file.stat()
         except FileNotFoundError:
             return "", []
-        mtime = _timestamp(datetime.fromtimestamp(stat.st_mtime, UTC))
+        mtime = timestamp(datetime.fromtimestamp(stat.st_mtime, UTC))
         stamp = (stat.st_mtime_ns, stat.st_size)
         cached = self._file_cache.get(file)
         if cached is not None and cached[0] == stamp:
@@ -415,38 +333,23 @@ class LocalCluster:
         return snapshot
 
     def _take(self, snapshot: _Snapshot, manifest: Manifest, mtime: str) -> None:
-        raw = manifest.obj
-        kind = raw.get("kind")
-        if not isinstance(kind, str) or (kind not in self._kinds and kind != SECRET):
-            # other kinds (Deployments, ConfigMaps...) are not kuik's business; Secrets are
-            # always read, for `get_secret`, even when not published to the store
+        key = manifest_key(manifest, self._kinds)
+        if key is None:
+            return  # other kinds (Deployments, ConfigMaps...) are not kuik's business
+        if isinstance(key, InvalidDocument):
+            snapshot.problems.append(key)
             return
-        found = raw.get("metadata")
-        meta: JSON = found if isinstance(found, dict) else {}
-        name = meta.get("name")
-        problem = None
-        if not isinstance(name, str) or not name:
-            problem = "metadata.name is required"
-        elif kind in (POD, SECRET) and raw.get("apiVersion") != "v1":
-            problem = f"apiVersion must be v1 for {kind}"
-        if problem is not None:
-            snapshot.problems.append(
-                InvalidDocument(str(manifest.file), manifest.index, kind, str(name or ""), problem)
-            )
-            return
-        namespace = (meta.get("namespace") or "default") if watched_kind(kind).namespaced else ""
-        key = ObjectKey(kind, str(namespace), str(name))
         first = snapshot.docs.get(key)
         if first is not None:
             reason = f"duplicate of {first.file} (document {first.index}); the first one is used"
             snapshot.problems.append(
-                InvalidDocument(str(manifest.file), manifest.index, kind, key.name, reason)
+                InvalidDocument(str(manifest.file), manifest.index, key.kind, key.name, reason)
             )
             return
-        snapshot.docs[key] = _Doc(raw, str(manifest.file), manifest.index, mtime)
+        snapshot.docs[key] = ManifestDoc(manifest.obj, str(manifest.file), manifest.index, mtime)
 
     def _tidy_overlays(
-        self, docs: dict[ObjectKey, _Doc], overlays: dict[ObjectKey, JSON]
+        self, docs: dict[ObjectKey, ManifestDoc], overlays: dict[ObjectKey, JSON]
     ) -> dict[ObjectKey, JSON]:
         """Apply deletion rules to what kuik wrote about resources whose documents are gone
         (called with the state lock held): mark held deletions, drop the rest."""
@@ -464,9 +367,9 @@ class LocalCluster:
                 if meta.pop("deletionTimestamp", None) is not None and record:  # put back
                     self.state.write(path, overlay)
                 kept[key] = overlay
-            elif meta.get("finalizers") and "spec" in overlay:
+            elif held_deletion(overlay):
                 if not meta.get("deletionTimestamp"):
-                    meta["deletionTimestamp"] = _timestamp(datetime.now(UTC))
+                    meta["deletionTimestamp"] = timestamp(datetime.now(UTC))
                     if record:
                         self.state.write(path, overlay)
                 kept[key] = overlay
@@ -504,9 +407,7 @@ class LocalCluster:
 
     def _visible(self, key: ObjectKey, obj: JSON) -> bool:
         """Like the Kubernetes backend's informers: only kuik-owned Secrets are cached."""
-        return key.kind != SECRET or OWNER_UID_LABEL in (
-            (obj.get("metadata") or {}).get("labels") or {}
-        )
+        return key.kind != SECRET or kuik_owned(obj)
 
     def _publish(self) -> None:
         for kind in sorted(self._kinds):
@@ -561,16 +462,7 @@ class LocalCluster:
                         raise NotFoundError(f"{key} not found in {self.root}")
                     if not change(overlay, current):
                         return overlay
-                    meta = overlay.setdefault("metadata", {})
-                    meta.update(name=key.name, uid=_uid(key))
-                    if key.namespace:
-                        meta["namespace"] = key.namespace
-                    overlay["apiVersion"], overlay["kind"] = current["apiVersion"], key.kind
-                    overlay["spec"] = current.get("spec", {})  # what a held deletion keeps
-                    if meta.get("creationTimestamp") is None and current["metadata"].get(
-                        "creationTimestamp"
-                    ):
-                        meta["creationTimestamp"] = current["metadata"]["creationTimestamp"]
+                    meta = stamp_overlay(overlay, key, current)["metadata"]
                     if doc is None and not meta.get("finalizers"):
                         self.state.remove(path)  # last finalizer gone: the deletion completes
                         return None
@@ -601,28 +493,16 @@ class LocalCluster:
             raise NotFoundError(f"{key} is not valid or not present: see problems()")
         return resource
 
-    async def _set_finalizer(
-        self, kind: str, namespace: str, name: str, finalizer: str, present: bool
-    ) -> bool:
-        key = self._resource_key(kind, namespace, name)
-        changed = False
-
+    async def _write_finalizers(
+        self, kind: str, namespace: str, name: str, edit: FinalizerEdit
+    ) -> None:
         def change(overlay: JSON, current: JSON) -> bool:
-            nonlocal changed
-            finalizers = finalizers_after(current["metadata"], finalizer, present)
-            changed = finalizers is not None
+            finalizers = edit(current["metadata"])
             if finalizers is not None:
                 overlay.setdefault("metadata", {})["finalizers"] = finalizers
-            return changed
+            return finalizers is not None
 
-        await self._rewrite_overlay(key, change)
-        return changed
-
-    async def add_finalizer(self, kind: str, namespace: str, name: str, finalizer: str) -> bool:
-        return await self._set_finalizer(kind, namespace, name, finalizer, True)
-
-    async def remove_finalizer(self, kind: str, namespace: str, name: str, finalizer: str) -> bool:
-        return await self._set_finalizer(kind, namespace, name, finalizer, False)
+        await self._rewrite_overlay(self._resource_key(kind, namespace, name), change)
 
     # ------------------------------------------------------------------ Secrets
 
@@ -630,21 +510,9 @@ class LocalCluster:
         return self._compose(ObjectKey(SECRET, namespace, name))
 
     async def apply_secret(self, secret: JSON) -> JSON:
-        meta = secret.get("metadata") or {}
-        namespace, name = meta.get("namespace"), meta.get("name")
-        if not namespace or not name:
-            raise ValueError("apply_secret: metadata.namespace and metadata.name are required")
+        body = secret_body(secret)
+        namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
         key = ObjectKey(SECRET, namespace, name)
-        body: JSON = {
-            "apiVersion": "v1",
-            "kind": SECRET,
-            "metadata": {"name": name, "namespace": namespace},
-        }
-        for part in ("labels", "annotations"):
-            if meta.get(part):
-                body["metadata"][part] = dict(meta[part])
-        body["type"] = secret.get("type", "Opaque")
-        body["data"] = dict(secret.get("data") or {})
         async with self._lock:
 
             def write() -> None:
@@ -653,7 +521,7 @@ class LocalCluster:
                     previous = (self.state.read(path) or {}).get("metadata") or {}
                     body["metadata"]["creationTimestamp"] = previous.get(
                         "creationTimestamp"
-                    ) or _timestamp(datetime.now(UTC))
+                    ) or timestamp(datetime.now(UTC))
                     self.state.write(path, body, private=True)
 
             await asyncio.to_thread(write)
@@ -692,7 +560,7 @@ class LocalCluster:
         if not self._dedup.admit(regarding, type, reason, note):
             return
         current = self._store.get(regarding)
-        uid = _uid(regarding) if current is not None else None
+        uid = object_uid(regarding) if current is not None else None
         now = datetime.now(UTC)
         event = build_event(
             regarding,

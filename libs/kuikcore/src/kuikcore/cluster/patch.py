@@ -1,14 +1,26 @@
 """Pure edits that writes are made of: merge patches (RFC 7386) between two documents, for
-minimal status writes, and finalizer list edits."""
+minimal status writes, and finalizer list edits (with `FinalizerWrites`, the add/remove
+methods both backends share)."""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from kuikcore.api import parse_resource
 
-__all__ = ["finalizers_after", "json_copy", "merge_patch_between", "status_after"]
+#: Given an object's metadata, its new finalizer list (None: leave it).
+FinalizerEdit = Callable[[Mapping[str, Any]], list[str] | None]
+
+__all__ = [
+    "FinalizerEdit",
+    "FinalizerWrites",
+    "finalizers_after",
+    "json_copy",
+    "merge_patch_between",
+    "status_after",
+]
 
 
 def merge_patch_between(old: Any, new: Any) -> Any:
@@ -44,6 +56,38 @@ def finalizers_after(meta: Mapping[str, Any], finalizer: str, present: bool) -> 
     if (finalizer in finalizers) == present or (present and meta.get("deletionTimestamp")):
         return None
     return [*finalizers, finalizer] if present else [f for f in finalizers if f != finalizer]
+
+
+class FinalizerWrites(ABC):
+    """`add_finalizer` and `remove_finalizer` of `ClusterSource`, written once over
+    `finalizers_after`: a backend supplies only `_write_finalizers`, its read-modify-write."""
+
+    @abstractmethod
+    async def _write_finalizers(
+        self, kind: str, namespace: str, name: str, edit: FinalizerEdit
+    ) -> None:
+        """Read-modify-write the object's finalizers: `edit(metadata)` gives the new list, or
+        None to write nothing; re-run on the fresh object after a conflict."""
+
+    async def _set_finalizer(
+        self, kind: str, namespace: str, name: str, finalizer: str, present: bool
+    ) -> bool:
+        changed = False
+
+        def edit(meta: Mapping[str, Any]) -> list[str] | None:
+            nonlocal changed
+            finalizers = finalizers_after(meta, finalizer, present)
+            changed = finalizers is not None
+            return finalizers
+
+        await self._write_finalizers(kind, namespace, name, edit)
+        return changed
+
+    async def add_finalizer(self, kind: str, namespace: str, name: str, finalizer: str) -> bool:
+        return await self._set_finalizer(kind, namespace, name, finalizer, True)
+
+    async def remove_finalizer(self, kind: str, namespace: str, name: str, finalizer: str) -> bool:
+        return await self._set_finalizer(kind, namespace, name, finalizer, False)
 
 
 def json_copy(value: Any) -> Any:
