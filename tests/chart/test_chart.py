@@ -528,10 +528,13 @@ def test_rbac_is_least_privilege(defaults: Rendered) -> None:
     assert (writers, deleters) == ({"webhook"}, {"webhook", "replicator"})
     for verb in ("create", "update", "patch", "delete"):
         assert not _allows(rules["monitor"], "", "secrets", verb)
-    # The cluster id is the kube-system Namespace's UID: that one Namespace, read only.
-    for service in ("webhook", "replicator"):
-        [rule] = [r for r in rules[service] if "namespaces" in r["resources"]]
-        assert (rule["resourceNames"], rule["verbs"]) == (["kube-system"], ["get"])
+    # The cluster id is the kube-system Namespace's UID: that one Namespace, read only. The
+    # webhook reads every Namespace's labels (the mode label), and writes none.
+    [rule] = [r for r in rules["replicator"] if "namespaces" in r["resources"]]
+    assert (rule["resourceNames"], rule["verbs"]) == (["kube-system"], ["get"])
+    [rule] = [r for r in rules["webhook"] if "namespaces" in r["resources"]]
+    assert "resourceNames" not in rule
+    assert rule["verbs"] == ["get", "list", "watch"]
     # Status: the replicator owns (C)ISM status and finalizers, the monitor CISA status.
     assert _allows(rules["replicator"], "kuik.enix.io", "clusterimagesetmirrors/status", "patch")
     assert _allows(rules["replicator"], "kuik.enix.io", "clusterreplicatedimagesets", "patch")

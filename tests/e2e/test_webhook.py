@@ -33,6 +33,8 @@ from kuikcore.api import ORIGINAL_IMAGES_ANNOTATION, AvailabilityStatus
 from kuikcore.cluster.local import LocalCluster
 from kuikcore.coord import AvailabilityBoard, JobQueue, connect
 from kuikcore.mirroring import CopyJob, queue_name
+from kuikcore.names import MODE_LABEL
+from kuikcore.names import REROUTE_REASONS_ANNOTATION as REASONS
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -746,5 +748,106 @@ def test_identical_admissions_follow_routing_changes(
             lambda: images(hook.admit(obj)[1]) == {"web": f"{source.host}/n/memo-cr/app:1"},
             timeout=20,
         )
+    finally:
+        hook.stop()
+
+
+# --- audit mode -------------------------------------------------------------------------------
+
+
+def namespace(name: str, mode: str | None) -> JSON:
+    labels = {MODE_LABEL: mode} if mode is not None else {}
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}
+
+
+def _state_files(hook: Webhook) -> set[str]:
+    return {str(p) for p in (hook.cluster / ".kuik").rglob("*") if p.is_file()}
+
+
+def test_audit_namespace_patches_nothing_and_says_every_decision(
+    shared: Webhook, source: RegistryServer, mirror: RegistryServer
+) -> None:
+    """A Namespace labelled audit: every decision is made, logged and counted, no Pod is
+    patched and nothing is written in the cluster; relabelled enforce, Pods are patched again."""
+    push(mirror, "m/audit/app", "1", "audit")
+    original = f"{source.host}/audit/app:1"
+    shared.write("ns-audit.yaml", namespace("audit-ns", "audit"))
+    wait_until(
+        "the Namespace label seen",
+        lambda: "patch" not in shared.admit(user_pod("audit-ns", {"c": original}))[0],
+    )
+    audited = shared.metric("kube_image_keeper_webhook_admissions_total", result="audited")
+    would = shared.metric("kube_image_keeper_webhook_audit_decisions_total", result="rerouted")
+    reroutes = shared.metric("kube_image_keeper_webhook_reroutes_total")
+    files = _state_files(shared)
+    names = []
+    for _ in range(5):
+        sent = user_pod("audit-ns", {"c": original})
+        names.append(sent["metadata"]["name"])
+        response, out = shared.admit(sent)
+        assert "patch" not in response
+        assert out == sent
+    assert _state_files(shared) == files  # no pull-secret copy, nothing else
+    after = shared.metric("kube_image_keeper_webhook_admissions_total", result="audited")
+    assert after - audited == 5
+    assert (
+        shared.metric("kube_image_keeper_webhook_audit_decisions_total", result="rerouted") - would
+        == 5
+    )
+    assert shared.metric("kube_image_keeper_webhook_reroutes_total") == reroutes
+    wait_until(
+        "five would-reroute lines",
+        lambda: (
+            {
+                e["pod"].rpartition("/")[2]
+                for e in shared.logs()
+                if e.get("event") == "would reroute image"
+            }
+            >= set(names)
+        ),
+        timeout=5,
+    )
+    line = next(
+        e
+        for e in shared.logs()
+        if e.get("event") == "would reroute image" and e["pod"].endswith(names[0])
+    )
+    assert line["mode"] == "audit"
+    assert line["original"] == original
+    assert line["image"] == f"{mirror.host}/m/audit/app:1"
+    assert not any(
+        e.get("event") == "rerouting image" and e["pod"].rpartition("/")[2] in names
+        for e in shared.logs()
+    )
+    shared.write("ns-audit.yaml", namespace("audit-ns", "enforce"))
+    wait_until(
+        "the new label seen",
+        lambda: "patch" in shared.admit(user_pod("audit-ns", {"c": original}))[0],
+    )
+    _, out = shared.admit(user_pod("audit-ns", {"c": original}))
+    assert images(out) == {"c": f"{mirror.host}/m/audit/app:1"}
+    assert REASONS in out["metadata"]["annotations"]
+
+
+def test_audit_by_config_and_a_namespace_that_opts_in(
+    tmp_path: Path, ca: trustme.CA, source: RegistryServer, mirror: RegistryServer
+) -> None:
+    push(mirror, "m/cfg/app", "1", "cfg")
+    original = f"{source.host}/cfg/app:1"
+    hook = Webhook(tmp_path, ca)
+    cluster_docs(hook, mirror)
+    hook.write("ns.yaml", namespace("rolled-out", "enforce"), namespace("bad", "dry-run"))
+    hook.start(base_config(mirror, mode="audit"))
+    try:
+        response, _ = hook.admit(user_pod("anywhere", {"c": original}))
+        assert "patch" not in response
+        response, _ = hook.admit(user_pod("bad", {"c": original}))  # not a mode: the config's
+        assert "patch" not in response
+        _, out = hook.admit(user_pod("rolled-out", {"c": original}))
+        assert images(out) == {"c": f"{mirror.host}/m/cfg/app:1"}
+        reasons = json.loads(out["metadata"]["annotations"][REASONS])
+        assert reasons["c"].startswith("NotFound")
+        warning = hook.log_event("namespace mode label ignored")
+        assert warning["namespace"] == "bad"
     finally:
         hook.stop()

@@ -15,6 +15,7 @@ import trustme
 from kuik_testing import RegistryServer
 from kuik_testing.apiserver import FakeApiServer
 from kuik_testing.objects import docker_secret
+from kuikcore.names import MODE_LABEL
 from tests.chart.roles import chart_role
 from tests.e2e.test_webhook import (  # the servers are module fixtures of their own here
     PASSWORD,
@@ -25,8 +26,10 @@ from tests.e2e.test_webhook import (  # the servers are module fixtures of their
     images,
     mirror,
     mirror_set,
+    namespace,
     push,
     user_pod,
+    wait_until,
 )
 
 pytestmark = pytest.mark.timeout(120)
@@ -44,11 +47,9 @@ async def test_routes_from_the_api_and_copies_the_secret_into_it(
     secret = docker_secret(
         "kuik-system", "mirror-creds", mirror.host, USER, PASSWORD, string_data=True
     )
-    secret["data"] = {
-        k: base64.b64encode(v.encode()).decode() for k, v in secret.pop("stringData").items()
-    }
-    apiserver.create(secret)
+    apiserver.create(secret)  # stringData: the API server writes it into data
     apiserver.create(mirror_set("to-b", mirror.host))
+    apiserver.create(namespace("canary", "audit"))
     await asyncio.to_thread(push, mirror, "m/k8s/app", "1", "k8s")
     role = chart_role("webhook")
     apiserver.grant("webhook-token", role.user, role.rules)
@@ -76,5 +77,19 @@ async def test_routes_from_the_api_and_copies_the_secret_into_it(
         assert copy["metadata"]["labels"]["kuik.enix.io/owner-uid"] == owner["metadata"]["uid"]
         auths = json.loads(base64.b64decode(copy["data"][".dockerconfigjson"]))["auths"]
         assert mirror.host in auths
+        # a Namespace labelled audit (watched under the chart's role): decided, not patched
+        audited = user_pod("canary", {"c": f"{source.host}/k8s/app:1"})
+        response, out = await asyncio.to_thread(hook.admit, audited)
+        assert "patch" not in response
+        assert out == audited
+        apiserver.patch(
+            "v1", "Namespace", None, "canary", {"metadata": {"labels": {MODE_LABEL: "enforce"}}}
+        )
+
+        def patched() -> bool:
+            sent = user_pod("canary", {"c": f"{source.host}/k8s/app:1"})
+            return "patch" in hook.admit(sent)[0]
+
+        await asyncio.to_thread(wait_until, "the relabelled Namespace seen", patched, 10)
     finally:
         await asyncio.to_thread(hook.stop)

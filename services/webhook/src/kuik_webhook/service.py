@@ -24,7 +24,7 @@ from kuikcore.api.models import (
     ImageSetMirror,
     ReplicatedImageSet,
 )
-from kuikcore.cluster import SECRET, Change, ClusterSource
+from kuikcore.cluster import NAMESPACE, SECRET, Change, ClusterSource
 from kuikcore.cluster.open import open_cluster
 from kuikcore.coord import AvailabilityBoard, Coord, watch_health
 from kuikcore.health.keeper import HealthKeeper
@@ -38,6 +38,7 @@ __all__ = ["WATCHED_KINDS", "run"]
 
 WATCHED_KINDS = (
     SECRET,
+    NAMESPACE,  # for the mode label (kuikcore.mode)
     ClusterImageSetMirror.KIND,
     ImageSetMirror.KIND,
     ClusterReplicatedImageSet.KIND,
@@ -126,8 +127,10 @@ async def run(ctx: ServiceContext) -> None:
         metrics,
         RoutingOptions.from_config(config),
         deadline=config.webhook.deadline.total_seconds(),
+        mode=config.webhook.mode,
+        namespace_labels=lambda namespace: cluster.store.namespace_labels(namespace),
     )
-    routing_kinds = set(WATCHED_KINDS) - {SECRET}
+    routing_kinds = set(WATCHED_KINDS) - {SECRET, NAMESPACE}
 
     def on_change(change: Change) -> None:
         if change.key.kind in routing_kinds:

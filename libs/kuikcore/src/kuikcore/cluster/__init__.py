@@ -7,6 +7,7 @@ protocol and its `Store`, so they run unchanged on a cluster or on a manifest di
 from __future__ import annotations
 
 from kuikcore.cluster.interface import (
+    NAMESPACE,
     POD,
     SECRET,
     Change,
@@ -24,6 +25,7 @@ from kuikcore.cluster.interface import (
 from kuikcore.cluster.store import Store, slim_pod
 
 __all__ = [
+    "NAMESPACE",
     "POD",
     "SECRET",
     "Change",

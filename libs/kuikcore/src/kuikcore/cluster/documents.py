@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kuikcore.api import OWNER_UID_LABEL
-from kuikcore.cluster.interface import POD, SECRET, InvalidDocument, ObjectKey
+from kuikcore.cluster.interface import NAMESPACE, POD, SECRET, InvalidDocument, ObjectKey
 from kuikcore.cluster.kinds import watched_kind
 from kuikcore.cluster.patch import json_copy
 from kuikcore.manifests import Manifest
@@ -95,6 +95,11 @@ def compose_pod(doc: ManifestDoc, key: ObjectKey) -> JSON:
     status: JSON = found if isinstance(found, dict) else {}
     obj["status"] = {**status, "phase": status.get("phase") or DEFAULT_PHASE}
     return _with_version(obj)
+
+
+def compose_namespace(doc: ManifestDoc, key: ObjectKey) -> JSON:
+    """A Namespace as the store shows it (name and labels matter: the webhook's mode label)."""
+    return _with_version(_base(doc, key))
 
 
 def compose_secret(raw: JSON, key: ObjectKey, mtime: str) -> JSON:
@@ -180,7 +185,7 @@ def manifest_key(manifest: Manifest, kinds: Collection[str]) -> ObjectKey | Inva
     problem = None
     if not isinstance(name, str) or not name:
         problem = "metadata.name is required"
-    elif kind in (POD, SECRET) and raw.get("apiVersion") != "v1":
+    elif kind in (POD, SECRET, NAMESPACE) and raw.get("apiVersion") != "v1":
         problem = f"apiVersion must be v1 for {kind}"
     if problem is not None:
         return InvalidDocument(str(manifest.file), manifest.index, kind, str(name or ""), problem)

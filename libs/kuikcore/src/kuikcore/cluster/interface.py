@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from kuikcore.cluster.store import Store
 
 __all__ = [
+    "NAMESPACE",
     "POD",
     "SECRET",
     "Change",
@@ -32,6 +33,7 @@ __all__ = [
 
 POD = "Pod"
 SECRET = "Secret"
+NAMESPACE = "Namespace"  # watched by the webhook alone, for its mode label (kuikcore.mode)
 
 
 class ChangeType(StrEnum):

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kuikcore.api import GROUP, KINDS, VERSION
-from kuikcore.cluster.interface import POD, SECRET
+from kuikcore.cluster.interface import NAMESPACE, POD, SECRET
 
-__all__ = ["ALL_KINDS", "WATCHED", "WatchedKind", "watched_kind"]
+__all__ = ["DEFAULT_KINDS", "WATCHED", "WatchedKind", "watched_kind"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,12 +30,14 @@ class WatchedKind:
 WATCHED: dict[str, WatchedKind] = {
     POD: WatchedKind(POD, "", "v1", "pods", True),
     SECRET: WatchedKind(SECRET, "", "v1", "secrets", True),
+    NAMESPACE: WatchedKind(NAMESPACE, "", "v1", "namespaces", False),
     **{
         kind: WatchedKind(kind, GROUP, VERSION, info.plural, info.namespaced)
         for kind, info in KINDS.items()
     },
 }
-ALL_KINDS: tuple[str, ...] = tuple(WATCHED)
+DEFAULT_KINDS: tuple[str, ...] = tuple(kind for kind in WATCHED if kind != NAMESPACE)
+"""What a backend watches unless told otherwise: Namespaces only when asked (the webhook)."""
 
 
 def watched_kind(kind: str) -> WatchedKind:

@@ -31,6 +31,7 @@ from kuikcore.cluster.documents import secret_body
 from kuikcore.cluster.events import EventDeduplicator, build_event, regards
 from kuikcore.cluster.informer import Informer, InformerSettings, ListFunction
 from kuikcore.cluster.interface import (
+    NAMESPACE,
     POD,
     SECRET,
     ChangeCallback,
@@ -43,7 +44,7 @@ from kuikcore.cluster.interface import (
     StatusMutator,
 )
 from kuikcore.cluster.k8sclient import k8s, k8s_config
-from kuikcore.cluster.kinds import ALL_KINDS, WatchedKind, watched_kind
+from kuikcore.cluster.kinds import DEFAULT_KINDS, WatchedKind, watched_kind
 from kuikcore.cluster.kubeconfig import CredentialRefresher
 from kuikcore.cluster.patch import (
     FinalizerEdit,
@@ -118,7 +119,7 @@ class KubernetesCluster(FinalizerWrites):
         api_client: k8s.ApiClient,
         *,
         field_manager: str = "kuik",
-        kinds: Collection[str] = ALL_KINDS,
+        kinds: Collection[str] = DEFAULT_KINDS,
         settings: InformerSettings | None = None,
         write_attempts: int = 8,
         transient_attempts: int = 5,
@@ -196,6 +197,8 @@ class KubernetesCluster(FinalizerWrites):
         elif info.kind == SECRET:
             list_function = self._core.list_secret_for_all_namespaces
             selector = OWNER_UID_LABEL  # kuik's copies only, never every Secret of the cluster
+        elif info.kind == NAMESPACE:
+            list_function = self._core.list_namespace
         else:
 
             def list_function(**kwargs: Any) -> Awaitable[aiohttp.ClientResponse]:

@@ -40,6 +40,7 @@ from kuikcore.api import parse_resource
 from kuikcore.api.prune import prune_unknown_fields
 from kuikcore.cluster.documents import (
     ManifestDoc,
+    compose_namespace,
     compose_pod,
     compose_resource,
     compose_secret,
@@ -53,6 +54,7 @@ from kuikcore.cluster.documents import (
 )
 from kuikcore.cluster.events import EventDeduplicator, build_event, regards
 from kuikcore.cluster.interface import (
+    NAMESPACE,
     POD,
     SECRET,
     ChangeCallback,
@@ -63,7 +65,7 @@ from kuikcore.cluster.interface import (
     ObjectKey,
     StatusMutator,
 )
-from kuikcore.cluster.kinds import ALL_KINDS, watched_kind
+from kuikcore.cluster.kinds import DEFAULT_KINDS, watched_kind
 from kuikcore.cluster.patch import FinalizerEdit, FinalizerWrites, status_after
 from kuikcore.cluster.statedir import CLUSTER_SCOPE_DIR, StateDir
 from kuikcore.cluster.store import Store
@@ -111,7 +113,7 @@ class LocalCluster(FinalizerWrites):
         *,
         state_dir: str | Path | None = None,
         field_manager: str = "kuik",
-        kinds: Collection[str] = ALL_KINDS,
+        kinds: Collection[str] = DEFAULT_KINDS,
         event_dedup_window: float = 600.0,
         max_events: int = 1000,
         read_only: bool = False,
@@ -390,6 +392,8 @@ class LocalCluster(FinalizerWrites):
             composed = compose_pod(doc, key)
             self._pod_cache[key] = (doc.raw, doc.mtime, composed)
             return composed
+        if key.kind == NAMESPACE:
+            return compose_namespace(doc, key) if doc is not None else None
         if key.kind == SECRET:
             state = self._snapshot.state_secrets.get((key.namespace, key.name))
             if state is not None:  # written by kuik, with its own creationTimestamp
@@ -401,7 +405,7 @@ class LocalCluster(FinalizerWrites):
         keys = {k for k in self._snapshot.docs if k.kind == kind}
         if kind == SECRET:
             keys |= {ObjectKey(SECRET, ns, name) for ns, name in self._snapshot.state_secrets}
-        elif kind != POD:
+        elif kind not in (POD, NAMESPACE):
             keys |= {k for k in self._snapshot.overlays if k.kind == kind}
         return keys
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from kuikcore.cluster.informer import InformerSettings
 from kuikcore.cluster.interface import ClusterSource
-from kuikcore.cluster.kinds import ALL_KINDS
+from kuikcore.cluster.kinds import DEFAULT_KINDS
 
 __all__ = ["LOCAL_PREFIX", "open_cluster"]
 
@@ -18,7 +18,7 @@ async def open_cluster(
     spec: str,
     *,
     field_manager: str = "kuik",
-    kinds: Collection[str] = ALL_KINDS,
+    kinds: Collection[str] = DEFAULT_KINDS,
     state_dir: str | Path | None = None,
     settings: InformerSettings | None = None,
     read_only: bool = False,

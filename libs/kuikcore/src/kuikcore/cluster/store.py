@@ -17,6 +17,7 @@ import structlog
 from kuikcore.api import OWNER_UID_LABEL
 from kuikcore.cluster.bounded import Overflow
 from kuikcore.cluster.interface import (
+    NAMESPACE,
     POD,
     SECRET,
     Change,
@@ -114,6 +115,14 @@ def clean_secret(secret: JSON) -> JSON:
     return out
 
 
+def slim_namespace(namespace: JSON) -> JSON:
+    """A Namespace as kuik reads it: its name and labels (the webhook's mode label)."""
+    meta = namespace.get("metadata") or {}
+    slim_meta: JSON = {k: meta[k] for k in ("name", "uid", "resourceVersion") if meta.get(k)}
+    slim_meta["labels"] = _interned(meta.get("labels"))
+    return {"apiVersion": "v1", "kind": NAMESPACE, "metadata": slim_meta}
+
+
 def object_key(kind: str, raw: JSON) -> ObjectKey:
     meta = raw.get("metadata") or {}
     return ObjectKey(kind, meta.get("namespace") or "", meta.get("name") or "")
@@ -186,6 +195,11 @@ class Store:
     def pod(self, namespace: str, name: str) -> JSON | None:
         pod: JSON | None = self._objects.get(POD, {}).get((namespace, name))
         return pod
+
+    def namespace_labels(self, name: str) -> dict[str, str] | None:
+        """A watched Namespace's labels; None when Namespaces are not watched or it is unknown."""
+        namespace: JSON | None = self._objects.get(NAMESPACE, {}).get(("", name))
+        return None if namespace is None else namespace["metadata"]["labels"]
 
     def pods_by_image(self, image: str) -> list[JSON]:
         """Pods whose containers (or recorded originals) use `image`, compared normalised,
@@ -322,6 +336,8 @@ class Store:
             return slim_pod(raw)
         if kind == SECRET:
             return clean_secret(raw)
+        if kind == NAMESPACE:
+            return slim_namespace(raw)
         return raw
 
     def parse(self, kind: str, raw: JSON) -> Any:
@@ -345,6 +361,8 @@ class Store:
             return slim_pod(raw)
         if kind == SECRET:
             return clean_secret(raw)
+        if kind == NAMESPACE:
+            return slim_namespace(raw)
         if self._parse_resource is None:
             raise ValueError(f"the store was not given a parser for {kind}")
         meta = {k: v for k, v in (raw.get("metadata") or {}).items() if k != "managedFields"}
