@@ -65,3 +65,21 @@ def test_an_upward_import_breaks_the_contract(tmp_path: Path, module: str, upwar
     assert done.returncode == 1, done.stdout
     assert f"kuikcore.{module.replace('/', '.')} -> {upward}" in done.stdout
     assert "BROKEN" in done.stdout
+
+
+def test_the_architecture_diagram_is_the_contract() -> None:
+    """docs/architecture.md's layer diagram lists the contract's layers, top to bottom, so the
+    picture a newcomer reads cannot drift from what `make lint` enforces."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    [contract] = [
+        c for c in config["tool"]["importlinter"]["contracts"] if c["id"] == "kuikcore-layers"
+    ]
+    text = (ROOT / "docs/architecture.md").read_text()
+    section = text[text.index("### Layers") :]
+    block = section[section.index("```\n") + 4 : section.index("\n```", section.index("```\n") + 4)]
+    drawn = [line.split("   ")[0].strip() for line in block.splitlines() if line.strip()]
+    wanted = [
+        " : ".join(part.strip().removeprefix("kuikcore.") for part in layer.split(":"))
+        for layer in contract["layers"]
+    ]
+    assert drawn == wanted

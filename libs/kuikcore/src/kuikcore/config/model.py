@@ -29,6 +29,7 @@ from pydantic.alias_generators import to_camel
 
 from kuikcore.duration import format_duration, parse_duration
 from kuikcore.mode import Mode
+from kuikcore.redis_url import parse_redis_url
 from kuikcore.selectors import InvalidSelector, parse_selector
 
 __all__ = [
@@ -444,7 +445,7 @@ class Redis(_Model):
     """The coordination store. No URL: services that can run without Redis do so.
 
     Everything else about the connection (TLS options, Sentinel, timeouts) is written in the URL,
-    which `kuikcore.coord` parses; the separate keys exist so secrets can come from their own
+    which `kuikcore.redis_url` parses; the separate keys exist so secrets can come from their own
     environment variables and a CA bundle from a mounted file.
     """
 
@@ -458,9 +459,6 @@ class Redis(_Model):
     @classmethod
     def _parseable(cls, value: str | None) -> str | None:
         if value is not None:
-            # Lazy: the coordination package pulls in redis-py, which `kuik` commands rarely need.
-            from kuikcore.coord.settings import parse_redis_url
-
             parse_redis_url(value)  # InvalidRedisURL: its message never holds the password
         return value
 

@@ -39,8 +39,8 @@ from kuikcore.coord.queue import (
 )
 from kuikcore.coord.ratelimit import RateDecision, RateLimit, RateLimiter
 from kuikcore.coord.semaphore import Semaphore
-from kuikcore.coord.settings import RedisSettings, parse_redis_url, redact_url
 from kuikcore.coord.usage import UsageRecords
+from kuikcore.redis_url import RedisSettings, parse_redis_url, redact_url
 
 __all__ = [
     "DEFAULT_PREFIX",

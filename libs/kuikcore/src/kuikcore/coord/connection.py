@@ -21,7 +21,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from kuikcore.coord.errors import ConsumerGroupLost
 from kuikcore.coord.keys import DEFAULT_PREFIX, KeySpace
-from kuikcore.coord.settings import RedisSettings, parse_redis_url
+from kuikcore.redis_url import RedisSettings, parse_redis_url
 
 __all__ = ["Coord", "connect", "default_identity"]
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from kuikcore.redis_url import InvalidRedisURL
+
 __all__ = [
     "ConsumerGroupLost",
     "CoordError",
@@ -15,15 +17,6 @@ __all__ = [
 
 class CoordError(Exception):
     """Base class of every error `kuikcore.coord` raises on its own account."""
-
-
-class InvalidRedisURL(CoordError, ValueError):
-    """A Redis URL or connection option that cannot work; the message never holds the password."""
-
-    def __init__(self, url: str, reason: str) -> None:
-        super().__init__(f"invalid Redis URL {url!r}: {reason}")
-        self.url = url
-        self.reason = reason
 
 
 class ConsumerGroupLost(CoordError):

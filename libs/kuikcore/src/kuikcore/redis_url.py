@@ -1,5 +1,8 @@
 """Redis connection settings parsed from one URL, as pure data (no I/O), so every form is unit-tested.
 
+A leaf: the operator config validates `redis.url` with it without loading redis-py, and
+`kuikcore.coord` connects with what it returns.
+
 Accepted forms:
 
 - ``redis://[[user]:password@]host[:port][/db]`` and ``rediss://...`` (TLS);
@@ -17,9 +20,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from urllib.parse import parse_qsl, quote, unquote
 
-from kuikcore.coord.errors import InvalidRedisURL
+__all__ = ["InvalidRedisURL", "RedisSettings", "parse_redis_url", "redact_url"]
 
-__all__ = ["RedisSettings", "parse_redis_url", "redact_url"]
+
+class InvalidRedisURL(ValueError):
+    """A Redis URL or connection option that cannot work; the message never holds the password."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"invalid Redis URL {url!r}: {reason}")
+        self.url = url
+        self.reason = reason
+
 
 DEFAULT_PORT = 6379
 DEFAULT_SENTINEL_PORT = 26379
