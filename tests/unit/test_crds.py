@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import copy
-import re
 import functools
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any

@@ -41,9 +41,9 @@ _OBJECT_FIELDS = {
     "metadata": {"type": "object"},
 }
 
-_AGE = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
+_AGE: dict[str, Any] = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
 # the Ready condition (kuikcore.api.conditions), before Age on every kind; its reason in -o wide
-_READY = [
+_READY: list[dict[str, Any]] = [
     {
         "name": "Ready",
         "type": "string",
@@ -60,13 +60,13 @@ _READY = [
 ]
 CATEGORIES = ["kuik"]
 """`kubectl get kuik` lists every kuik resource."""
-_PRIORITY = {
+_PRIORITY: dict[str, Any] = {
     "name": "Priority",
     "type": "integer",
     "jsonPath": ".spec.priority",
     "description": "CR priority: negative values are tried before the original image",
 }
-_MIRROR_COLUMNS = [
+_MIRROR_COLUMNS: list[dict[str, Any]] = [
     _PRIORITY,
     {
         "name": "Mirrors",
@@ -95,7 +95,7 @@ _MIRROR_COLUMNS = [
     *_READY,
     _AGE,
 ]
-_REPLICATED_COLUMNS = [
+_REPLICATED_COLUMNS: list[dict[str, Any]] = [
     _PRIORITY,
     {
         "name": "Upstreams",

@@ -10,7 +10,9 @@ What a cluster adds to a manifest is filled in deterministically so that several
 sharing a directory agree: `uid` is derived from kind/namespace/name, `resourceVersion` is
 a hash of the content (so a re-read of unchanged files reports nothing), a missing
 namespace is "default", a missing `creationTimestamp` is the file's modification time, and
-a Pod without `status.phase` is `Running`. There is no `generation`.
+a Pod without `status.phase` is `Running`. A kuik resource's `generation` is 1 until kuik
+writes to it, then the one it wrote for, plus one while the file's spec differs from the spec
+that write saw: a spec edit makes `observedGeneration` fall behind, as on a cluster.
 
 Unknown fields of a kuik resource are pruned, as the API server prunes them with the CRD's
 structural schema (one warning naming them all, per change of the file); a file that cannot be
@@ -158,6 +160,12 @@ def compose_resource(key: ObjectKey, doc: _Doc | None, overlay: JSON | None) -> 
     else:
         obj = _base(doc, key)
         obj.pop("status", None)  # status comes only from what kuik wrote, as with a real CRD
+    written = overlay_meta.get("generation")
+    if not isinstance(written, int):
+        obj["metadata"]["generation"] = 1
+    else:  # the spec of the last write is kept with it (see _rewrite_overlay)
+        edited = (overlay.get("spec") or {}) != (obj.get("spec") or {})
+        obj["metadata"]["generation"] = written + edited
     if finalizers:
         obj["metadata"]["finalizers"] = finalizers
     else:
@@ -562,7 +570,9 @@ class LocalCluster:
                     if not change(overlay, current):
                         return overlay
                     meta = overlay.setdefault("metadata", {})
-                    meta.update(name=key.name, uid=_uid(key))
+                    meta.update(
+                        name=key.name, uid=_uid(key), generation=current["metadata"]["generation"]
+                    )
                     if key.namespace:
                         meta["namespace"] = key.namespace
                     overlay["apiVersion"], overlay["kind"] = current["apiVersion"], key.kind
