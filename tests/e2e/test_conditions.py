@@ -229,7 +229,9 @@ async def test_conditions_in_local_mode_through_kuik_status(
         "metadata": {"name": "watch"},
         "spec": {"filter": {"include": [{"image": ".*"}]}},
     }
-    write("avail.yaml", avail)
+    bad_avail = {**avail, "metadata": {"name": "bad"}}
+    bad_avail["spec"] = {"filter": {"include": [{"label": "!!nope"}]}}
+    write("avail.yaml", avail, bad_avail)
     settings = config(
         tmp_path,
         redis,
@@ -252,6 +254,12 @@ async def test_conditions_in_local_mode_through_kuik_status(
         watch = await wait_for_condition(status_reader("cisa/watch", where), within=90)
         assert conditions(watch)["Ready"]["reason"] == "ImagesChecked"
         assert conditions(watch)["Degraded"]["status"] == "False"
+        bad = await wait_for_condition(status_reader("cisa/bad", where), "Degraded", within=30)
+        assert conditions(bad)["Ready"]["status"] == "False"
+        assert conditions(bad)["Ready"]["reason"] == "InvalidFilter"
+        assert (
+            "spec.filter.include[0].label: invalid selector" in conditions(bad)["Ready"]["message"]
+        )
 
         # the file's spec changes: generation 2, and Ready=True for 1 no longer counts
         write(

@@ -14,10 +14,15 @@ from kuikcore.api.conditions import (
     ConditionStatus,
     Reason,
     Wanted,
+    availability_conditions,
     condition_met,
     find_condition,
+    invalid_filter_conditions,
+    mirror_conditions,
+    replicated_conditions,
     set_condition,
     with_conditions,
+    with_derived_conditions,
 )
 
 T0 = datetime(2026, 12, 1, 10, 0, 0, tzinfo=UTC)
@@ -124,3 +129,116 @@ def test_condition_met_is_kubectl_waits_rule(
     resource: dict[str, Any], wanted: str, met: bool
 ) -> None:
     assert condition_met(resource, "Ready", wanted) is met
+
+
+def verdict(wanted: list[Wanted]) -> dict[str, tuple[str, str]]:
+    return {w.type: (w.status.value, w.reason.value) for w in wanted}
+
+
+def mirrors(*states: dict[str, Any], unused: bool = False) -> dict[str, Any]:
+    entry: dict[str, Any] = {"image": "src/app:1", "mirrors": list(states)}
+    if unused:
+        entry["unusedSince"] = "2026-12-01T09:00:00Z"
+    return entry
+
+
+def test_mirror_conditions_from_the_copies_of_images_in_use() -> None:
+    done = {"image": "m/app:1", "mirroredAt": "2026-12-01T09:00:00Z"}
+    queued = {"image": "n/app:1"}
+    failing = {"image": "n/app:1", "lastError": "push refused: 401 Unauthorized"}
+    assert verdict(mirror_conditions({})) == {
+        "Ready": ("True", "NoMatchingImages"),
+        "Degraded": ("False", "AsExpected"),
+    }
+    assert verdict(mirror_conditions({"matchingImages": [mirrors(done)]})) == {
+        "Ready": ("True", "Mirrored"),
+        "Degraded": ("False", "AsExpected"),
+    }
+    pending = mirror_conditions({"matchingImages": [mirrors(done, queued)]})
+    assert verdict(pending)["Ready"] == ("False", "CopiesPending")
+    assert pending[0].message == "1 of 2 image copies present; the others are queued for copy"
+    failed = mirror_conditions({"matchingImages": [mirrors(done, failing)]})
+    assert verdict(failed) == {
+        "Ready": ("False", "CopiesFailing"),
+        "Degraded": ("True", "CopiesFailing"),
+    }
+    assert failed[1].message.startswith(
+        "1 of 2 image copies failing, e.g. src/app:1 -> n/app:1: push refused: 401 Unauthorized."
+    )
+    # a copy that exists and whose refresh failed is no failure; unused images do not count
+    stale = {**done, "lastError": "timeout"}
+    assert (
+        verdict(mirror_conditions({"matchingImages": [mirrors(stale)]}))["Ready"][1] == "Mirrored"
+    )
+    unused = {"matchingImages": [mirrors(done), mirrors(failing, unused=True)]}
+    assert verdict(mirror_conditions(unused))["Degraded"] == ("False", "AsExpected")
+    long_error = {"image": "n/app:1", "lastError": "x" * 5000}
+    cut = mirror_conditions({"matchingImages": [mirrors(long_error)]})[0].message
+    assert "x" * 997 + "..." in cut
+    assert len(cut) < 1400
+
+
+def test_availability_conditions_from_the_checks_of_images_in_use() -> None:
+    def image(name: str, status: str | None, **extra: Any) -> dict[str, Any]:
+        entry: dict[str, Any] = {"image": name, **extra}
+        if status is not None:
+            entry["status"] = status
+        return entry
+
+    assert verdict(availability_conditions({"images": []}))["Ready"] == (
+        "True",
+        "NoMonitoredImages",
+    )
+    waiting = {"images": [image("a", "Available"), image("b", "Scheduled"), image("c", None)]}
+    assert verdict(availability_conditions(waiting)) == {
+        "Ready": ("False", "ChecksPending"),
+        "Degraded": ("False", "AsExpected"),
+    }
+    gone = {
+        "images": [
+            image("a", "Available"),
+            image("b", "NotFound", lastError="manifest unknown"),
+            image("c", "Unreachable", unusedSince="0001-01-01T01:00:00Z"),  # not in use
+        ]
+    }
+    judged = availability_conditions(gone)
+    assert verdict(judged) == {
+        "Ready": ("True", "ImagesChecked"),
+        "Degraded": ("True", "ImagesUnavailable"),
+    }
+    assert judged[0].message == "all 2 images in use checked, 1 unavailable"
+    assert judged[1].message.startswith(
+        "1 of 2 images in use cannot be pulled, e.g. b (NotFound: manifest unknown)."
+    )
+
+
+def test_replicated_and_invalid_filter_conditions() -> None:
+    assert verdict(replicated_conditions(2, [])) == {
+        "Ready": ("True", "Routing"),
+        "Degraded": ("False", "AsExpected"),
+    }
+    broken = replicated_conditions(
+        2, [("spec.upstreams[1].imageFilter.include[0]", "invalid regular expression '('")]
+    )
+    assert verdict(broken) == {
+        "Ready": ("False", "InvalidFilter"),
+        "Degraded": ("True", "InvalidFilter"),
+    }
+    assert broken[0].message == (
+        "spec.upstreams[1].imageFilter.include[0]: invalid regular expression '('. kuik ignores "
+        "what this filter covers until it is fixed: edit spec.upstreams[1].imageFilter.include[0]"
+    )
+    assert broken == invalid_filter_conditions(
+        "spec.upstreams[1].imageFilter.include[0]", "invalid regular expression '('"
+    )
+
+
+def test_derived_conditions_leave_an_invalid_filter_to_the_planning_write() -> None:
+    invalid = with_conditions(
+        {}, invalid_filter_conditions("spec.filter", "bad"), generation=2, now=T0
+    )
+    folded = with_derived_conditions(invalid, mirror_conditions, generation=None, now=T1)
+    assert folded == invalid  # a fold of copy results cannot lift it
+    replanned = with_derived_conditions(invalid, mirror_conditions, generation=3, now=T1)
+    assert find_condition(replanned["conditions"], READY)["reason"] == "NoMatchingImages"
+    assert replanned["observedGeneration"] == 3
