@@ -98,17 +98,10 @@ def config(tmp_path: Path, redis: RedisServer, prefix: str, **extra: Any) -> Pat
     return path
 
 
-@pytest.fixture
-def redis() -> Iterator[RedisServer]:
-    server = RedisServer().start()
-    yield server
-    server.cleanup()
-
-
 async def test_replicator_conditions_through_the_api(
     apiserver: FakeApiServer,
     tmp_path: Path,
-    redis: RedisServer,
+    redis_shared: RedisServer,
     source: RegistryServer,
     mirror: RegistryServer,
     locked: RegistryServer,
@@ -125,7 +118,7 @@ async def test_replicator_conditions_through_the_api(
     kubeconfig = apiserver.write_kubeconfig(tmp_path / "kubeconfig", token="replicator-token")
     process = ServiceProcess(
         "replicator",
-        ["--config", str(config(tmp_path, redis, "api:")), "--cluster", "kubernetes"],
+        ["--config", str(config(tmp_path, redis_shared, "cond-api:")), "--cluster", "kubernetes"],
         env={"KUBECONFIG": str(kubeconfig)},
         log_dir=tmp_path,
     ).start()
@@ -202,7 +195,7 @@ async def test_replicator_conditions_through_the_api(
 
 async def test_conditions_in_local_mode_through_kuik_status(
     tmp_path: Path,
-    redis: RedisServer,
+    redis_shared: RedisServer,
     source: RegistryServer,
     mirror: RegistryServer,
     locked: RegistryServer,
@@ -234,8 +227,8 @@ async def test_conditions_in_local_mode_through_kuik_status(
     write("avail.yaml", avail, bad_avail)
     settings = config(
         tmp_path,
-        redis,
-        "local:",
+        redis_shared,
+        "cond-local:",
         monitoring={"registries": {"default": {"interval": "2s", "maxPerInterval": 4}}},
     )
     where = f"dir:{cluster}"
