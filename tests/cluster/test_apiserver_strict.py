@@ -342,7 +342,9 @@ async def test_generation_moves_with_the_spec_and_the_deletion_mark_only(
     held by a finalizer (markAsDeleting); status writes, label edits and a status sent to the
     main endpoint (dropped) leave it alone. `observedGeneration` and `kubectl wait` rest on it."""
     path = f"{CISM_PATH}/m"
-    code, created = await send(apiserver, "POST", CISM_PATH, cism("m", finalizers=["x.io/y"]))
+    code, created = await send(
+        apiserver, "POST", CISM_PATH, cism("m", metadata={"finalizers": ["x.io/y"]})
+    )
     assert (code, created["metadata"]["generation"]) == (201, 1)
 
     async def generation_after(method: str, where: str, body: JSON) -> int:

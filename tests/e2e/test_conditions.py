@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from kuik_testing import RedisServer, RegistryServer, push_image, synthetic_image
+from kuik_testing import RedisServer, RegistryServer, objects, push_image, synthetic_image
 from kuik_testing.apiserver import FakeApiServer
 from kuik_testing.conditions import api_reader, status_reader, wait_for_condition
 from kuik_testing.processes import ServiceProcess, bin_path
@@ -26,10 +26,7 @@ from tests.chart.roles import chart_role
 
 pytestmark = pytest.mark.timeout(150)
 
-API = "kuik.enix.io/v1alpha1"
-CISM = "ClusterImageSetMirror"
-CRIS = "ClusterReplicatedImageSet"
-CISA = "ClusterImageSetAvailability"
+API, CISM, CRIS = objects.KUIK, objects.CISM, objects.CRIS
 JSON = dict[str, Any]
 
 
@@ -51,40 +48,15 @@ def conditions(obj: JSON) -> dict[str, JSON]:
 
 
 def cism(name: str, *mirrors: tuple[RegistryServer, str], **spec: Any) -> JSON:
-    return {
-        "apiVersion": API,
-        "kind": CISM,
-        "metadata": {"name": name},
-        "spec": {
-            "mirrors": [{"registry": r.host, "path": path} for r, path in mirrors],
-            "filter": {"include": [{"image": ".*"}]},
-            **spec,
-        },
-    }
-
-
-def pod(namespace: str, name: str, *images: str) -> JSON:
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {"containers": [{"name": f"c{i}", "image": im} for i, im in enumerate(images)]},
-    }
+    """A CISM of every image (unless `filter=`) to `(registry, path)` mirrors."""
+    spec.setdefault("filter", objects.all_images())
+    return objects.cism(name, *(objects.mirror(r.host, path) for r, path in mirrors), **spec)
 
 
 def cris(name: str, label: str) -> JSON:
-    return {
-        "apiVersion": API,
-        "kind": CRIS,
-        "metadata": {"name": name},
-        "spec": {
-            "filter": {"include": [{"label": label}]},
-            "upstreams": [
-                {"registry": "a.example", "path": "x"},
-                {"registry": "b.example", "path": "x"},
-            ],
-        },
-    }
+    """A CRIS of two upstreams for the Pods `label` selects."""
+    upstreams = (objects.upstream("a.example", "x"), objects.upstream("b.example", "x"))
+    return objects.cris(name, *upstreams, filter={"include": [{"label": label}]})
 
 
 def config(tmp_path: Path, redis: RedisServer, prefix: str, **extra: Any) -> Path:
@@ -109,7 +81,7 @@ async def test_replicator_conditions_through_the_api(
     image = f"{source.host}/cond/app:1"
     await asyncio.to_thread(push_image, source, "cond/app", "1", synthetic_image("cond"))
     apiserver.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kube-system"}})
-    apiserver.create(pod("apps", "web", image))
+    apiserver.create(objects.pod(image, namespace="apps", name="web"))
     apiserver.create(cism("all", (mirror, "c1")))
     apiserver.create(cris("routes", "app=web"))
     apiserver.create(cris("broken", "app in (web"))  # a selector the CRD lets through
@@ -211,19 +183,13 @@ async def test_conditions_in_local_mode_through_kuik_status(
         target.with_suffix(".tmp").write_text(yaml.safe_dump_all(docs))
         target.with_suffix(".tmp").rename(target)
 
-    write("pods.yaml", pod("apps", "web", present))
+    write("pods.yaml", objects.pod(present, namespace="apps", name="web"))
     write(
         "mirrors.yaml",
         cism("local", (mirror, "l1"), filter={"include": [{"image": ".*/local/app:.*"}]}),
     )
-    avail = {
-        "apiVersion": API,
-        "kind": CISA,
-        "metadata": {"name": "watch"},
-        "spec": {"filter": {"include": [{"image": ".*"}]}},
-    }
-    bad_avail = {**avail, "metadata": {"name": "bad"}}
-    bad_avail["spec"] = {"filter": {"include": [{"label": "!!nope"}]}}
+    avail = objects.cisa("watch", filter=objects.all_images())
+    bad_avail = objects.cisa("bad", filter={"include": [{"label": "!!nope"}]})
     write("avail.yaml", avail, bad_avail)
     settings = config(
         tmp_path,
@@ -272,7 +238,7 @@ async def test_conditions_in_local_mode_through_kuik_status(
         assert conditions(degraded)["Degraded"]["reason"] == "CopiesFailing"
 
         # an image that is gone: the monitor's CISA turns Degraded, saying which
-        write("pods.yaml", pod("apps", "web", present, missing))
+        write("pods.yaml", objects.pod(present, missing, namespace="apps", name="web"))
         unavailable = await wait_for_condition(
             status_reader("cisa/watch", where), "Degraded", within=90
         )

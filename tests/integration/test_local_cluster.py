@@ -365,7 +365,7 @@ async def test_generation_follows_spec_edits_against_the_last_write(
     """No API server counts edits here: a resource's generation is the one kuik last wrote
     status for, plus one while the file's spec differs from what that write saw."""
     root = tmp_path / "demo"
-    file = write(root / "m.yaml", cism("m", "a.example"))
+    file = write(root / "m.yaml", cism("m", mirror("a.example")))
     cluster: LocalCluster = await opened(root)
 
     def generation() -> int | None:
@@ -373,24 +373,26 @@ async def test_generation_follows_spec_edits_against_the_last_write(
         return None if found is None else found.metadata.generation
 
     await eventually(lambda: generation() == 1)
-    write(file, cism("m", "b.example"))  # edited before any write: still what kuik never saw
+    write(
+        file, cism("m", mirror("b.example"))
+    )  # edited before any write: still what kuik never saw
     await eventually(
         lambda: cluster.store.get(ObjectKey(CISM, "", "m")).spec.mirrors[0].registry == "b.example"
     )  # type: ignore[union-attr]
     assert generation() == 1
     written = await cluster.update_status(CISM, "", "m", lambda s: {**s, "imageCount": 0})
     assert written.metadata.generation == 1
-    write(file, cism("m", "c.example"))
+    write(file, cism("m", mirror("c.example")))
     await eventually(lambda: generation() == 2)
-    write(file, cism("m", "d.example"))  # a second edit before a write: still one ahead
+    write(file, cism("m", mirror("d.example")))  # a second edit before a write: still one ahead
     await eventually(
         lambda: cluster.store.get(ObjectKey(CISM, "", "m")).spec.mirrors[0].registry == "d.example"
     )  # type: ignore[union-attr]
     assert generation() == 2
-    write(file, cism("m", "b.example"))  # back to what the write saw
+    write(file, cism("m", mirror("b.example")))  # back to what the write saw
     await eventually(lambda: generation() == 1)
     await cluster.update_status(CISM, "", "m", lambda s: {**s, "imageCount": 1})
-    write(file, cism("m", "e.example"))
+    write(file, cism("m", mirror("e.example")))
     await eventually(lambda: generation() == 2)
     await cluster.update_status(CISM, "", "m", lambda s: {**s, "imageCount": 2})
     assert generation() == 2

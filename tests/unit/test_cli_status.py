@@ -119,18 +119,20 @@ def test_render_shows_conditions_and_marks_stale_ones() -> None:
         "message": "no image copy is failing",
     }
     mirror = parse_resource(
-        {
-            "apiVersion": "kuik.enix.io/v1alpha1",
-            "kind": "ClusterImageSetMirror",
-            "metadata": {"name": "all", "generation": 2},
-            "status": {"observedGeneration": 2, "conditions": [ready, degraded]},
-        }
+        objects.resource(
+            "ClusterImageSetMirror",
+            "all",
+            metadata={"generation": 2},
+            status={"observedGeneration": 2, "conditions": [ready, degraded]},
+        )
     )
-    routing = resource(
-        "ReplicatedImageSet",
-        "r",
-        "apps",
-        status={"conditions": [{**ready, "reason": "Routing", "message": "routes to 2"}]},
+    routing = parse_resource(
+        objects.resource(
+            "ReplicatedImageSet",
+            "r",
+            namespace="apps",
+            status={"conditions": [{**ready, "reason": "Routing", "message": "routes to 2"}]},
+        )
     )
     console = Console(record=True, width=300)
     render([mirror, routing], console)
