@@ -538,6 +538,9 @@ def test_rbac_is_least_privilege(defaults: Rendered) -> None:
     # Status: the replicator owns (C)ISM status and finalizers, the monitor CISA status.
     assert _allows(rules["replicator"], "kuik.enix.io", "clusterimagesetmirrors/status", "patch")
     assert _allows(rules["replicator"], "kuik.enix.io", "clusterreplicatedimagesets", "patch")
+    for kind in ("clusterreplicatedimagesets", "replicatedimagesets"):  # their conditions
+        assert _allows(rules["replicator"], "kuik.enix.io", f"{kind}/status", "patch")
+        assert not _allows(rules["monitor"], "kuik.enix.io", f"{kind}/status", "patch")
     assert not _allows(
         rules["replicator"], "kuik.enix.io", "clusterimagesetavailabilities/status", "patch"
     )

@@ -332,3 +332,35 @@ async def test_not_found_already_exists_and_conflict_name_the_group_resource(
     assert body["message"].startswith(
         'Operation cannot be fulfilled on clusterimagesetmirrors.kuik.enix.io "c": '
     )
+
+
+async def test_generation_moves_with_the_spec_and_the_deletion_mark_only(
+    apiserver: FakeApiServer,
+) -> None:
+    """kube-apiserver's rules for a CRD with a status subresource: `generation` starts at 1,
+    goes up when anything but metadata and status changes, and once more when a deletion is
+    held by a finalizer (markAsDeleting); status writes, label edits and a status sent to the
+    main endpoint (dropped) leave it alone. `observedGeneration` and `kubectl wait` rest on it."""
+    path = f"{CISM_PATH}/m"
+    code, created = await send(
+        apiserver, "POST", CISM_PATH, cism("m", metadata={"finalizers": ["x.io/y"]})
+    )
+    assert (code, created["metadata"]["generation"]) == (201, 1)
+
+    async def generation_after(method: str, where: str, body: JSON) -> int:
+        code, obj = await send(apiserver, method, where, body)
+        assert code == 200, obj
+        return int(obj["metadata"]["generation"])
+
+    assert await generation_after("PATCH", f"{path}/status", {"status": {"imageCount": 3}}) == 1
+    assert await generation_after("PATCH", path, {"metadata": {"labels": {"a": "b"}}}) == 1
+    assert await generation_after("PATCH", path, {"status": {"imageCount": 9}}) == 1
+    stored = apiserver.get("kuik.enix.io/v1alpha1", "ClusterImageSetMirror", None, "m")
+    assert stored is not None
+    assert stored["status"] == {"imageCount": 3}  # the main endpoint ignores status
+    assert await generation_after("PATCH", path, {"spec": {"priority": 2}}) == 2
+    assert await generation_after("PATCH", path, {"spec": {"priority": 2}}) == 2  # no change
+    code, held = await send(apiserver, "DELETE", path)
+    assert (code, held["metadata"]["generation"]) == (200, 3)
+    code, again = await send(apiserver, "DELETE", path)
+    assert (code, again["metadata"]["generation"]) == (200, 3)  # marked once

@@ -550,7 +550,12 @@ def test_redis_restart_loses_no_job_and_invalid_filter_is_isolated(
             pair = (f"{source.host}/rr/{name}:1", f"{mirror.host}/m7/rr/{name}:1")
             env.wait(name, lambda: bool(env.mirrors("all").get(pair, {}).get("mirroredAt")))  # noqa: B023
         assert all(p.running() for p in env.processes)
-        assert env.status("bad") == {}
+        bad_status = env.status("bad")  # nothing planned for it; its conditions say why
+        assert "matchingImages" not in bad_status
+        assert {c["type"]: (c["status"], c["reason"]) for c in bad_status["conditions"]} == {
+            "Ready": ("False", "InvalidFilter"),
+            "Degraded": ("True", "InvalidFilter"),
+        }
     finally:
         env.stop()
 

@@ -357,3 +357,45 @@ async def test_event_files_are_bounded(tmp_path: Path, opened: Callable[..., Any
     assert len(events) <= 20 + 50  # pruned every 50 writes down to the newest 20
     assert events[-1]["note"] == "round 119"
     assert "round 0" not in {e["note"] for e in events}
+
+
+async def test_generation_follows_spec_edits_against_the_last_write(
+    tmp_path: Path, opened: Callable[..., Any]
+) -> None:
+    """No API server counts edits here: a resource's generation is the one kuik last wrote
+    status for, plus one while the file's spec differs from what that write saw."""
+    root = tmp_path / "demo"
+    file = write(root / "m.yaml", cism("m", mirror("a.example")))
+    cluster: LocalCluster = await opened(root)
+
+    def generation() -> int | None:
+        found = cluster.store.get(ObjectKey(CISM, "", "m"))
+        return None if found is None else found.metadata.generation
+
+    await eventually(lambda: generation() == 1)
+    write(
+        file, cism("m", mirror("b.example"))
+    )  # edited before any write: still what kuik never saw
+    await eventually(
+        lambda: cluster.store.get(ObjectKey(CISM, "", "m")).spec.mirrors[0].registry == "b.example"
+    )  # type: ignore[union-attr]
+    assert generation() == 1
+    written = await cluster.update_status(CISM, "", "m", lambda s: {**s, "imageCount": 0})
+    assert written.metadata.generation == 1
+    write(file, cism("m", mirror("c.example")))
+    await eventually(lambda: generation() == 2)
+    write(file, cism("m", mirror("d.example")))  # a second edit before a write: still one ahead
+    await eventually(
+        lambda: cluster.store.get(ObjectKey(CISM, "", "m")).spec.mirrors[0].registry == "d.example"
+    )  # type: ignore[union-attr]
+    assert generation() == 2
+    write(file, cism("m", mirror("b.example")))  # back to what the write saw
+    await eventually(lambda: generation() == 1)
+    await cluster.update_status(CISM, "", "m", lambda s: {**s, "imageCount": 1})
+    write(file, cism("m", mirror("e.example")))
+    await eventually(lambda: generation() == 2)
+    await cluster.update_status(CISM, "", "m", lambda s: {**s, "imageCount": 2})
+    assert generation() == 2
+    # another process on the same directory sees the same numbers
+    other: LocalCluster = await opened(root)
+    assert other.store.get(ObjectKey(CISM, "", "m")).metadata.generation == 2  # type: ignore[union-attr]

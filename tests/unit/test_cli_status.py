@@ -99,3 +99,54 @@ def test_unknown_kind_and_missing_name_exit_2(tmp_path: Any) -> None:
     result = runner.invoke(command, ["--cluster", f"dir:{tmp_path}", "--json"])
     assert result.exit_code == 0
     assert result.output.strip().replace("\n", "").replace(" ", "") == '{"items":[]}'
+
+
+def test_render_shows_conditions_and_marks_stale_ones() -> None:
+    ready = {
+        "type": "Ready",
+        "status": "True",
+        "observedGeneration": 2,
+        "lastTransitionTime": "2026-12-01T10:00:00Z",
+        "reason": "Mirrored",
+        "message": "all 2 image copies are present in their mirrors",
+    }
+    degraded = {
+        "type": "Degraded",
+        "status": "False",
+        "observedGeneration": 1,
+        "lastTransitionTime": "2026-12-01T09:00:00Z",
+        "reason": "AsExpected",
+        "message": "no image copy is failing",
+    }
+    mirror = parse_resource(
+        objects.resource(
+            "ClusterImageSetMirror",
+            "all",
+            metadata={"generation": 2},
+            status={"observedGeneration": 2, "conditions": [ready, degraded]},
+        )
+    )
+    routing = parse_resource(
+        objects.resource(
+            "ReplicatedImageSet",
+            "r",
+            namespace="apps",
+            status={"conditions": [{**ready, "reason": "Routing", "message": "routes to 2"}]},
+        )
+    )
+    console = Console(record=True, width=300)
+    render([mirror, routing], console)
+    text = console.export_text()
+    lines: dict[str, str] = {}  # first row of each condition: the mirror's
+    for line in text.splitlines():
+        if "│" in line:
+            lines.setdefault(line.split("│")[1].strip(), line)
+    assert "ClusterImageSetMirror/all conditions" in text
+    assert "Mirrored" in lines["Ready"]
+    assert "2026-12-01T10:00:00Z" in lines["Ready"]
+    assert "all 2 image copies are present in their mirrors" in lines["Ready"]
+    assert "stale" not in lines["Ready"]
+    assert "1 (stale: spec is at 2)" in lines["Degraded"]
+    assert "ReplicatedImageSet/apps/r conditions" in text
+    assert "routes to 2" in text
+    assert "no status" not in text  # a routing-only kind with conditions shows them

@@ -105,7 +105,7 @@ def test_resource_status_comes_only_from_kuiks_writes() -> None:
     assert obj is not None
     assert obj["status"] == {"n": 1}
     assert obj["metadata"]["finalizers"] == ["kuik.enix.io/x"]
-    assert "generation" not in obj["metadata"]
+    assert obj["metadata"]["generation"] == 1  # the file's own is server-owned: never kept
     assert "resourceVersion" in obj["metadata"]
     obj["status"]["n"] = 2
     assert overlay["status"] == {"n": 1}  # a copy: the store cannot edit the overlay
@@ -144,9 +144,26 @@ def test_stamped_overlay_can_stand_for_a_held_deletion() -> None:
     assert overlay["metadata"]["uid"] == object_uid(CISM_KEY)
     assert overlay["metadata"]["creationTimestamp"] == MTIME
     assert "namespace" not in overlay["metadata"]
+    assert overlay["metadata"]["generation"] == current["metadata"]["generation"] == 1
     remains = compose_resource(CISM_KEY, None, overlay)
     assert remains is not None
     assert remains["spec"] == current["spec"]
+
+
+def test_generation_follows_spec_edits_past_kuiks_last_write() -> None:
+    """1 until kuik writes; then the generation of that write, plus one while the file's spec
+    differs from the spec that write saw (observedGeneration falls behind, as on a cluster)."""
+    current = compose_resource(CISM_KEY, cism_doc(), None)
+    assert current is not None
+    overlay = stamp_overlay({"status": {"n": 1}}, CISM_KEY, current)
+    same = compose_resource(CISM_KEY, cism_doc(), overlay)
+    assert same is not None
+    assert same["metadata"]["generation"] == 1
+    edited = cism_doc()
+    edited.raw["spec"]["mirrors"][0]["path"] = "q"
+    after = compose_resource(CISM_KEY, edited, overlay)
+    assert after is not None
+    assert after["metadata"]["generation"] == 2
 
 
 @pytest.mark.parametrize(

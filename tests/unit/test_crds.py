@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,7 @@ def test_names_scope_and_subresources() -> None:
         version = spec["versions"][0]
         assert (version["name"], version["served"], version["storage"]) == ("v1alpha1", True, True)
         assert version["subresources"] == {"status": {}}
+        assert spec["names"]["categories"] == ["kuik"]  # `kubectl get kuik`
         seen[kind] = (spec["scope"], spec["names"]["shortNames"])
     assert seen == {
         "ClusterImageSetMirror": ("Cluster", ["cism"]),
@@ -130,18 +132,32 @@ def test_printer_columns() -> None:
     ism_columns = [
         c["name"] for c in _crd("ImageSetMirror")["spec"]["versions"][0]["additionalPrinterColumns"]
     ]
-    assert ism_columns == ["Priority", "Mirrors", "Images", "Mirrored", "Failed", "Age"]
-    # every column path exists in the schema
+    assert ism_columns == [
+        "Priority",
+        "Mirrors",
+        "Images",
+        "Mirrored",
+        "Failed",
+        "Ready",
+        "Reason",
+        "Age",
+    ]
+    # every column path exists in the schema; every kind shows its Ready condition
     for kind in KINDS:
         schema = _schema(kind)
-        for column in _crd(kind)["spec"]["versions"][0]["additionalPrinterColumns"]:
+        columns = _crd(kind)["spec"]["versions"][0]["additionalPrinterColumns"]
+        ready = next(c for c in columns if c["name"] == "Ready")
+        assert ready["jsonPath"] == '.status.conditions[?(@.type=="Ready")].status'
+        assert next(c for c in columns if c["name"] == "Reason").get("priority") == 1
+        for column in columns:
             node: dict[str, Any] = {
                 "properties": {
                     **schema["properties"],
                     "metadata": {"properties": {"creationTimestamp": {}}},
                 }
             }
-            for part in column["jsonPath"].strip(".").replace("[*]", "").split("."):
+            path = re.sub(r"\[[^]]*\]", "", column["jsonPath"])  # [*] and [?(...)] filters
+            for part in path.strip(".").split("."):
                 node = node.get("items", node)["properties"][part]
 
 

@@ -705,6 +705,10 @@ class FakeApiServer:
                 return current
             new = copy.deepcopy(current)
             new["metadata"]["deletionTimestamp"] = _now()
+            # markAsDeleting: the first deletion mark changes what the object asks for, so
+            # controllers see a new generation (status writes never bump it: see _commit)
+            if new["metadata"].get("generation"):
+                new["metadata"]["generation"] += 1
             new["metadata"]["resourceVersion"] = self._next_rv()
             self._objects[key] = new
             self._record(rtype, "MODIFIED", current, new)

@@ -3,7 +3,9 @@
 Three loops under one leadership (cancelled together when it is lost):
 - tracking: on Pod or CISA spec changes (debounced) and when an unused entry is due to expire,
   every CISA's image list is brought up to date (`tracker.sync_status`) and written when it
-  changed; a CISA with an invalid filter gets an `InvalidFilter` Event and is left alone;
+  changed; a CISA with an invalid filter gets an `InvalidFilter` Event and condition and is
+  otherwise left alone; every write carries the Ready and Degraded conditions
+  (`kuikcore.api.conditions.availability_conditions`);
 - scheduling: per registry host, when the host is due by the statuses (`scheduler`) and the Redis
   budget allows it (`budget`), the next image is checked (`checker`); the result goes to the
   availability board at once and to the statuses by the flush loop;
@@ -35,6 +37,12 @@ from kuik_monitor.scheduler import Listed, Schedule, due_at
 from kuik_monitor.status import apply_outcomes, entry_statuses
 from kuik_monitor.tracker import selected_images, sync_status
 from kuikcore.api import AvailabilityStatus, ClusterImageSetAvailability
+from kuikcore.api.conditions import (
+    availability_conditions,
+    invalid_filter_conditions,
+    with_conditions,
+    with_derived_conditions,
+)
 from kuikcore.cluster import POD, Change, ChangeType, ClusterSource, NotFoundError, ObjectKey
 from kuikcore.cluster.events import EventSpec, invalid_filter_event
 from kuikcore.config import Config
@@ -160,27 +168,33 @@ class Leader:
                 selection = compile_filter(cisa)
             except InvalidFilter as exc:
                 self.invalid[cisa.name] = str(exc)
-                await self._report_invalid(cisa, exc)
+                await self._report_invalid(cisa, exc, now)
                 continue
             self.invalid.pop(cisa.name, None)
             current = selected_images(pods, selection, self.skip)
             expiry = cisa.spec.unused_image_expiry_delta
             status = cisa.status.to_dict()
+            generation = cisa.metadata.generation
 
             def mutate(
                 old: dict[str, Any],
                 current: dict[str, bool] = current,
                 matches: Callable[[str], bool] = selection.matches_image,
                 expiry: timedelta = expiry,
+                generation: int | None = generation,
             ) -> dict[str, Any]:
-                return sync_status(
-                    old, current=current, matches=matches, now=now, expiry=expiry
-                ).status
+                synced = sync_status(old, current=current, matches=matches, now=now, expiry=expiry)
+                return with_derived_conditions(
+                    synced.status, availability_conditions, generation=generation, now=now
+                )
 
             synced = sync_status(
                 status, current=current, matches=selection.matches_image, now=now, expiry=expiry
             )
-            if synced.status != status:
+            judged = with_derived_conditions(
+                synced.status, availability_conditions, generation=generation, now=now
+            )
+            if judged != status:
                 try:
                     await self.cluster.update_status(CISA, "", cisa.name, mutate)
                 except NotFoundError:
@@ -207,7 +221,20 @@ class Leader:
             None if next_expiry is None else max(0.05, next_expiry.total_seconds() + 0.01)
         )
 
-    async def _report_invalid(self, cisa: ClusterImageSetAvailability, exc: InvalidFilter) -> None:
+    async def _report_invalid(
+        self, cisa: ClusterImageSetAvailability, exc: InvalidFilter, now: datetime
+    ) -> None:
+        wanted = invalid_filter_conditions(exc.field_path, exc.reason)
+        generation = cisa.metadata.generation
+        status = cisa.status.to_dict()
+        if with_conditions(status, wanted, generation=generation, now=now) != status:
+            with contextlib.suppress(NotFoundError):
+                await self.cluster.update_status(
+                    CISA,
+                    "",
+                    cisa.name,
+                    lambda s: with_conditions(s, wanted, generation=generation, now=now),
+                )
         if self._reported_invalid.get(cisa.name) == str(exc):
             return
         self._reported_invalid[cisa.name] = str(exc)
@@ -346,6 +373,7 @@ class Leader:
     async def flush(self) -> None:
         """Write pending results into every CISA listing their image, then emit Events."""
         pending, self._pending = self._pending, {}
+        now = self.clock()
         by_cisa: dict[str, dict[str, Outcome]] = {}
         for image, outcome in pending.items():
             for name in self.schedule.owners.get(image, ()):
@@ -360,7 +388,9 @@ class Leader:
             ) -> dict[str, Any]:
                 before.clear()
                 before.update(entry_statuses(old))
-                return apply_outcomes(old, outcomes)
+                return with_derived_conditions(
+                    apply_outcomes(old, outcomes), availability_conditions, generation=None, now=now
+                )
 
             try:
                 await self.cluster.update_status(CISA, "", name, mutate)

@@ -27,12 +27,25 @@ from kuik_replicator.planner import (
 )
 from kuik_replicator.reroute_events import RerouteEvents
 from kuik_replicator.secrets_gc import reconcile_secret_owner
-from kuik_replicator.status import CopyOutcome, ResultLog, apply_outcomes
+from kuik_replicator.status import (
+    CopyOutcome,
+    ResultLog,
+    apply_outcomes,
+)
 from kuikcore.api import (
     MIRROR_CLEANUP_FINALIZER,
     ClusterImageSetMirror,
     ClusterReplicatedImageSet,
     ImageSetMirror,
+    ReplicatedImageSet,
+)
+from kuikcore.api.conditions import (
+    Wanted,
+    invalid_filter_conditions,
+    mirror_conditions,
+    replicated_conditions,
+    with_conditions,
+    with_derived_conditions,
 )
 from kuikcore.cluster import (
     Change,
@@ -45,12 +58,20 @@ from kuikcore.cluster import (
 from kuikcore.cluster.events import invalid_filter_event
 from kuikcore.coord import EXPEDITE, ROUTINE, FencedLock, JobQueue, QueueFull, UsageRecords
 from kuikcore.coord.connection import OUTAGE_ERRORS
-from kuikcore.filters import InvalidFilter, ResourceFilter, SkipRules, compile_filter
+from kuikcore.filters import (
+    InvalidFilter,
+    ResourceFilter,
+    SkipRules,
+    compile_filter,
+    compile_upstream,
+)
 from kuikcore.mirroring import CopyJob
 from kuikcore.routing import is_under_mirror_prefix
 from kuikcore.supervise import Loop, Supervisor
 
 __all__ = ["Leader"]
+
+ReplicatedResource = ClusterReplicatedImageSet | ReplicatedImageSet
 
 log = structlog.get_logger("kuik.replicator.leader")
 
@@ -204,6 +225,12 @@ class Leader:
         for kind in (ClusterImageSetMirror.KIND, ClusterReplicatedImageSet.KIND):
             for owner in store.resources(kind):
                 await reconcile_secret_owner(self.cluster, owner)
+        for kind in (ClusterReplicatedImageSet.KIND, ReplicatedImageSet.KIND):
+            for replicated in store.resources(kind):
+                try:
+                    await self._replicated_status(replicated, now)
+                except ClusterError as exc:
+                    log.warning("status write failed", resource=replicated.key, error=str(exc))
         mirrors: list[MirrorResource] = [
             *store.resources(ClusterImageSetMirror.KIND),
             *store.resources(ImageSetMirror.KIND),
@@ -255,14 +282,66 @@ class Leader:
                 )
 
     # one CR --------------------------------------------------------------------------------
-    async def _update(self, resource: MirrorResource, mutate: Any) -> MirrorResource | None:
+    async def _update(
+        self,
+        resource: MirrorResource,
+        mutate: Any,
+        *,
+        generation: int | None = None,
+        now: datetime | None = None,
+    ) -> MirrorResource | None:
+        """Write `mutate`'s status with its conditions; `generation` when the write planned
+        from the spec, None when it only folds results or cleanups."""
+        at = now or datetime.now(UTC)
         try:
             updated: MirrorResource = await self.cluster.update_status(
-                resource.KIND, resource.metadata.namespace or "", resource.name, mutate
+                resource.KIND,
+                resource.metadata.namespace or "",
+                resource.name,
+                lambda s: with_derived_conditions(
+                    mutate(s), mirror_conditions, generation=generation, now=at
+                ),
             )
         except NotFoundError:
             return None  # deleted meanwhile: nothing to write
         return updated
+
+    async def _set_conditions(
+        self, resource: MirrorResource | ReplicatedResource, wanted: list[Wanted], now: datetime
+    ) -> None:
+        """Write conditions alone, for the generation of the spec they judge; nothing when
+        the status already says so."""
+        generation = resource.metadata.generation
+        current = resource.status.to_dict()
+        if with_conditions(current, wanted, generation=generation, now=now) == current:
+            return
+        try:
+            await self.cluster.update_status(
+                resource.KIND,
+                resource.metadata.namespace or "",
+                resource.name,
+                lambda s: with_conditions(s, wanted, generation=generation, now=now),
+            )
+        except NotFoundError:
+            return
+
+    async def _replicated_status(self, resource: ReplicatedResource, now: datetime) -> None:
+        """Ready while every filter of a (Cluster)ReplicatedImageSet compiles (the webhook
+        skips what an invalid one covers); the replicator writes it, being the leader."""
+        if resource.metadata.deletion_timestamp is not None:
+            return
+        problems: list[tuple[str, str]] = []
+        try:
+            compile_filter(resource)
+        except InvalidFilter as exc:
+            problems.append((exc.field_path, exc.reason))
+        for index, upstream in enumerate(resource.spec.upstreams):
+            try:
+                compile_upstream(resource, index, upstream)
+            except InvalidFilter as exc:
+                problems.append((exc.field_path, exc.reason))
+        wanted = replicated_conditions(len(resource.spec.upstreams), problems)
+        await self._set_conditions(resource, wanted, now)
 
     async def _reconcile(
         self,
@@ -282,6 +361,9 @@ class Leader:
             await self.cluster.emit_event(
                 _key(resource), event.type, event.reason, event.note, action=event.action
             )
+            await self._set_conditions(
+                resource, invalid_filter_conditions(exc.field_path, exc.reason), now
+            )
             return None
         if MIRROR_CLEANUP_FINALIZER not in (resource.metadata.finalizers or []):
             await self.cluster.add_finalizer(
@@ -300,10 +382,19 @@ class Leader:
             expedite_window=self.expedite_window,
         )
         current = resource.status.to_dict()
-        wanted = plan_status(current, resource, filt, selection, now=now)
+        generation = resource.metadata.generation
+        wanted = with_derived_conditions(
+            plan_status(current, resource, filt, selection, now=now),
+            mirror_conditions,
+            generation=generation,
+            now=now,
+        )
         if wanted != current:
             updated = await self._update(
-                resource, lambda s: plan_status(s, resource, filt, selection, now=now)
+                resource,
+                lambda s: plan_status(s, resource, filt, selection, now=now),
+                generation=generation,
+                now=now,
             )
             if updated is None:
                 return None
@@ -440,7 +531,9 @@ def _key(resource: MirrorResource) -> ObjectKey:
 
 def _status_only(change: Change) -> bool:
     old, new = change.old, change.new
-    if not isinstance(old, ClusterImageSetMirror | ImageSetMirror) or type(new) is not type(old):
+    if not isinstance(
+        old, ClusterImageSetMirror | ImageSetMirror | ClusterReplicatedImageSet | ReplicatedImageSet
+    ) or type(new) is not type(old):
         return False
     return bool(
         old.spec == new.spec

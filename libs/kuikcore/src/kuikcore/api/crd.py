@@ -3,8 +3,8 @@
 The models are the one source of truth: their JSON schema (by alias) is turned into a
 structural OpenAPI v3 schema (refs inlined, `anyOf`-with-null collapsed, pydantic-only keys
 dropped, no defaults but the status enum's), carrying the CEL rules and list-map markers the
-models declare. Names, scope, short names, status subresource and printer columns are added
-here. `python -m kuikcore.api.crd DIR` writes one `kuik.enix.io_<plural>.yaml` per kind;
+models declare. Names, scope, short names, the `kuik` category, status subresource and printer
+columns (the Ready condition's among them) are added here. `python -m kuikcore.api.crd DIR` writes one `kuik.enix.io_<plural>.yaml` per kind;
 `--check` exits 1 when the files in DIR differ from what would be written.
 """
 
@@ -41,14 +41,32 @@ _OBJECT_FIELDS = {
     "metadata": {"type": "object"},
 }
 
-_AGE = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
-_PRIORITY = {
+_AGE: dict[str, Any] = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
+# the Ready condition (kuikcore.api.conditions), before Age on every kind; its reason in -o wide
+_READY: list[dict[str, Any]] = [
+    {
+        "name": "Ready",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
+        "description": "Whether the resource does what its spec asks (the Ready condition)",
+    },
+    {
+        "name": "Reason",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="Ready")].reason',
+        "description": "Why the Ready condition is what it is",
+        "priority": 1,
+    },
+]
+CATEGORIES = ["kuik"]
+"""`kubectl get kuik` lists every kuik resource."""
+_PRIORITY: dict[str, Any] = {
     "name": "Priority",
     "type": "integer",
     "jsonPath": ".spec.priority",
     "description": "CR priority: negative values are tried before the original image",
 }
-_MIRROR_COLUMNS = [
+_MIRROR_COLUMNS: list[dict[str, Any]] = [
     _PRIORITY,
     {
         "name": "Mirrors",
@@ -74,9 +92,10 @@ _MIRROR_COLUMNS = [
         "jsonPath": ".status.failedCount",
         "description": "Image copies whose last attempt failed",
     },
+    *_READY,
     _AGE,
 ]
-_REPLICATED_COLUMNS = [
+_REPLICATED_COLUMNS: list[dict[str, Any]] = [
     _PRIORITY,
     {
         "name": "Upstreams",
@@ -84,9 +103,10 @@ _REPLICATED_COLUMNS = [
         "jsonPath": ".spec.upstreams[*].registry",
         "description": "Registries holding the same images",
     },
+    *_READY,
     _AGE,
 ]
-PRINTER_COLUMNS: dict[str, list[dict[str, str]]] = {
+PRINTER_COLUMNS: dict[str, list[dict[str, Any]]] = {
     "ClusterImageSetMirror": _MIRROR_COLUMNS,
     "ImageSetMirror": _MIRROR_COLUMNS,
     "ClusterReplicatedImageSet": _REPLICATED_COLUMNS,
@@ -98,6 +118,7 @@ PRINTER_COLUMNS: dict[str, list[dict[str, str]]] = {
             "jsonPath": ".status.imageCount",
             "description": "Total number of monitored images",
         },
+        *_READY,
         _AGE,
     ],
 }
@@ -173,6 +194,7 @@ def generate_crd(model: type[Resource]) -> dict[str, Any]:
                 "plural": model.PLURAL,
                 "singular": model.KIND.lower(),
                 "shortNames": [model.SHORT_NAME],
+                "categories": CATEGORIES,
             },
             "scope": "Namespaced" if model.NAMESPACED else "Cluster",
             "versions": [version],

@@ -42,6 +42,7 @@ __all__ = [
     "ClusterImageSetMirrorSpec",
     "ClusterReplicatedImageSet",
     "ClusterReplicatedImageSetSpec",
+    "Condition",
     "CredentialSecret",
     "Filter",
     "FilterItem",
@@ -72,6 +73,11 @@ MAX_UPSTREAMS = 32
 LIST_MAP: dict[str, Any] = {
     "x-kubernetes-list-type": "map",
     "x-kubernetes-list-map-keys": ["image"],
+}
+# metav1.Condition lists are keyed by `type`
+CONDITIONS_MAP: dict[str, Any] = {
+    "x-kubernetes-list-type": "map",
+    "x-kubernetes-list-map-keys": ["type"],
 }
 
 
@@ -243,6 +249,44 @@ class ObjectMeta(BaseModel):
     deletion_timestamp: Time | None = None
 
 
+class Condition(_Model):
+    """metav1.Condition, with its validation: `kubectl wait --for=condition=Ready` reads these."""
+
+    type: str = Field(
+        max_length=316,
+        pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+        r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$",
+        description="Ready or Degraded.",
+    )
+    status: Literal["True", "False", "Unknown"]
+    observed_generation: Annotated[int, Field(ge=0)] | None = Field(
+        default=None, description="The metadata.generation this condition was set for."
+    )
+    last_transition_time: Time = Field(description="When status last changed.")
+    reason: str = Field(
+        min_length=1,
+        max_length=1024,
+        pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$",
+        description="CamelCase cause, for programs.",
+    )
+    message: str = Field(max_length=32768, description="What happened and what to do, for people.")
+
+
+Conditions = Annotated[list[Condition], Field(json_schema_extra=CONDITIONS_MAP)]
+ObservedGeneration = Annotated[int, Field(ge=0)]
+
+
+class _Observed(_Model):
+    """What every kind's status adds to upstream's: conditions and the generation they saw."""
+
+    observed_generation: ObservedGeneration | None = Field(
+        default=None, description="The metadata.generation the status was last written for."
+    )
+    conditions: Conditions | None = Field(
+        default=None, description="Ready and Degraded (metav1.Condition), keyed by type."
+    )
+
+
 # --- (Cluster)ImageSetMirror --------------------------------------------------------------
 
 
@@ -288,7 +332,7 @@ class OmittedEntries(_Model):
     message: str = Field(default="", description="What was left out, in words.")
 
 
-class ImageSetMirrorStatus(_Model):
+class ImageSetMirrorStatus(_Observed):
     """Observed state: the matching images and their copies."""
 
     matching_images: list[MatchingImage] | None = Field(default=None, json_schema_extra=LIST_MAP)
@@ -344,8 +388,8 @@ class ReplicatedUpstream(_Model):
     credential_secret: CredentialSecret | None = None
 
 
-class ReplicatedImageSetStatus(_Model):
-    """No observed state."""
+class ReplicatedImageSetStatus(_Observed):
+    """Only conditions (upstream's is empty): whether the webhook can route with it."""
 
 
 class _ReplicatedImageSetSpecBase(_Model):
@@ -407,7 +451,7 @@ class ClusterImageSetAvailabilitySpec(_Model):
         )
 
 
-class ClusterImageSetAvailabilityStatus(_Model):
+class ClusterImageSetAvailabilityStatus(_Observed):
     """Observed state: every monitored image and its availability."""
 
     image_count: int | None = None

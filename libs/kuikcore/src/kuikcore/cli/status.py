@@ -2,9 +2,11 @@
 
 Works the same on a cluster (`--cluster kubernetes`) and in local mode (`--cluster dir:PATH`),
 so a local-mode user sees what the replicator and the monitor did without opening files.
-Text output is one table per resource: for (C)ISM one row per (image, mirror) with mirrored
-at, digest, platforms and last error; for CISA one row per image with its availability. `--json`
-prints `{"items": [...]}`, each item the object as the API returns it.
+Text output is, per resource, its conditions (Ready, Degraded: status, reason, since when, the
+generation they were written for, message; "stale" while the spec's generation is newer, when
+`kubectl wait` would not accept them), then a table: for (C)ISM one row per (image, mirror)
+with mirrored at, digest, platforms and last error; for CISA one row per image with its
+availability. `--json` prints `{"items": [...]}`, each item the object as the API returns it.
 """
 
 from __future__ import annotations
@@ -78,6 +80,33 @@ def _short_digest(digest: str | None) -> str:
     return digest[:19] if digest else "-"
 
 
+def _conditions(resource: Any, status: dict[str, Any]) -> Any:
+    """The conditions as a table, or None when kuik wrote none yet."""
+    from rich.table import Table
+
+    conditions = status.get("conditions") or ()
+    if not conditions:
+        return None
+    generation = resource.metadata.generation
+    table = Table(title=f"{resource.key} conditions", title_justify="left")
+    for column in ("condition", "status", "reason", "since", "generation", "message"):
+        table.add_column(column, overflow="fold")
+    for condition in conditions:
+        observed = condition.get("observedGeneration", status.get("observedGeneration"))
+        seen = _text(observed)
+        if observed is not None and generation is not None and observed < generation:
+            seen = f"{observed} (stale: spec is at {generation})"
+        table.add_row(
+            condition.get("type"),
+            _text(condition.get("status")),
+            _text(condition.get("reason")),
+            _text(condition.get("lastTransitionTime")),
+            seen,
+            _text(condition.get("message")),
+        )
+    return table
+
+
 def render(resources: Sequence[Any], console: Any) -> None:
     """Rich tables, one per resource."""
     from rich.table import Table
@@ -92,6 +121,9 @@ def render(resources: Sequence[Any], console: Any) -> None:
         if resource.metadata.deletion_timestamp is not None:
             title += " (being deleted)"
         status = resource.status.to_dict()
+        conditions = _conditions(resource, status)
+        if conditions is not None:
+            console.print(conditions)
         if isinstance(resource, ClusterImageSetAvailability):
             table = Table(title=title, title_justify="left")
             for column in ("image", "status", "last monitor", "unused since", "last error"):
@@ -133,7 +165,8 @@ def render(resources: Sequence[Any], console: Any) -> None:
             if not entries:
                 table.add_row("(no matching image yet)", "", "", "", "", "", "")
         else:
-            console.print(f"[bold]{title}[/bold]: no status (routing only)")
+            if conditions is None:
+                console.print(f"[bold]{title}[/bold]: no status (routing only)")
             continue
         omitted = status.get("omitted")
         if omitted:  # the list was bounded by bytes on the way to the API server

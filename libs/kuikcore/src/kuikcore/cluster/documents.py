@@ -148,6 +148,12 @@ def compose_resource(
     else:
         obj = _base(doc, key)
         obj.pop("status", None)  # status comes only from what kuik wrote, as with a real CRD
+    written = overlay_meta.get("generation")
+    if not isinstance(written, int):
+        obj["metadata"]["generation"] = 1
+    else:  # the spec of the last write is kept with it (see `stamp_overlay`)
+        edited = (overlay.get("spec") or {}) != (obj.get("spec") or {})
+        obj["metadata"]["generation"] = written + edited
     if finalizers:
         obj["metadata"]["finalizers"] = finalizers
     else:
@@ -161,7 +167,7 @@ def stamp_overlay(overlay: JSON, key: ObjectKey, current: Mapping[str, Any]) -> 
     """`overlay` (kuik's writes about `key`, edited in place) given the identity and spec of
     `current`, the resource as composed now, so that it can stand for a held deletion."""
     meta = overlay.setdefault("metadata", {})
-    meta.update(name=key.name, uid=object_uid(key))
+    meta.update(name=key.name, uid=object_uid(key), generation=current["metadata"]["generation"])
     if key.namespace:
         meta["namespace"] = key.namespace
     overlay["apiVersion"], overlay["kind"] = current["apiVersion"], key.kind

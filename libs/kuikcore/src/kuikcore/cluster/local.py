@@ -10,7 +10,9 @@ What a cluster adds to a manifest is filled in deterministically so that several
 sharing a directory agree: `uid` is derived from kind/namespace/name, `resourceVersion` is
 a hash of the content (so a re-read of unchanged files reports nothing), a missing
 namespace is "default", a missing `creationTimestamp` is the file's modification time, and
-a Pod without `status.phase` is `Running`. There is no `generation`.
+a Pod without `status.phase` is `Running`. A kuik resource's `generation` is 1 until kuik
+writes to it, then the one it wrote for, plus one while the file's spec differs from the spec
+that write saw: a spec edit makes `observedGeneration` fall behind, as on a cluster.
 
 Unknown fields of a kuik resource are pruned, as the API server prunes them with the CRD's
 structural schema (one warning naming them all, per change of the file); a file that cannot be
