@@ -18,6 +18,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
+from typing import Any
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter
@@ -25,11 +26,28 @@ from prometheus_client import CollectorRegistry, Counter
 from kuikcore.backoff import backoff_delay
 from kuikcore.observe import NAMESPACE
 
-__all__ = ["Loop", "Supervisor", "stop_tasks"]
+__all__ = ["Loop", "Supervisor", "call_in_loop", "stop_tasks"]
 
 log = structlog.get_logger("kuikcore.supervise")
 
 _RECANCEL = 0.2  # seconds between cancellations of a task that has not stopped yet
+
+
+def call_in_loop(
+    loop: asyncio.AbstractEventLoop | None, callback: Callable[..., None], *args: Any
+) -> None:
+    """Run `callback(*args)` in `loop`: now when called from it, else soon and thread-safely
+    (cluster change callbacks may come from a backend's worker thread). Nothing without a loop."""
+    if loop is None:
+        return
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop:
+        callback(*args)
+    else:
+        loop.call_soon_threadsafe(callback, *args)
 
 
 async def stop_tasks(*tasks: asyncio.Task[None], within: float = 3.0) -> None:

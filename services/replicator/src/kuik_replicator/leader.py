@@ -67,7 +67,7 @@ from kuikcore.filters import (
 )
 from kuikcore.mirroring import CopyJob
 from kuikcore.routing import is_under_mirror_prefix
-from kuikcore.supervise import Loop, Supervisor
+from kuikcore.supervise import Loop, Supervisor, call_in_loop
 
 __all__ = ["Leader"]
 
@@ -122,17 +122,7 @@ class Leader:
         self.wake()
 
     def wake(self) -> None:
-        loop = self._loop
-        if loop is None:
-            return
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
-            self._wake.set()
-        else:
-            loop.call_soon_threadsafe(self._wake.set)
+        call_in_loop(self._loop, self._wake.set)
 
     async def _watch_results(self) -> None:
         last = "$"

@@ -30,6 +30,7 @@ from kuikcore.config import RerouteEvents as RerouteEventSettings
 from kuikcore.coord import Coord
 from kuikcore.coord.connection import OUTAGE_ERRORS
 from kuikcore.pods import ReroutedContainer, rerouted_containers
+from kuikcore.supervise import call_in_loop
 
 __all__ = [
     "REROUTED",
@@ -163,17 +164,7 @@ class RerouteEvents:
         notice = notice_of(change.new)
         if notice is None or (change.old is not None and notice_of(change.old) is not None):
             return
-        loop = self._loop
-        if loop is None:
-            return
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
-            self._enqueue(notice)
-        else:  # the store may call from a worker thread
-            loop.call_soon_threadsafe(self._enqueue, notice)
+        call_in_loop(self._loop, self._enqueue, notice)
 
     def _enqueue(self, notice: RerouteNotice) -> None:
         try:
