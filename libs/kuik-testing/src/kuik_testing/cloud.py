@@ -332,6 +332,10 @@ class GceMetadata(_Threaded):
                     _send_json(self, 403, {"error": "Missing Metadata-Flavor:Google header"})
                     return
                 path = urlsplit(self.path).path.rstrip("/")
+                # google-auth names the account "default" first, then by its email
+                path = path.replace(
+                    f"/service-accounts/{metadata.email}", "/service-accounts/default"
+                )
                 base = "/computeMetadata/v1/instance/service-accounts/default"
                 flavor = {"Metadata_Flavor": "Google"}
                 if path in ("", "/computeMetadata/v1"):
