@@ -150,7 +150,7 @@ async def test_azure_workload_identity_exchanges_copies_checks_and_refreshes(
         assert later.digest == copied.digest
         assert cloud_of(client).exchanges == {target_registry.host: 2}
     assert refresh_tokens.count == 2
-    assert entra.scopes and all(s == "https://management.azure.com/.default" for s in entra.scopes)
+    assert set(entra.scopes) == {"https://management.azure.com/.default"}
     assert {r.user for r in issuer.requests if r.granted} == {ACR_USER}
 
 
@@ -158,8 +158,6 @@ async def test_azure_without_the_federated_token_nothing_is_granted(
     registry: RegistryServer,
     entra: EntraServer,
     acr: tuple[RegistryServer, TokenIssuer, IssuedTokens],
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: object,
 ) -> None:
     """A projected token Entra does not accept: the exchange never happens, the push is refused."""
     target_registry, issuer, refresh_tokens = acr
