@@ -389,12 +389,31 @@ class Transport:
         """
         target = URL(url)
         what = f"POST {target.with_query(None)}"
-        headers: dict[str, str] = {}
+        return await self._auth_request(
+            "POST", host, target, {}, dict(form), what, "identity refused", deadline
+        )
+
+    async def _auth_request(
+        self,
+        method: str,
+        host: str,
+        url: URL,
+        headers: dict[str, str],
+        form: dict[str, str] | None,
+        what: str,
+        refused: str,
+        deadline: Deadline,
+    ) -> dict[str, Any]:
+        """One request to a token service (the realm, ACR's exchange): its JSON object answer.
+
+        401/403 is `InvalidAuth` saying `refused`; messages show no query, form or answer.
+        """
         try:
-            proxy, proxy_headers = self._via_proxy(target, headers)
-            async with self.session(host).post(
-                target,
-                data=dict(form),
+            proxy, proxy_headers = self._via_proxy(url, headers)
+            async with self.session(host).request(
+                method,
+                url,
+                data=form,
                 headers=headers,
                 timeout=self._timeout(deadline),
                 proxy=proxy,
@@ -403,13 +422,14 @@ class Transport:
                 body = await response.content.read(_MAX_ERROR_BODY)
                 if response.status in (401, 403):
                     raise InvalidAuth(
-                        f"{what}: HTTP {response.status} (identity refused)",
+                        f"{what}: HTTP {response.status} ({refused})",
                         status=response.status,
+                        details=parse_error_body(body),
                     )
                 if response.status != 200:
                     raise error_from_response(response.status, what, body)
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise _network_error("POST", str(target.host), target.path, exc, deadline) from exc
+            raise _network_error(method, str(url.host), url.path, exc, deadline) from exc
         try:
             doc = json.loads(body)
         except ValueError as exc:
@@ -436,33 +456,12 @@ class Transport:
         headers = {"Authorization": credentials.basic_header()} if credentials else {}
         url = URL(realm).extend_query(query)
         what = f"token request to {URL(realm).with_query(None)}"
+        refused = "credentials refused by the token service"
+        doc = await self._auth_request("GET", host, url, headers, None, what, refused, deadline)
+        token = doc.get("token") or doc.get("access_token")
         try:
-            proxy, proxy_headers = self._via_proxy(url, headers)
-            async with self.session(host).get(
-                url,
-                headers=headers,
-                timeout=self._timeout(deadline),
-                proxy=proxy,
-                proxy_headers=proxy_headers,
-            ) as response:
-                body = await response.content.read(_MAX_ERROR_BODY)
-                if response.status != 200:
-                    if response.status in (401, 403):
-                        raise InvalidAuth(
-                            f"{what}: HTTP {response.status} (credentials refused by the token service)",
-                            status=response.status,
-                            details=parse_error_body(body),
-                        )
-                    raise error_from_response(response.status, what, body)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise _network_error(
-                "GET", str(URL(realm).host), str(URL(realm).path), exc, deadline
-            ) from exc
-        try:
-            doc = json.loads(body)
-            token = doc.get("token") or doc.get("access_token")
             expires_in = float(doc.get("expires_in") or 0)
-        except (ValueError, AttributeError, TypeError) as exc:
+        except (ValueError, TypeError) as exc:
             raise InvalidAuth(f"{what}: answer is not a token document") from exc
         if not isinstance(token, str) or not token:
             raise InvalidAuth(f"{what}: answer holds no token")
