@@ -192,6 +192,22 @@ async def test_a_waiter_giving_up_does_not_cancel_the_exchange() -> None:
     await transport.close()
 
 
+async def test_a_short_deadline_gives_up_while_the_exchange_goes_on() -> None:
+    """The webhook's deadline bounds its own wait, not the exchange the next admission reuses."""
+    now = [0.0]
+    provider = CountingProvider(now, lifetime=100)
+    auth = CloudAuth({"h": provider}, clock=lambda: now[0])
+    transport = Transport()
+    with pytest.raises(TimeoutError):
+        await auth.credentials(transport, "h", CHALLENGE, Deadline.after(0.01))
+    await asyncio.sleep(0.1)
+    assert (await auth.credentials(transport, "h", CHALLENGE, Deadline.after(0.01))).password == (
+        "secret-1"
+    )
+    assert provider.calls == 1
+    await transport.close()
+
+
 def test_credentials_never_print_the_token() -> None:
     token = CloudToken(Credentials("oauth2accesstoken", "ya29.very-secret"), 0.0)
     assert "very-secret" not in repr(token)

@@ -54,12 +54,15 @@ class CloudAuth:
     """The transport's `CloudHook`: credentials for the hosts the operator opted in.
 
     `margin` is how long before expiry a token is refreshed (at most half its lifetime, so
-    short-lived tokens are still reused). Concurrent requests for one host share one exchange.
-    A token the service gave already expired (or with no expiry) serves its own request only.
+    short-lived tokens are still reused). Concurrent requests for one host share one exchange,
+    bounded by `exchange_timeout` rather than by the first caller's deadline: a webhook
+    admission that cannot wait for a slow first exchange gives up alone, and the next finds the
+    token. A token the service gave already expired (or with no expiry) serves its own request.
     """
 
     providers: dict[str, Provider]
     margin: float = 300.0
+    exchange_timeout: float = 30.0
     clock: Callable[[], float] = time.time
     exchanges: dict[str, int] = field(default_factory=dict)
     """Exchanges done per host (tests, debugging); never the tokens."""
@@ -80,12 +83,18 @@ class CloudAuth:
             return cached.token.credentials
         task = self._inflight.get(host)
         if task is None:
-            task = asyncio.ensure_future(self._exchange(transport, host, challenge, deadline))
+            bound = Deadline.after(self.exchange_timeout)
+            task = asyncio.ensure_future(self._exchange(transport, host, challenge, bound))
             self._inflight[host] = task
-            task.add_done_callback(lambda _: self._inflight.pop(host, None))
+            task.add_done_callback(lambda done: self._settled(host, done))
         # shielded: a caller giving up (its deadline) must not cancel the others' exchange
-        token = await asyncio.shield(task)
+        token = await asyncio.wait_for(asyncio.shield(task), deadline.remaining())
         return token.credentials
+
+    def _settled(self, host: str, task: asyncio.Task[CloudToken]) -> None:
+        self._inflight.pop(host, None)
+        if not task.cancelled():
+            task.exception()  # retrieved: every waiter may have given up before it failed
 
     async def _exchange(
         self, transport: Transport, host: str, challenge: Challenge, deadline: Deadline
