@@ -624,6 +624,46 @@ def test_rbac_and_service_account_can_be_left_to_the_user(chart: ChartRenderer) 
     assert pod["serviceAccountName"] == "mine"
 
 
+def test_cloud_identity_annotates_every_service_account(chart: ChartRenderer) -> None:
+    """global.cloudIdentity: IRSA, GKE and Azure workload identity on every part; a part's own
+    annotation wins, and Azure's opt-in label lands on the Pods."""
+    rendered = chart.render(
+        {
+            "global": {
+                "cloudIdentity": {
+                    "aws": {"roleArn": "arn:aws:iam::123456789012:role/kuik"},
+                    "gcp": {"serviceAccount": "kuik@proj.iam.gserviceaccount.com"},
+                    "azure": {"clientId": "11111111-2222-3333-4444-555555555555"},
+                }
+            },
+            "webhook": {
+                "serviceAccount": {
+                    "annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/pull"}
+                }
+            },
+        }
+    )
+    for part in ("webhook", "replicator", "monitor"):
+        annotations = rendered.component("ServiceAccount", part)["metadata"]["annotations"]
+        role = (
+            "arn:aws:iam::1:role/pull"
+            if part == "webhook"
+            else "arn:aws:iam::123456789012:role/kuik"
+        )
+        assert annotations == {
+            "eks.amazonaws.com/role-arn": role,
+            "iam.gke.io/gcp-service-account": "kuik@proj.iam.gserviceaccount.com",
+            "azure.workload.identity/client-id": "11111111-2222-3333-4444-555555555555",
+        }
+        labels = rendered.component("Deployment", part)["spec"]["template"]["metadata"]["labels"]
+        assert labels["azure.workload.identity/use"] == "true"
+    plain = chart.render({})
+    for part in ("webhook", "replicator", "monitor"):
+        assert "annotations" not in plain.component("ServiceAccount", part)["metadata"]
+        labels = plain.component("Deployment", part)["spec"]["template"]["metadata"]["labels"]
+        assert "azure.workload.identity/use" not in labels
+
+
 # --------------------------------------------------------------------------- values
 
 
@@ -648,6 +688,8 @@ def test_parts_can_be_switched_off(chart: ChartRenderer) -> None:
         ({"global": {"redis": {"external": {"url": "http://redis:6379"}}}}, "url"),
         ({"monitor": {"autoscaling": {"enabled": True}}}, "autoscaling"),
         ({"global": {"verbosity": "loud"}}, "verbosity"),
+        ({"global": {"cloudIdentity": {"aws": {"role": "x"}}}}, "role"),
+        ({"global": {"cloudIdentity": {"aws": {"roleArn": "kuik-role"}}}}, "roleArn"),
     ],
 )
 def test_schema_rejects_typos_and_bad_values(

@@ -212,6 +212,17 @@ def test_bad_config_exits_1_naming_file_and_key(name: str, launch: Launcher) -> 
     )
 
 
+def test_cloud_auth_on_a_host_of_no_known_cloud_exits_1(launch: Launcher) -> None:
+    config = launch.root / "config.yaml"
+    config.write_text("registries:\n  quay.io:\n    cloudAuth: auto\n")
+    service = launch.start("webhook", ["--config", str(config), *launch.argv("webhook")])
+    assert service.wait() == 1
+    (event,) = _events(service)
+    assert event["event"] == "invalid configuration"
+    assert "registries.quay.io.cloudAuth: auto" in str(event["error"])
+    assert "name the cloud" in str(event["error"])
+
+
 def test_unknown_key_exits_1_with_a_suggestion(launch: Launcher) -> None:
     config = launch.root / "config.yaml"
     config.write_text("routing:\n  activeCheck:\n    timout: 2s\n")

@@ -14,6 +14,7 @@ import secrets
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -39,9 +40,18 @@ class TokenRequest:
 
 @dataclass
 class TokenIssuer:
-    """Grants every requested action to known users; `anonymous_actions` to everyone else."""
+    """Grants every requested action to known users; `anonymous_actions` to everyone else.
+
+    `authenticate(user, password)` admits users whose passwords are not known in advance (cloud
+    stand-ins: a token some other service issued); `post_routes` answers POSTs by path with
+    (status, JSON document) from the form fields (ACR's `/oauth2/exchange` beside the realm).
+    """
 
     users: dict[str, str] = field(default_factory=dict)
+    authenticate: Callable[[str, str], bool] | None = None
+    post_routes: dict[str, Callable[[dict[str, str]], tuple[int, dict[str, Any]]]] = field(
+        default_factory=dict
+    )
     anonymous_actions: tuple[str, ...] = ()
     service: str = "kuik-test-registry"
     issuer: str = "kuik-test-issuer"
@@ -66,6 +76,9 @@ class TokenIssuer:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 issuer._answer(self)
+
+            def do_POST(self) -> None:
+                issuer._answer_post(self)
 
             def log_message(self, format: str, *args: Any) -> None:
                 return
@@ -121,7 +134,21 @@ class TokenIssuer:
         except ValueError:
             return None, False
         known = self.users.get(user)
-        return user, known is not None and secrets.compare_digest(known, password)
+        if known is not None and secrets.compare_digest(known, password):
+            return user, True
+        return user, self.authenticate is not None and self.authenticate(user, password)
+
+    def _answer_post(self, handler: BaseHTTPRequestHandler) -> None:
+        route = self.post_routes.get(urlsplit(handler.path).path)
+        length = int(handler.headers.get("Content-Length") or 0)
+        form = {k: v[0] for k, v in parse_qs(handler.rfile.read(length).decode()).items()}
+        status, doc = route(form) if route else (404, {"error": "no such route"})
+        body = json.dumps(doc).encode()
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
 
     def _answer(self, handler: BaseHTTPRequestHandler) -> None:
         query = parse_qs(urlsplit(handler.path).query)

@@ -38,6 +38,7 @@ from kuikcore.config import (
     ENV_OVERRIDES,
     Config,
     ConfigError,
+    ConfigIssue,
     Override,
     load_config,
 )
@@ -256,6 +257,18 @@ def service_command(
     )
 
 
+def _check_cloud_auth(config: Config, source: str) -> None:
+    """`registries.<host>.cloudAuth` the registry client cannot serve (`auto` on a host of no
+    known cloud, ECR without a region) is a configuration error, told at start like any other.
+    Imports no cloud SDK: the providers load theirs on first use."""
+    from kuikcore.registry.cloud import cloud_auth_from_config
+
+    try:
+        cloud_auth_from_config(config.registries)
+    except ValueError as exc:
+        raise ConfigError(source, [ConfigIssue("", str(exc))]) from None
+
+
 def _start(
     service: str, run: RunFn, config_path: Path, explicit: bool, overrides: list[Override]
 ) -> int:
@@ -266,6 +279,7 @@ def _start(
         )
     try:
         config = load_config(config_path, overrides=overrides)
+        _check_cloud_auth(config, str(config_path))
     except ConfigError as exc:
         log.error("invalid configuration", error=str(exc))
         return 1

@@ -192,6 +192,29 @@ key: redis-password
 {{- end -}}
 
 {{/*
+The workload identity of global.cloudIdentity as ServiceAccount annotations and Pod labels
+(docs/registries.md): IRSA's role, GKE Workload Identity's Google service account, Azure
+Workload Identity's client id and its opt-in label. A part's own serviceAccount.annotations and
+podLabels win key by key. Argument: the global values. Returns YAML {annotations, podLabels}.
+*/}}
+{{- define "kuik.cloudIdentity" -}}
+{{- $c := .cloudIdentity | default dict -}}
+{{- $annotations := dict -}}
+{{- $podLabels := dict -}}
+{{- with ($c.aws | default dict).roleArn }}
+{{- $_ := set $annotations "eks.amazonaws.com/role-arn" . }}
+{{- end }}
+{{- with ($c.gcp | default dict).serviceAccount }}
+{{- $_ := set $annotations "iam.gke.io/gcp-service-account" . }}
+{{- end }}
+{{- with ($c.azure | default dict).clientId }}
+{{- $_ := set $annotations "azure.workload.identity/client-id" . }}
+{{- $_ := set $podLabels "azure.workload.identity/use" "true" }}
+{{- end }}
+{{- toYaml (dict "annotations" $annotations "podLabels" $podLabels) }}
+{{- end -}}
+
+{{/*
 One kuik service: ServiceAccount, Deployment, metrics Service, PodDisruptionBudget and the
 optional HorizontalPodAutoscaler, ServiceMonitor and NetworkPolicy.
 Argument: (dict "top" $ "component" NAME "args" LIST "ports" LIST "volumes" LIST
@@ -201,6 +224,9 @@ Argument: (dict "top" $ "component" NAME "args" LIST "ports" LIST "volumes" LIST
 {{- $top := .top -}}
 {{- $v := $top.Values -}}
 {{- $g := $top.Values.global -}}
+{{- $cloud := include "kuik.cloudIdentity" $g | fromYaml -}}
+{{- $saAnnotations := merge (dict) ($v.serviceAccount.annotations | default dict) $cloud.annotations -}}
+{{- $podLabels := merge (dict) ($v.podLabels | default dict) $cloud.podLabels -}}
 {{- $name := include "kuik.componentName" . -}}
 {{- $labels := include "kuik.labels" . -}}
 {{- $selector := include "kuik.selectorLabels" . -}}
@@ -225,7 +251,7 @@ metadata:
     {{- with $v.serviceAccount.extraLabels }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
-  {{- with $v.serviceAccount.annotations }}
+  {{- with $saAnnotations }}
   annotations:
     {{- toYaml . | nindent 4 }}
   {{- end }}
@@ -255,7 +281,7 @@ spec:
     metadata:
       labels:
         {{- $labels | nindent 8 }}
-        {{- with $v.podLabels }}
+        {{- with $podLabels }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
       annotations:

@@ -102,19 +102,24 @@ def load_authfile(prog: str, path: Path | None) -> Keyring | None:
 def build_client(
     prog: str, insecure: tuple[str, ...], config_path: Path | None, **kwargs: Any
 ) -> RegistryClient:
-    """A client with `--insecure-registry` hosts on plain HTTP, else the config's TLS options."""
+    """A client with `--insecure-registry` hosts on plain HTTP, else the config's TLS options
+    and its `cloudAuth` hosts (the workload identity the command runs with)."""
     lookup: Callable[[str], RegistryTLS | None] = lambda host: None  # noqa: E731
+    cloud = None
     if config_path is not None:
         from kuikcore.config import ConfigError, load_config
+        from kuikcore.registry.cloud import cloud_auth_from_config
 
         try:
             config = load_config(config_path)
-        except ConfigError as exc:
+            cloud = cloud_auth_from_config(config.registries)
+        except (ConfigError, ValueError) as exc:
             fail(prog, str(exc))
         lookup = tls_from_config(config)
     plain = set(insecure)
     return RegistryClient(
         tls=lambda host: RegistryTLS(insecure=True) if host in plain else lookup(host),
+        cloud=cloud,
         **kwargs,
     )
 

@@ -463,15 +463,29 @@ class Redis(_Model):
         return value
 
 
+CloudAuthKind = Literal["ecr", "gcp", "azure", "auto"]
+
+
 class RegistryTLSConfig(_Model):
-    """How kuik reaches one registry host (beyond upstream, which has no such setting)."""
+    """How kuik reaches one registry host (beyond upstream, which has no such setting).
+
+    `cloudAuth` opts the host into tokens from the service's cloud workload identity
+    (`kuikcore.registry.cloud`); `auto` reads the cloud from the host name, an explicit kind
+    serves private endpoints and hosts named otherwise. `region` and `registryId` are ECR's.
+    """
 
     insecure: bool = False
     skip_verify: bool = False
     ca_file: ExistingFile | None = None
+    cloud_auth: CloudAuthKind | None = None
+    region: str | None = None
+    registry_id: str | None = Field(default=None, alias="registryID")
 
     @model_validator(mode="after")
     def _coherent(self) -> RegistryTLSConfig:
+        for name, value in (("region", self.region), ("registryID", self.registry_id)):
+            if value is not None and self.cloud_auth not in ("ecr", "auto"):
+                raise FieldIssue(name, "is an ECR setting: it needs cloudAuth: ecr (or auto)")
         if self.insecure and (self.skip_verify or self.ca_file is not None):
             field = "skipVerify" if self.skip_verify else "caFile"
             raise FieldIssue(field, "applies to HTTPS only, but insecure: true selects plain HTTP")

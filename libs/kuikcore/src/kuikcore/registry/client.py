@@ -21,10 +21,11 @@ from yarl import URL
 
 from kuikcore.reference import DEFAULT_DOMAIN, DOCKER_HUB_API_HOST, Reference, parse
 from kuikcore.registry.auth import Credentials, scope_for
-from kuikcore.registry.errors import DigestMismatch, RegistryError
+from kuikcore.registry.errors import DigestMismatch, NotFound, RegistryError
 from kuikcore.registry.locations import BlobLocations
 from kuikcore.registry.mediatypes import MANIFEST_ACCEPT, ImageManifest, digest_of, parse_manifest
 from kuikcore.registry.transport import (
+    CloudHook,
     Deadline,
     RegistryTLS,
     RetryPolicy,
@@ -153,6 +154,7 @@ class RegistryClient:
     operator config's `registry_tls`). `blob_concurrency` bounds parallel blob copies per copy;
     `chunk_size` switches uploads from one streamed PUT to PATCH chunks of that many bytes;
     `mount=False` never asks for cross-repository mounts (registries or policies refusing them).
+    `cloud` gives workload-identity credentials to the hosts opted in (`kuikcore.registry.cloud`).
     """
 
     def __init__(
@@ -165,6 +167,7 @@ class RegistryClient:
         chunk_size: int | None = None,
         mount: bool = True,
         user_agent: str = "kuik",
+        cloud: CloudHook | None = None,
     ) -> None:
         if tls is None:
             lookup: TLSLookup = lambda host: None  # noqa: E731
@@ -182,6 +185,7 @@ class RegistryClient:
             retry=retry or RetryPolicy(),
             connections_per_host=connections_per_host,
             user_agent=user_agent,
+            cloud=cloud,
         )
         self.blob_concurrency = blob_concurrency
         self.chunk_size = chunk_size
@@ -190,8 +194,11 @@ class RegistryClient:
 
     @classmethod
     def from_config(cls, config: _ConfigLike, **kwargs: Any) -> RegistryClient:
-        """Use the operator config's `registries.<host>` TLS options."""
-        return cls(tls=tls_from_config(config), **kwargs)
+        """Use the operator config's `registries.<host>` TLS and cloud-auth options."""
+        from kuikcore.registry.cloud import cloud_auth_from_config
+
+        cloud = cloud_auth_from_config(getattr(config, "registries", {}))
+        return cls(tls=tls_from_config(config), cloud=cloud, **kwargs)
 
     async def close(self) -> None:
         await self.transport.close()
@@ -435,7 +442,35 @@ class RegistryClient:
             digest, source = mount
             path += f"?mount={digest}&from={source}"
             scopes += (scope_for(source, PULL),)
-        response = await self.transport.request(
+        try:
+            response = await self._post_upload(ref, path, scopes, credentials, deadline)
+        except NotFound:
+            # ECR has no implicit repository creation: create it on first push, then retry
+            cloud = self.transport.cloud
+            if credentials is not None or cloud is None:
+                raise
+            if not await cloud.ensure_repository(
+                ref.registry_host, ref.repository, deadline or Deadline.never()
+            ):
+                raise
+            response = await self._post_upload(ref, path, scopes, credentials, deadline)
+        async with response:
+            if response.status == 201:
+                return None
+            location = response.headers.get("Location")
+        if not location:
+            raise RegistryError(f"POST {ref.registry_host}{path.split('?')[0]}: no upload Location")
+        return location
+
+    async def _post_upload(
+        self,
+        ref: Reference,
+        path: str,
+        scopes: tuple[str, ...],
+        credentials: Credentials | None,
+        deadline: Deadline | None,
+    ) -> aiohttp.ClientResponse:
+        return await self.transport.request(
             "POST",
             ref.registry_host,
             path,
@@ -445,13 +480,6 @@ class RegistryClient:
             deadline=deadline,
             body=b"",
         )
-        async with response:
-            if response.status == 201:
-                return None
-            location = response.headers.get("Location")
-        if not location:
-            raise RegistryError(f"POST {ref.registry_host}{path.split('?')[0]}: no upload Location")
-        return location
 
     async def upload_blob(
         self,

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from email.utils import parsedate_to_datetime
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Protocol
 
 import aiohttp
 from yarl import URL
@@ -37,6 +37,7 @@ from kuikcore.registry.errors import (
 
 __all__ = [
     "RETRY_STATUSES",
+    "CloudHook",
     "Deadline",
     "Pool",
     "RegistryTLS",
@@ -124,6 +125,26 @@ class RegistryTLS:
 
 
 TLSLookup = Callable[[str], RegistryTLS | None]
+
+
+class CloudHook(Protocol):
+    """Credentials from the service's cloud workload identity for the hosts opted in.
+
+    `kuikcore.registry.cloud.CloudAuth` is the one implementation; the transport asks it only
+    when a request carries no credentials of its own (pull secrets keep precedence).
+    """
+
+    def covers(self, host: str) -> bool: ...
+
+    async def credentials(
+        self, transport: Transport, host: str, challenge: Challenge, deadline: Deadline
+    ) -> Credentials: ...
+
+    def invalidate(self, host: str) -> None: ...
+
+    async def ensure_repository(self, host: str, repository: str, deadline: Deadline) -> bool: ...
+
+
 Pool = Literal["api", "download", "probe"]
 
 
@@ -210,6 +231,8 @@ class Transport:
     _proxies: dict[tuple[str, str], Proxy] = field(default_factory=dict)
     on_unreachable: Callable[[str, str], None] | None = None
     """Told (registry host, error) of every connection-level failure: passive health detection."""
+    cloud: CloudHook | None = None
+    """Workload-identity credentials for opted-in hosts (`kuikcore.registry.cloud`)."""
 
     async def close(self) -> None:
         sessions, self._sessions = self._sessions, {}
@@ -319,30 +342,101 @@ class Transport:
 
     # --- auth ---------------------------------------------------------------------------------
 
+    def _from_cloud(self, host: str, credentials: Credentials | None) -> bool:
+        return credentials is None and self.cloud is not None and self.cloud.covers(host)
+
     async def _authorization(
         self,
         host: str,
         scopes: tuple[str, ...],
         credentials: Credentials | None,
         deadline: Deadline,
-    ) -> str | None:
+    ) -> tuple[str | None, str]:
+        """The `Authorization` header for a request, and whose it is (the token cache's key)."""
         challenge = self._challenges.get(host)
-        if challenge is None:
-            return None
-        if challenge.scheme == "basic":
-            return credentials.basic_header() if credentials else None
-        if challenge.scheme != "bearer":
-            return None
+        if challenge is None or challenge.scheme not in ("basic", "bearer"):
+            return None, "anonymous"
+        cloud = self._from_cloud(host, credentials)
+        if cloud:
+            assert self.cloud is not None
+            credentials = await self.cloud.credentials(self, host, challenge, deadline)
         who = credentials.fingerprint if credentials else "anonymous"
+        if challenge.scheme == "basic":
+            return (credentials.basic_header() if credentials else None), who
         if not scopes and challenge.params.get("scope"):
             scopes = tuple(challenge.params["scope"].split(" "))
         token = self.tokens.get(host, who, scopes)
         if token is None:
-            token, expires_in = await self._fetch_token(
-                host, challenge, scopes, credentials, deadline
-            )
+            try:
+                token, expires_in = await self._fetch_token(
+                    host, challenge, scopes, credentials, deadline
+                )
+            except InvalidAuth:
+                if cloud:
+                    assert self.cloud is not None
+                    self.cloud.invalidate(host)  # refused: the next request exchanges anew
+                raise
             self.tokens.put(host, who, scopes, token, expires_in)
-        return f"Bearer {token}"
+        return f"Bearer {token}", who
+
+    async def post_form(
+        self, host: str, url: str, form: Mapping[str, str], deadline: Deadline
+    ) -> dict[str, Any]:
+        """POST a form to a registry's own auth endpoint (ACR's `/oauth2/exchange`): its JSON.
+
+        Same session, TLS options and proxy as the registry's API; the form holds secrets, so
+        no message ever shows it or the answer.
+        """
+        target = URL(url)
+        what = f"POST {target.with_query(None)}"
+        return await self._auth_request(
+            "POST", host, target, {}, dict(form), what, "identity refused", deadline
+        )
+
+    async def _auth_request(
+        self,
+        method: str,
+        host: str,
+        url: URL,
+        headers: dict[str, str],
+        form: dict[str, str] | None,
+        what: str,
+        refused: str,
+        deadline: Deadline,
+    ) -> dict[str, Any]:
+        """One request to a token service (the realm, ACR's exchange): its JSON object answer.
+
+        401/403 is `InvalidAuth` saying `refused`; messages show no query, form or answer.
+        """
+        try:
+            proxy, proxy_headers = self._via_proxy(url, headers)
+            async with self.session(host).request(
+                method,
+                url,
+                data=form,
+                headers=headers,
+                timeout=self._timeout(deadline),
+                proxy=proxy,
+                proxy_headers=proxy_headers,
+            ) as response:
+                body = await response.content.read(_MAX_ERROR_BODY)
+                if response.status in (401, 403):
+                    raise InvalidAuth(
+                        f"{what}: HTTP {response.status} ({refused})",
+                        status=response.status,
+                        details=parse_error_body(body),
+                    )
+                if response.status != 200:
+                    raise error_from_response(response.status, what, body)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise _network_error(method, str(url.host), url.path, exc, deadline) from exc
+        try:
+            doc = json.loads(body)
+        except ValueError as exc:
+            raise InvalidAuth(f"{what}: answer is not JSON") from exc
+        if not isinstance(doc, dict):
+            raise InvalidAuth(f"{what}: answer is not a JSON object")
+        return doc
 
     async def _fetch_token(
         self,
@@ -362,33 +456,12 @@ class Transport:
         headers = {"Authorization": credentials.basic_header()} if credentials else {}
         url = URL(realm).extend_query(query)
         what = f"token request to {URL(realm).with_query(None)}"
+        refused = "credentials refused by the token service"
+        doc = await self._auth_request("GET", host, url, headers, None, what, refused, deadline)
+        token = doc.get("token") or doc.get("access_token")
         try:
-            proxy, proxy_headers = self._via_proxy(url, headers)
-            async with self.session(host).get(
-                url,
-                headers=headers,
-                timeout=self._timeout(deadline),
-                proxy=proxy,
-                proxy_headers=proxy_headers,
-            ) as response:
-                body = await response.content.read(_MAX_ERROR_BODY)
-                if response.status != 200:
-                    if response.status in (401, 403):
-                        raise InvalidAuth(
-                            f"{what}: HTTP {response.status} (credentials refused by the token service)",
-                            status=response.status,
-                            details=parse_error_body(body),
-                        )
-                    raise error_from_response(response.status, what, body)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise _network_error(
-                "GET", str(URL(realm).host), str(URL(realm).path), exc, deadline
-            ) from exc
-        try:
-            doc = json.loads(body)
-            token = doc.get("token") or doc.get("access_token")
             expires_in = float(doc.get("expires_in") or 0)
-        except (ValueError, AttributeError, TypeError) as exc:
+        except (ValueError, TypeError) as exc:
             raise InvalidAuth(f"{what}: answer is not a token document") from exc
         if not isinstance(token, str) or not token:
             raise InvalidAuth(f"{what}: answer holds no token")
@@ -465,6 +538,8 @@ class Transport:
         replayable = body is None or isinstance(body, bytes)
         attempt = 0
         authenticated_retry = False
+        who = "anonymous"
+        authorization: str | None = None
         while True:
             try:
                 base = await self.base_url(host, deadline)
@@ -474,7 +549,7 @@ class Transport:
                     else URL(base + path_or_url, encoded=True)
                 )
                 send_headers = dict(headers or {})
-                authorization = await self._authorization(host, scopes, credentials, deadline)
+                authorization, who = await self._authorization(host, scopes, credentials, deadline)
                 if authorization:
                     send_headers["Authorization"] = authorization
                 proxy, proxy_headers = self._via_proxy(url, send_headers)
@@ -511,6 +586,9 @@ class Transport:
             response.release()
             status = response.status
 
+            if status == 401 and authorization and self._from_cloud(host, credentials):
+                assert self.cloud is not None
+                self.cloud.invalidate(host)  # refused (revoked, expired early): exchange anew
             if status == 401 and not authenticated_retry:
                 challenges = parse_challenges(response.headers.get("WWW-Authenticate", ""))
                 usable = [c for c in challenges if c.scheme in ("bearer", "basic")]
@@ -520,7 +598,6 @@ class Transport:
                     self._challenges[host] = usable[0]
                     authenticated_retry = True
                     if usable[0].scheme == "bearer":
-                        who = credentials.fingerprint if credentials else "anonymous"
                         self.tokens.drop(host, who, scopes)
                     if replayable:
                         continue
