@@ -434,8 +434,8 @@ class ReplicatedUpstream(_Model):
     )
     discard_alternative: bool = Field(
         default=False,
-        description="Match images with this upstream but never route to it; a Pod image from "
-        "it loses its original as an alternative too.",
+        description="Match images with this upstream but never route to it; when it matches a "
+        "Pod's image, the original image is not an alternative either.",
     )
     image_filter: ImageFilterDefinition = Field(
         default_factory=ImageFilterDefinition,
