@@ -68,6 +68,10 @@ MAX_FILTER_ITEMS = 16
 MAX_PATTERN_LENGTH = 128
 MAX_SELECTOR_LENGTH = 512
 MAX_UPSTREAMS = 32
+_RESOURCE_PRIORITY = (
+    "Order of this resource's alternatives among every kuik resource's; the original image has 0, "
+    "so a negative priority is tried before it."
+)
 # status lists keyed by `image` (server-side apply merges entries by key)
 LIST_MAP: dict[str, Any] = {
     "x-kubernetes-list-type": "map",
@@ -371,11 +375,7 @@ class ImageSetMirrorStatus(_Model):
 
 
 class _ImageSetMirrorSpecBase(_Model):
-    priority: int = Field(
-        default=0,
-        description="Order of this resource's alternatives among every kuik resource's; the "
-        "original image has 0, so a negative priority is tried before it.",
-    )
+    priority: int = Field(default=0, description=_RESOURCE_PRIORITY)
     image_filter: ImageFilterDefinition = Field(
         default_factory=ImageFilterDefinition,
         description="Deprecated: images to mirror as RE2 patterns; use `filter` image items "
@@ -454,11 +454,7 @@ class ReplicatedImageSetStatus(_Model):
 
 
 class _ReplicatedImageSetSpecBase(_Model):
-    priority: int = Field(
-        default=0,
-        description="Order of this resource's alternatives among every kuik resource's; the "
-        "original image has 0, so a negative priority is tried before it.",
-    )
+    priority: int = Field(default=0, description=_RESOURCE_PRIORITY)
     upstreams: Annotated[list[ReplicatedUpstream], Field(max_length=MAX_UPSTREAMS)] = Field(
         default_factory=list,
         description="Registries holding the same images: a Pod image from one may be pulled "
