@@ -22,7 +22,7 @@ from kuikcore.api.models import Resource
 from kuikcore.api.validation import KINDS
 from kuikcore.names import API_VERSION
 
-__all__ = ["EXAMPLES", "Row", "example_name", "field_rows", "main", "render"]
+__all__ = ["EXAMPLES", "Row", "example_name", "field_rows", "main", "render", "render_files"]
 
 EXAMPLES = Path("examples/resources")
 """Where the examples live, relative to the repository root (the default of `--examples`)."""
@@ -49,8 +49,9 @@ the same models generate.
   `k`, `!k`, `k=v`, `k!=v`, `k in (a,b)`, `k notin (a,b)`.
 - Durations are Go durations: `90s`, `30m`, `168h`, `1h30m`.
 - Priorities: a resource's `spec.priority` orders its alternatives among every resource's (the
-  original image counts as 0, so a negative priority is tried before it); `mirrors[].priority`
-  and `upstreams[].priority` order them within the resource, lowest first.
+  original image counts as 0, so a negative priority is tried before it, except for containers
+  with `imagePullPolicy: Always` unless `routing.honorPrioritiesOnAlwaysImagePullPolicy`);
+  `mirrors[].priority` and `upstreams[].priority` order them within the resource, lowest first.
 
 Every kind has a runnable example in `examples/resources/` (`kubectl apply -f examples/resources/`),
 embedded below; a test loads each one through kuik's validation and a strict API server fake.
