@@ -57,14 +57,16 @@ async def _exposed_by_service(coord: Coord, tmp_path: Path) -> dict[str, set[str
         registry = _registry(service, tmp_path)
         watch = asyncio.create_task(watch_health(coord, registry))
         try:
-            for _ in range(1000):  # the gauge is registered when the watch starts
-                if "kube_image_keeper_redis_up" in _exposed(registry):
+            # 1 once Redis answered the first probe; the watch then sleeps, so the cancel below
+            # does not land in the middle of a ping
+            for _ in range(1000):
+                if registry.get_sample_value("kube_image_keeper_redis_up") == 1:
                     break
                 await asyncio.sleep(0.01)
             exposed[service] = _exposed(registry)
         finally:
             watch.cancel()
-            await asyncio.gather(watch, return_exceptions=True)
+            await asyncio.wait_for(asyncio.gather(watch, return_exceptions=True), 10)
     return exposed
 
 
