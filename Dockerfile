@@ -48,7 +48,12 @@ COPY libs/kuikcore/src libs/kuikcore/src
 COPY services/webhook/src services/webhook/src
 COPY services/replicator/src services/replicator/src
 COPY services/monitor/src services/monitor/src
+# botocore carries the API models of every AWS service (28 MB); kuik calls two (ECR's token and
+# repository creation, STS's web identity exchange: docs/registries.md). tests/images builds
+# both clients in the image, so a model kuik needs cannot go missing unnoticed.
 RUN /opt/uv/bin/uv sync --frozen --no-dev --no-editable $RUNTIME_PACKAGES \
+ && find /opt/kuik/lib/python3*/site-packages/botocore/data -mindepth 1 -maxdepth 1 -type d \
+      ! -name ecr ! -name sts -exec rm -rf {} + \
  && /opt/kuik/bin/kuik-webhook --help >/dev/null
 
 # The final image: the base, Debian's python3 (the interpreter /opt/kuik links to, at the same

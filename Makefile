@@ -12,6 +12,8 @@ help:
 	@echo "make install-docker  Debian's docker.io, mmdebstrap, docker-compose (image and compose tests; large, so separate)"
 	@echo "make lint      ruff check, ruff format --check, mypy, lint-imports (kuikcore's layers)"
 	@echo "make bench     benchmarks in bench/ (results: docs/benchmarks.md)"
+	@echo "make crds      regenerate the CRDs in charts/kube-image-keeper/crds/ from kuikcore.api.models"
+	@echo "make docs      regenerate docs/crds.md (the reference of the five kinds) from the models and examples/resources/"
 	@echo "make test-cluster  the cluster contract suite against \$$KUBECONFIG (a throwaway kind/k3d cluster)"
 	@echo "make demo      the whole system on this machine: mirror an image, kill its registry, see the reroute"
 	@echo "make dev       the same stack left running (fixed ports, examples/cluster/) until Ctrl-C"
@@ -45,6 +47,10 @@ test-cluster: install  ## the cluster contract suite against $KUBECONFIG: a thro
 .PHONY: crds
 crds:  ## regenerate the CRDs from kuikcore.api.models (tests fail when the committed ones are stale)
 	$(UV) run python -m kuikcore.api.crd charts/kube-image-keeper/crds
+
+.PHONY: docs
+docs:  ## regenerate docs/crds.md from kuikcore.api.models and examples/resources/ (tests fail when it is stale)
+	$(UV) run python -m kuikcore.api.docs docs/crds.md
 
 .PHONY: install-docker
 install-docker:  ## dockerd, mmdebstrap, docker-compose for the image and compose tests (large: only `make test` pulls them in)

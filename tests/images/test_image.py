@@ -125,6 +125,23 @@ def test_the_image_ships_only_runtime_code(docker_daemon: DockerDaemon, kuik_ima
     }
 
 
+def test_the_cloud_clients_kuik_uses_are_in_the_image(
+    docker_daemon: DockerDaemon, kuik_image: str
+) -> None:
+    """The image keeps botocore's ECR and STS models only (the Dockerfile prunes the rest), and
+    the Google and Azure identity libraries: each client kuik builds can be built there."""
+    script = (
+        "import boto3, google.auth, azure.identity;"
+        "[boto3.client(s, region_name='eu-west-3') for s in ('ecr', 'sts')];"
+        "import botocore.exceptions as e;"
+        "\ntry: boto3.client('s3', region_name='eu-west-3')\n"
+        "except e.UnknownServiceError: print('pruned')"
+    )
+    done = docker_daemon.run(kuik_image, "python", "-c", script, options=["--network=none"])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "pruned"
+
+
 @pytest.fixture(scope="module")
 def labelled_image(docker_daemon: DockerDaemon, kuik_image: str, debian_base_image: str) -> str:
     """kuik_image again with the release build arguments: every layer comes from the cache."""

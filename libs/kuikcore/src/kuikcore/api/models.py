@@ -69,6 +69,10 @@ MAX_FILTER_ITEMS = 16
 MAX_PATTERN_LENGTH = 128
 MAX_SELECTOR_LENGTH = 512
 MAX_UPSTREAMS = 32
+_RESOURCE_PRIORITY = (
+    "Order of this resource's alternatives among every kuik resource's; the original image has 0, "
+    "so a negative priority is tried before it."
+)
 # status lists keyed by `image` (server-side apply merges entries by key)
 LIST_MAP: dict[str, Any] = {
     "x-kubernetes-list-type": "map",
@@ -134,11 +138,14 @@ class FilterItem(_Model):
 
     image: Pattern | None = Field(
         default=None,
-        description="RE2 pattern matched against the whole normalised image reference.",
+        description="RE2 pattern matched against the whole normalised image reference "
+        "(`docker.io/library/nginx:1.27`).",
         json_schema_extra=cel.validations(cel.regex_item("image")),
     )
     label: Selector | None = Field(
-        default=None, description="Kubernetes label selector matched against the Pod's labels."
+        default=None,
+        description="Kubernetes label selector (`app=web`, `tier in (a,b)`, `!canary`) matched "
+        "against the Pod's labels.",
     )
     annotation: Selector | None = Field(
         default=None, description="Kubernetes label selector matched against the Pod's annotations."
@@ -178,10 +185,15 @@ class Filter(_FilterBase):
     """Unified pod/image selector: OR within a dimension, AND across, exclude wins."""
 
     include: Annotated[list[FilterItem], Field(max_length=MAX_FILTER_ITEMS)] | None = Field(
-        default=None, json_schema_extra=cel.validations(cel.ITEM_ONE_OF)
+        default=None,
+        description="Items selecting Pods (label, annotation items) and their images (image "
+        "items): OR within a dimension, AND across; a dimension without items selects all.",
+        json_schema_extra=cel.validations(cel.ITEM_ONE_OF),
     )
     exclude: Annotated[list[FilterItem], Field(max_length=MAX_FILTER_ITEMS)] | None = Field(
-        default=None, json_schema_extra=cel.validations(cel.ITEM_ONE_OF)
+        default=None,
+        description="Items excluding Pods or images: one match excludes, whatever `include` says.",
+        json_schema_extra=cel.validations(cel.ITEM_ONE_OF),
     )
 
 
@@ -189,10 +201,15 @@ class ClusterFilter(_FilterBase):
     """`Filter` with the namespace dimension, for cluster-scoped kinds."""
 
     include: Annotated[list[ClusterFilterItem], Field(max_length=MAX_FILTER_ITEMS)] | None = Field(
-        default=None, json_schema_extra=cel.validations(cel.ITEM_ONE_OF_CLUSTER)
+        default=None,
+        description="Items selecting Pods (label, annotation, namespace items) and their images "
+        "(image items): OR within a dimension, AND across; a dimension without items selects all.",
+        json_schema_extra=cel.validations(cel.ITEM_ONE_OF_CLUSTER),
     )
     exclude: Annotated[list[ClusterFilterItem], Field(max_length=MAX_FILTER_ITEMS)] | None = Field(
-        default=None, json_schema_extra=cel.validations(cel.ITEM_ONE_OF_CLUSTER)
+        default=None,
+        description="Items excluding Pods or images: one match excludes, whatever `include` says.",
+        json_schema_extra=cel.validations(cel.ITEM_ONE_OF_CLUSTER),
     )
 
 
@@ -200,13 +217,19 @@ AnyFilter = Filter | ClusterFilter
 
 
 class ImageFilterDefinition(_Model):
-    """Deprecated regex include/exclude list (`spec.imageFilter`, `upstreams[].imageFilter`)."""
+    """RE2 include/exclude pattern lists: the deprecated `spec.imageFilter`, and
+    `spec.upstreams[].imageFilter` (matched after the upstream's `registry`)."""
 
     include: PatternList | None = Field(
-        default=None, json_schema_extra=cel.validations(cel.regex_list("include"))
+        default=None,
+        description="RE2 patterns an image must fully match one of. Empty with `exclude` set: "
+        "every image; both empty: no image.",
+        json_schema_extra=cel.validations(cel.regex_list("include")),
     )
     exclude: PatternList | None = Field(
-        default=None, json_schema_extra=cel.validations(cel.regex_list("exclude"))
+        default=None,
+        description="RE2 patterns; an image fully matching one is left out.",
+        json_schema_extra=cel.validations(cel.regex_list("exclude")),
     )
 
     @property
@@ -217,15 +240,24 @@ class ImageFilterDefinition(_Model):
 class CredentialSecret(_Model):
     """A dockerconfigjson Secret; `namespace` is forced to the CR's on namespaced kinds."""
 
-    name: str = ""
-    namespace: str = ""
+    name: str = Field(default="", description="Name of a `kubernetes.io/dockerconfigjson` Secret.")
+    namespace: str = Field(
+        default="",
+        description="Namespace of the Secret; on namespaced kinds the resource's own is used.",
+    )
 
 
 class Cleanup(_Model):
     """Delete mirrored copies unused for `retention` (Go duration)."""
 
-    enabled: bool = False
-    retention: Duration = ""
+    enabled: bool = Field(
+        default=False, description="Delete a copy once its image has been unused for `retention`."
+    )
+    retention: Duration = Field(
+        default="",
+        description="Go duration (`168h`, `30m`) an image stays unused before its copies are "
+        "deleted; empty: at once.",
+    )
 
     @property
     def retention_delta(self) -> timedelta:
@@ -293,11 +325,28 @@ class _Observed(_Model):
 class Mirror(_Model):
     """A registry/path images are copied to; `priority` orders mirrors within the CR."""
 
-    priority: Annotated[int, Field(ge=0)] = 0
-    registry: str = ""
-    path: str = ""
-    credential_secret: CredentialSecret | None = None
-    cleanup: Cleanup | None = None
+    priority: Annotated[int, Field(ge=0)] = Field(
+        default=0, description="Order among this resource's mirrors, lowest first."
+    )
+    registry: str = Field(
+        default="",
+        description="Registry host the images are copied to (`harbor.example.com`, "
+        "`localhost:5000`).",
+    )
+    path: str = Field(
+        default="",
+        description="Repository prefix there: `docker.io/library/nginx:1.27` is copied to "
+        "`<registry>/<path>/library/nginx:1.27`.",
+    )
+    credential_secret: CredentialSecret | None = Field(
+        default=None,
+        description="Credentials to push and delete copies and to pull them: copied next to a "
+        "Pod routed to this mirror and added to its `imagePullSecrets`.",
+    )
+    cleanup: Cleanup | None = Field(
+        default=None,
+        description="Overrides `spec.cleanup` for this mirror (upstream declares it but ignores it).",
+    )
 
     @property
     def prefix(self) -> str:
@@ -308,19 +357,35 @@ class Mirror(_Model):
 class MirrorStatus(_Model):
     """State of one image in one mirror; `digest`/`platforms` record what was copied."""
 
-    image: str
-    mirrored_at: Time | None = None
-    last_error: str | None = None
-    digest: str | None = None
-    platforms: list[str] | None = None
+    image: str = Field(description="Reference of the copy in this mirror.")
+    mirrored_at: Time | None = Field(
+        default=None,
+        description="When the copy was made or found in place; unset: not mirrored (yet, or "
+        "any more).",
+    )
+    last_error: str | None = Field(
+        default=None, description="Why the last copy or deletion failed, or was refused."
+    )
+    digest: str | None = Field(default=None, description="Digest of the manifest copied.")
+    platforms: list[str] | None = Field(
+        default=None, description="Platforms copied (`linux/amd64`), as `mirroring.platforms` kept."
+    )
 
 
 class MatchingImage(_Model):
     """An image selected by the CR and its state in every mirror."""
 
-    image: str
-    mirrors: list[MirrorStatus] | None = Field(default=None, json_schema_extra=LIST_MAP)
-    unused_since: Time | None = None
+    image: str = Field(description="The source image, normalised (`docker.io/library/nginx:1.27`).")
+    mirrors: list[MirrorStatus] | None = Field(
+        default=None,
+        description="Its copy in each of `spec.mirrors`, in spec order.",
+        json_schema_extra=LIST_MAP,
+    )
+    unused_since: Time | None = Field(
+        default=None,
+        description="When the last selected Pod stopped using it; unset: in use; "
+        "`0001-01-01T01:00:00Z`: no longer selected (expires at once).",
+    )
 
 
 class OmittedEntries(_Model):
@@ -335,7 +400,11 @@ class OmittedEntries(_Model):
 class ImageSetMirrorStatus(_Observed):
     """Observed state: the matching images and their copies."""
 
-    matching_images: list[MatchingImage] | None = Field(default=None, json_schema_extra=LIST_MAP)
+    matching_images: list[MatchingImage] | None = Field(
+        default=None,
+        description="Every image the selected Pods use (or used), with its copies.",
+        json_schema_extra=LIST_MAP,
+    )
     # beyond upstream, for printer columns (JSONPath cannot count): kept by the replicator
     image_count: int | None = Field(default=None, description="Number of matching images.")
     mirrored_count: int | None = Field(
@@ -344,14 +413,25 @@ class ImageSetMirrorStatus(_Observed):
     failed_count: int | None = Field(
         default=None, description="Number of (image, mirror) pairs whose last copy failed."
     )
-    omitted: OmittedEntries | None = None
+    omitted: OmittedEntries | None = Field(
+        default=None, description="Set when `matchingImages` is cut short to fit in etcd."
+    )
 
 
 class _ImageSetMirrorSpecBase(_Model):
-    priority: int = 0
-    image_filter: ImageFilterDefinition = Field(default_factory=ImageFilterDefinition)
-    cleanup: Cleanup = Field(default_factory=Cleanup)
-    mirrors: list[Mirror] = Field(default_factory=list)
+    priority: int = Field(default=0, description=_RESOURCE_PRIORITY)
+    image_filter: ImageFilterDefinition = Field(
+        default_factory=ImageFilterDefinition,
+        description="Deprecated: images to mirror as RE2 patterns; use `filter` image items "
+        "(the two are exclusive).",
+    )
+    cleanup: Cleanup = Field(
+        default_factory=Cleanup, description="When copies of images no longer used are deleted."
+    )
+    mirrors: list[Mirror] = Field(
+        default_factory=list,
+        description="Where images are copied; each copy is an alternative a Pod may be routed to.",
+    )
 
     def cleanup_for(self, mirror: Mirror) -> Cleanup:
         """The mirror's own cleanup when it has one, else the CR's (beyond upstream)."""
@@ -363,7 +443,11 @@ class ImageSetMirrorSpec(_ImageSetMirrorSpecBase):
 
     model_config = ConfigDict(json_schema_extra=cel.validations(cel.FILTER_EXCLUSIVE))
 
-    filter: Filter = Field(default_factory=Filter)
+    filter: Filter = Field(
+        default_factory=Filter,
+        description="Which Pods of the namespace and which of their images to mirror; empty: "
+        "every Pod, images by `imageFilter`.",
+    )
 
 
 class ClusterImageSetMirrorSpec(_ImageSetMirrorSpecBase):
@@ -371,7 +455,11 @@ class ClusterImageSetMirrorSpec(_ImageSetMirrorSpecBase):
 
     model_config = ConfigDict(json_schema_extra=cel.validations(cel.FILTER_EXCLUSIVE))
 
-    filter: ClusterFilter = Field(default_factory=ClusterFilter)
+    filter: ClusterFilter = Field(
+        default_factory=ClusterFilter,
+        description="Which Pods and which of their images to mirror; empty: every Pod, images by "
+        "`imageFilter`.",
+    )
 
 
 # --- (Cluster)ReplicatedImageSet ----------------------------------------------------------
@@ -380,12 +468,29 @@ class ClusterImageSetMirrorSpec(_ImageSetMirrorSpecBase):
 class ReplicatedUpstream(_Model):
     """A registry/path serving the same images; `imageFilter` matches after `registry`."""
 
-    registry: str
-    path: str
-    priority: Annotated[int, Field(ge=0)] = 0
-    discard_alternative: bool = False
-    image_filter: ImageFilterDefinition = Field(default_factory=ImageFilterDefinition)
-    credential_secret: CredentialSecret | None = None
+    registry: str = Field(description="Registry host (`docker.io`, `public.ecr.aws`).")
+    path: str = Field(
+        description="Repository prefix there (`library`); an image under `<registry>/<path>` has "
+        "the same image under every other upstream's prefix."
+    )
+    priority: Annotated[int, Field(ge=0)] = Field(
+        default=0, description="Order among this resource's upstreams, lowest first."
+    )
+    discard_alternative: bool = Field(
+        default=False,
+        description="Match images with this upstream but never route to it; when it matches a "
+        "Pod's image, the original image is not an alternative either.",
+    )
+    image_filter: ImageFilterDefinition = Field(
+        default_factory=ImageFilterDefinition,
+        description="Images this upstream serves: RE2 patterns matched against the reference "
+        "after `registry` (`/library/.+`); empty: none.",
+    )
+    credential_secret: CredentialSecret | None = Field(
+        default=None,
+        description="Pull credentials for this upstream: copied next to a Pod routed to it and "
+        "added to its `imagePullSecrets`.",
+    )
 
 
 class ReplicatedImageSetStatus(_Observed):
@@ -393,9 +498,11 @@ class ReplicatedImageSetStatus(_Observed):
 
 
 class _ReplicatedImageSetSpecBase(_Model):
-    priority: int = 0
+    priority: int = Field(default=0, description=_RESOURCE_PRIORITY)
     upstreams: Annotated[list[ReplicatedUpstream], Field(max_length=MAX_UPSTREAMS)] = Field(
-        default_factory=list
+        default_factory=list,
+        description="Registries holding the same images: a Pod image from one may be pulled "
+        "from the others.",
     )
 
 
@@ -406,7 +513,11 @@ class ReplicatedImageSetSpec(_ReplicatedImageSetSpecBase):
         json_schema_extra=cel.validations(cel.no_image_items("ReplicatedImageSet"))
     )
 
-    filter: Filter = Field(default_factory=Filter)
+    filter: Filter = Field(
+        default_factory=Filter,
+        description="Which Pods of the namespace this applies to (label and annotation items; "
+        "images are chosen per upstream); empty: every Pod.",
+    )
 
 
 class ClusterReplicatedImageSetSpec(_ReplicatedImageSetSpecBase):
@@ -416,7 +527,11 @@ class ClusterReplicatedImageSetSpec(_ReplicatedImageSetSpecBase):
         json_schema_extra=cel.validations(cel.no_image_items("ClusterReplicatedImageSet"))
     )
 
-    filter: ClusterFilter = Field(default_factory=ClusterFilter)
+    filter: ClusterFilter = Field(
+        default_factory=ClusterFilter,
+        description="Which Pods this applies to (label, annotation and namespace items; images "
+        "are chosen per upstream); empty: every Pod.",
+    )
 
 
 # --- ClusterImageSetAvailability ----------------------------------------------------------
@@ -425,14 +540,26 @@ class ClusterReplicatedImageSetSpec(_ReplicatedImageSetSpecBase):
 class MonitoredImage(_Model):
     """Availability of one image used by selected Pods."""
 
-    image: str
+    image: str = Field(description="The image, normalised (`docker.io/library/redis:7.2`).")
     status: AvailabilityStatus = Field(
-        default=AvailabilityStatus.SCHEDULED, json_schema_extra={"x-kuik-default": "Scheduled"}
+        default=AvailabilityStatus.SCHEDULED,
+        description="Result of the last check; `Scheduled`: not checked yet.",
+        json_schema_extra={"x-kuik-default": "Scheduled"},
     )
-    unused_since: Time | None = None
-    last_error: str | None = None
-    last_monitor: Time | None = None
-    original: bool | None = None
+    unused_since: Time | None = Field(
+        default=None,
+        description="When the last selected Pod stopped using it; unset: in use; "
+        "`0001-01-01T01:00:00Z`: out of the filter, or unused and never checked.",
+    )
+    last_error: str | None = Field(default=None, description="Error of the last failed check.")
+    last_monitor: Time | None = Field(
+        default=None, description="When it was last checked; unset: never."
+    )
+    original: bool | None = Field(
+        default=None,
+        description="Whether a Pod references it as its original image (the one before kuik "
+        "rerouted it).",
+    )
 
 
 class ClusterImageSetAvailabilitySpec(_Model):
@@ -440,9 +567,20 @@ class ClusterImageSetAvailabilitySpec(_Model):
 
     model_config = ConfigDict(json_schema_extra=cel.validations(cel.FILTER_EXCLUSIVE))
 
-    unused_image_expiry: Duration = ""
-    image_filter: ImageFilterDefinition = Field(default_factory=ImageFilterDefinition)
-    filter: ClusterFilter = Field(default_factory=ClusterFilter)
+    unused_image_expiry: Duration = Field(
+        default="",
+        description="Go duration (`24h`) an unused image stays listed; empty or 0: forever.",
+    )
+    image_filter: ImageFilterDefinition = Field(
+        default_factory=ImageFilterDefinition,
+        description="Deprecated: images to monitor as RE2 patterns; use `filter` image items "
+        "(the two are exclusive).",
+    )
+    filter: ClusterFilter = Field(
+        default_factory=ClusterFilter,
+        description="Which Pods and which of their images to monitor; empty: every Pod, images "
+        "by `imageFilter`.",
+    )
 
     @property
     def unused_image_expiry_delta(self) -> timedelta:
@@ -454,9 +592,15 @@ class ClusterImageSetAvailabilitySpec(_Model):
 class ClusterImageSetAvailabilityStatus(_Observed):
     """Observed state: every monitored image and its availability."""
 
-    image_count: int | None = None
-    images: list[MonitoredImage] | None = Field(default=None, json_schema_extra=LIST_MAP)
-    omitted: OmittedEntries | None = None
+    image_count: int | None = Field(default=None, description="Number of monitored images.")
+    images: list[MonitoredImage] | None = Field(
+        default=None,
+        description="Every image the selected Pods use (or used), with its availability.",
+        json_schema_extra=LIST_MAP,
+    )
+    omitted: OmittedEntries | None = Field(
+        default=None, description="Set when `images` is cut short to fit in etcd."
+    )
 
 
 # --- the resources ------------------------------------------------------------------------
