@@ -217,8 +217,49 @@ def test_replicator_mirrors_to_ecr_and_webhook_and_monitor_check_it_without_a_se
             copy.deepcopy(admitted), json.loads(base64.b64decode(answer["patch"]))
         )
         assert patched["spec"]["containers"][0]["image"] == mirrored
+        secrets = (ecr_password(), token_file.read_text())
+        for process in processes:  # nor a metric
+            exported = process.metrics()
+            assert not any(secret in exported for secret in secrets), process.service
     finally:
         for process in processes:
             process.stop()
     assert ecr_password() not in logs()  # the registry password never reaches a log line
+    # nor Redis (board, queue, results, health), nor anything written beside the manifests
+    stored = _redis_text(redis_shared, prefix)
+    assert prefix in stored  # the services did write there
+    assert not any(secret in stored for secret in secrets)
+    written = "".join(p.read_text(errors="replace") for p in cluster.rglob("*") if p.is_file())
+    assert "mirroredAt" in written
+    assert not any(secret in written for secret in secrets)
     assert {r.user for r in ecr.issuer.requests if r.granted} == {"AWS"}
+
+
+def _redis_text(server: RedisServer, prefix: str) -> str:
+    """Every key under `prefix` with its value, whatever its type, as one text."""
+    import redis
+
+    client = redis.Redis.from_url(server.url, decode_responses=True)
+    parts: list[str] = []
+    try:
+        for key in client.scan_iter(match=f"{prefix}*"):
+            kind = client.type(key)
+            value: object
+            if kind == "string":
+                value = client.get(key)
+            elif kind == "hash":
+                value = client.hgetall(key)
+            elif kind == "zset":
+                value = client.zrange(key, 0, -1, withscores=True)
+            elif kind == "list":
+                value = client.lrange(key, 0, -1)
+            elif kind == "set":
+                value = client.smembers(key)
+            elif kind == "stream":
+                value = client.xrange(key)
+            else:
+                value = kind
+            parts.append(f"{key} {value}")
+    finally:
+        client.close()
+    return "\n".join(parts)

@@ -89,7 +89,9 @@ def test_route_check_shows_the_choice_and_the_rejections(
 
     # mirror missing, original present: the original is chosen, the mirror rejected as NotFound
     push_image(original, "team/app", "v1", synthetic_image("route-check"))
-    first = json.loads(_route(tmp_path, "--check", "--json").stdout)["containers"][0]
+    checked = json.loads(_route(tmp_path, "--check", "--json").stdout)
+    assert checked["mode"] == {"mode": "enforce", "source": "config webhook.mode"}
+    first = checked["containers"][0]
     assert [a["status"] for a in first["alternatives"]] == ["NotFound", "Available"]
     assert first["alternatives"][0]["error"].startswith("image not found: ")
     assert first["chosen"] == original_image
@@ -103,14 +105,15 @@ def test_route_check_shows_the_choice_and_the_rejections(
     push_image(registry_auth, repository, "v1", synthetic_image("route-check"))
     text = _route(tmp_path, "--check")
     assert text.exit_code == 0, text.output
-    lines = text.stdout.splitlines()
+    mode, *lines = text.stdout.splitlines()
+    assert mode.startswith("mode: enforce (config webhook.mode)")
     assert lines[1].split()[-3:] == ["Available", "<-", "chosen"]
     assert lines[2].endswith("Available (not needed)")
 
     # nothing available anywhere: every rejection says why
     original.kill()
     registry_auth.kill()
-    lines = _route(tmp_path, "--check").stdout.splitlines()
+    _, *lines = _route(tmp_path, "--check").stdout.splitlines()
     assert "Unreachable: registry unreachable: " in lines[1]
     assert "Unreachable: registry unreachable: " in lines[2]
     assert lines[3] == "  no alternative is available: the image is left as it is"
