@@ -235,3 +235,9 @@ async def test_without_redis_each_process_still_coalesces(cluster: LocalCluster)
     finally:
         await dead.aclose()
     assert results == [EventResult.RECORDED, EventResult.COALESCED, EventResult.COALESCED]
+
+
+def test_the_counters_result_values_are_the_event_results() -> None:
+    from kuik_replicator.metrics import REROUTE_EVENT_RESULTS
+
+    assert set(REROUTE_EVENT_RESULTS) == {r.value for r in EventResult}

@@ -64,6 +64,16 @@ ROWS: list[tuple[str, list[PanelSpec]]] = [
                 (f"sum(rate(kube_image_keeper_webhook_handler_failures_total[{RATE}]))",
                  "handler failures"),
             ]),
+            ("Audit mode: what enforce would have done", "timeseries", "ops", [(
+                "sum by (result) "
+                f"(rate(kube_image_keeper_webhook_audit_decisions_total[{RATE}]))",
+                "would be {{result}}",
+            )]),
+            ("Rerouted Events on Pods", "timeseries", "ops", [(
+                "sum by (result) "
+                f"(rate(kube_image_keeper_replicator_reroute_events_total[{RATE}]))",
+                "{{result}}",
+            )]),
         ],
     ),
     (

@@ -9,6 +9,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 __all__ = ["ReplicatorMetrics"]
 
 _P = "kube_image_keeper_replicator_"
+REROUTE_EVENT_RESULTS = ("recorded", "coalesced", "rate_limited", "too_old", "failed")
+"""The `result` values of `reroute_events_total` (`reroute_events.EventResult`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +25,13 @@ class ReplicatorMetrics:
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> ReplicatorMetrics:
+        metrics = cls._create(registry)
+        for result in REROUTE_EVENT_RESULTS:  # every series from the start, 0 until it happens
+            metrics.reroute_events.labels(result=result)
+        return metrics
+
+    @classmethod
+    def _create(cls, registry: CollectorRegistry) -> ReplicatorMetrics:
         return cls(
             copies=Counter(
                 _P + "copies",
